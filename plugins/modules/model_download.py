@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: model_download
+short_description: Put a model from ModelScope or Hugging Face into a directory, or check one already there
+version_added: 0.1.0
+description:
+  - Downloads O(model_id) at O(revision) with the source's own SDK (ModelScope checks each file's hash) into
+    C(<dest>.partial), checks every weight file holds all the bytes its header promises, writes the completion marker
+    C(.ray_vllm_complete.json) (source, model id, revision), and only then renames it to O(dest).
+  - An interrupted download resumes from C(<dest>.partial) on the next run; a partial model is never at O(dest).
+  - A directory whose marker names the same source, model and revision is left alone.
+  - With O(source=local) nothing is fetched; the directory is only checked (already on disk or on NFS).
+author:
+  - llmops.ray_vllm maintainers
+extends_documentation_fragment:
+  - llmops.ray_vllm.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - Shows the completion marker before and after.
+requirements:
+  - modelscope (for O(source=modelscope))
+  - huggingface_hub (for O(source=huggingface))
+options:
+  source:
+    description: Where the weights come from.
+    type: str
+    choices: [modelscope, huggingface, local]
+    default: modelscope
+  model_id:
+    description: Repository id, for example C(deepseek-ai/DeepSeek-R1-Distill-Llama-70B). Required unless O(source=local).
+    type: str
+  revision:
+    description: Commit, tag or branch. Pin a commit so every node and every run gets the same weights.
+    type: str
+    default: master
+  dest:
+    description: Directory that holds the model.
+    type: path
+    required: true
+  token:
+    description: Access token for private repositories.
+    type: str
+  endpoint:
+    description: Hub endpoint override (a mirror).
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Download the seed's model from ModelScope, pinned
+  llmops.ray_vllm.model_download:
+    source: modelscope
+    model_id: deepseek-ai/DeepSeek-R1-Distill-Llama-70B
+    revision: master
+    dest: /models/DeepSeek-R1-Distill-Llama-70B
+
+- name: Check a model already on NFS
+  llmops.ray_vllm.model_download:
+    source: local
+    dest: /mnt/models/Llama-3.3-70B-Instruct
+"""
+
+RETURN = r"""
+path:
+  description: The model directory.
+  returned: always
+  type: str
+marker:
+  description: The completion marker of the directory after the task.
+  returned: when the model is complete
+  type: dict
+reasons:
+  description: Why the model was (or would be) fetched; empty when it was already there.
+  returned: always
+  type: list
+  elements: str
+model:
+  description: Architecture facts read from config.json (model_type, architectures, num_hidden_layers,
+    num_attention_heads, num_key_value_heads, head_dim, hidden_size, vocab_size, max_position_embeddings, torch_dtype).
+  returned: when the model is complete
+  type: dict
+"""
+
+import sys
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import (
+    PARTIAL_SUFFIX,
+    completeness_problems,
+    download_with_sdk,
+    finish,
+    model_summary,
+    needs_fetch,
+)
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import read_marker
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            source=dict(type="str", default="modelscope", choices=["modelscope", "huggingface", "local"]),
+            model_id=dict(type="str"),
+            revision=dict(type="str", default="master"),
+            dest=dict(type="path", required=True),
+            token=dict(type="str", no_log=True),
+            endpoint=dict(type="str"),
+        ),
+        required_if=[("source", "modelscope", ["model_id"]), ("source", "huggingface", ["model_id"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    dest = params["dest"].rstrip("/")
+    result = dict(changed=False, path=dest, reasons=[])
+
+    if params["source"] == "local":
+        problems = completeness_problems(dest)
+        if problems:
+            module.fail_json(
+                msg="The model at %s is not complete: %s Put the whole model there (config.json and every weight file), "
+                "or fetch it with source modelscope or huggingface." % (dest, " ".join(problems)),
+                problems=problems,
+                **result
+            )
+        result["marker"] = read_marker(dest) or {}
+        result["model"] = model_summary(dest)
+        module.exit_json(**result)
+
+    reasons = needs_fetch(dest, params["source"], params["model_id"], params["revision"])
+    result["reasons"] = reasons
+    before = read_marker(dest) or {}
+    after = {"source": params["source"], "model_id": params["model_id"], "revision": params["revision"]}
+    result["diff"] = {"before": before, "after": after if reasons else before}
+    if not reasons:
+        result["marker"] = before
+        result["model"] = model_summary(dest)
+        module.exit_json(**result)
+    result["changed"] = True
+    if module.check_mode:
+        module.exit_json(**result)
+
+    partial = dest + PARTIAL_SUFFIX
+    try:
+        download_with_sdk(params["source"], params["model_id"], params["revision"], partial, params["token"], params["endpoint"])
+    except ImportError as error:
+        module.fail_json(
+            msg="The %s SDK is not installed in %s: %s. Install it (it is in ray_cluster_runtime_packages) or set "
+            "model_storage_python to a Python that has it." % (params["source"], sys.executable, error),
+            exception=traceback.format_exc(),
+            **result
+        )
+    except Exception as error:  # the SDKs raise many types; the operator needs the text and the resume hint
+        module.fail_json(
+            msg="Downloading %s@%s from %s failed: %s. What was fetched stays in %s and the next run resumes from it."
+            % (params["model_id"], params["revision"], params["source"], error, partial),
+            exception=traceback.format_exc(),
+            **result
+        )
+    problems = completeness_problems(partial)
+    if problems:
+        module.fail_json(
+            msg="The download of %s@%s finished but the model is not complete: %s It stays in %s; run again to resume."
+            % (params["model_id"], params["revision"], " ".join(problems), partial),
+            problems=problems,
+            **result
+        )
+    finish(partial, dest, params["source"], params["model_id"], params["revision"])
+    result["marker"] = read_marker(dest)
+    result["model"] = model_summary(dest)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

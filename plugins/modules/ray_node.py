@@ -1,0 +1,323 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ray_node
+short_description: Run one Ray node (head or worker) on this host, idempotently
+version_added: 0.1.0
+description:
+  - Starts, restarts or stops one Ray node with C(ray start), either supervised by systemd
+    (C(ray start --block) in a unit that restarts on failure) or as detached background processes.
+  - A node is found by its Ray temp dir, so several nodes (a head and a worker) can share one machine.
+  - A running node whose settings are unchanged is left alone; a dead node is started again;
+    a node whose settings changed is restarted.
+  - Before a head starts, the GCS port must be free; a port held by something else fails with its number.
+author:
+  - llmops.ray_vllm maintainers
+extends_documentation_fragment:
+  - llmops.ray_vllm.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - Shows the node's command line, environment and running state before and after.
+options:
+  name:
+    description: Name of the node, used in the systemd unit name (C(ray-<name>.service)) and messages.
+    type: str
+    required: true
+  role:
+    description: Whether this node is the head or a worker.
+    type: str
+    choices: [head, worker]
+    required: true
+  state:
+    description: C(started) keeps the node running; C(restarted) restarts it; C(stopped) stops it.
+    type: str
+    choices: [started, stopped, restarted]
+    default: started
+  supervisor:
+    description: C(systemd) writes and runs a unit; C(background) runs detached processes (localhost, containers).
+    type: str
+    choices: [systemd, background]
+    default: background
+  ray_path:
+    description: The C(ray) executable of the runtime virtualenv.
+    type: path
+    required: true
+  temp_dir:
+    description: Ray's temp dir for this node; unique per node on one machine.
+    type: path
+    required: true
+  head_address:
+    description: GCS address (C(host:port)) of the head. Required for a worker.
+    type: str
+  node_ip:
+    description: Address other nodes reach this node on. Exported as C(VLLM_HOST_IP) too.
+    type: str
+  port:
+    description: GCS port of a head.
+    type: int
+    default: 6379
+  dashboard_host:
+    description: Address a head's dashboard and Jobs API listen on.
+    type: str
+    default: 127.0.0.1
+  dashboard_port:
+    description: Port of a head's dashboard and Jobs API.
+    type: int
+    default: 8265
+  num_cpus:
+    description: CPUs the node offers Ray; omitted lets Ray count them.
+    type: int
+  num_gpus:
+    description: GPUs the node offers Ray; omitted lets Ray count them.
+    type: int
+  object_store_memory:
+    description: Bytes of the object store; omitted lets Ray size it.
+    type: int
+  resources:
+    description: Custom Ray resources of the node, name to quantity.
+    type: dict
+    default: {}
+  env:
+    description: Extra environment for the Ray processes (NCCL, GLOO interface variables ...).
+    type: dict
+    default: {}
+  start_timeout:
+    description: Seconds C(ray start) may take.
+    type: int
+    default: 120
+  stop_timeout:
+    description: Seconds the node's processes get to exit after SIGTERM before SIGKILL.
+    type: int
+    default: 30
+  unit_dir:
+    description: Directory of the systemd unit file.
+    type: path
+    default: /etc/systemd/system
+"""
+
+EXAMPLES = r"""
+- name: Start the Ray head
+  llmops.ray_vllm.ray_node:
+    name: head
+    role: head
+    ray_path: /opt/llmops/venv/bin/ray
+    temp_dir: /tmp/ray-llmops-head
+    node_ip: 10.0.0.10
+    num_gpus: 0
+    supervisor: systemd
+
+- name: Start a worker with one GPU
+  llmops.ray_vllm.ray_node:
+    name: gpu-1
+    role: worker
+    ray_path: /opt/llmops/venv/bin/ray
+    temp_dir: /tmp/ray-llmops-gpu-1
+    head_address: 10.0.0.10:6379
+    node_ip: 10.0.0.11
+    num_gpus: 1
+    env:
+      NCCL_SOCKET_IFNAME: eth0
+"""
+
+RETURN = r"""
+running:
+  description: Whether the node runs after the task (predicted in check mode).
+  returned: always
+  type: bool
+pids:
+  description: PIDs of the node's processes (background supervisor) after the task.
+  returned: always
+  type: list
+  elements: int
+command:
+  description: The C(ray start) command line of the node.
+  returned: always
+  type: list
+  elements: str
+action:
+  description: What the task did or would do, C(none), C(start), C(restart) or C(stop).
+  returned: always
+  type: str
+log:
+  description: Output of C(ray start) when it ran.
+  returned: when the node was started
+  type: str
+unit:
+  description: Path of the systemd unit.
+  returned: when O(supervisor=systemd)
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
+    build_start_args,
+    config_hash,
+    node_environment,
+    node_processes,
+    port_in_use,
+    read_state,
+    start_background,
+    stop_processes,
+    systemd_unit,
+    write_state,
+)
+
+
+def _systemctl(module, *args):
+    systemctl = module.get_bin_path("systemctl", required=True)
+    return module.run_command([systemctl] + list(args))
+
+
+def run_background(module, result, args, env, digest):
+    params = module.params
+    temp_dir = params["temp_dir"]
+    pids, raylet = node_processes(temp_dir)
+    running = raylet is not None
+    same_config = read_state(temp_dir).get("config_hash") == digest
+    want = params["state"]
+    if want == "stopped":
+        action = "stop" if pids else "none"
+    elif want == "restarted" or (running and not same_config):
+        action = "restart"
+    else:
+        action = "none" if running else "start"
+    result["action"] = action
+    result["diff"] = {
+        "before": {"running": running, "config_hash": read_state(temp_dir).get("config_hash")},
+        "after": {"running": want != "stopped", "config_hash": digest if want != "stopped" else None},
+    }
+    result["changed"] = action != "none"
+    if action in ("start", "restart") and params["role"] == "head" and not running:
+        if port_in_use(params["node_ip"], params["port"]):
+            module.fail_json(
+                msg="Port %d on %s is already in use by another process, so the Ray head '%s' cannot start there. "
+                "Stop that process or set ray_cluster_port to a free port." % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
+                **result
+            )
+    if module.check_mode or action == "none":
+        result["running"] = running if action == "none" else want != "stopped"
+        result["pids"] = pids
+        return
+    if pids:
+        # A raylet-less remnant (a crashed node) is cleaned up as well before a fresh start.
+        stop_processes(pids, params["stop_timeout"])
+    if want == "stopped":
+        result["running"] = False
+        result["pids"] = []
+        return
+    rc, output = start_background(params["ray_path"], args, env, temp_dir, params["start_timeout"])
+    result["log"] = output
+    if rc != 0:
+        module.fail_json(
+            msg="'ray start' for node '%s' exited %s. Its output is in 'log'; the node's own logs are under %s/session_latest/logs."
+            % (params["name"], rc, temp_dir),
+            **result
+        )
+    write_state(temp_dir, {"config_hash": digest, "command": [params["ray_path"]] + args, "name": params["name"]})
+    pids, raylet = node_processes(temp_dir)
+    result["running"] = raylet is not None
+    result["pids"] = pids
+    if raylet is None:
+        module.fail_json(msg="'ray start' for node '%s' returned 0 but no raylet runs from %s." % (params["name"], temp_dir), **result)
+
+
+def run_systemd(module, result, args, env):
+    params = module.params
+    unit_name = "ray-%s.service" % params["name"]
+    unit_path = "%s/%s" % (params["unit_dir"].rstrip("/"), unit_name)
+    result["unit"] = unit_path
+    wanted = systemd_unit(params["name"], params["ray_path"], args, env)
+    try:
+        with open(unit_path) as handle:
+            current = handle.read()
+    except OSError:
+        current = None
+    rc, out, err = _systemctl(module, "is-active", unit_name)
+    active = out.strip() == "active"
+    want = params["state"]
+    if want == "stopped":
+        action = "stop" if active else "none"
+    elif want == "restarted" or (active and current != wanted):
+        action = "restart"
+    else:
+        action = "none" if active and current == wanted else ("start" if not active else "restart")
+    result["action"] = action
+    result["changed"] = action != "none" or (want != "stopped" and current != wanted)
+    result["diff"] = {"before": current or "", "after": wanted if want != "stopped" else current or ""}
+    result["pids"] = []
+    if action in ("start", "restart") and params["role"] == "head" and not active and port_in_use(params["node_ip"], params["port"]):
+        module.fail_json(
+            msg="Port %d on %s is already in use by another process, so the Ray head '%s' cannot start there. "
+            "Stop that process or set ray_cluster_port to a free port." % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
+            **result
+        )
+    if module.check_mode:
+        result["running"] = want != "stopped"
+        return
+    if want != "stopped" and current != wanted:
+        with open(unit_path, "w") as handle:
+            handle.write(wanted)
+        _systemctl(module, "daemon-reload")
+    if action == "stop":
+        rc, out, err = _systemctl(module, "disable", "--now", unit_name)
+    elif action == "start":
+        rc, out, err = _systemctl(module, "enable", "--now", unit_name)
+    elif action == "restart":
+        _systemctl(module, "enable", unit_name)
+        rc, out, err = _systemctl(module, "restart", unit_name)
+    else:
+        rc = 0
+    if rc != 0:
+        module.fail_json(msg="systemctl could not %s %s: %s. Read 'journalctl -u %s'." % (action, unit_name, (err or out).strip(), unit_name), **result)
+    result["running"] = want != "stopped"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            role=dict(type="str", required=True, choices=["head", "worker"]),
+            state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
+            supervisor=dict(type="str", default="background", choices=["systemd", "background"]),
+            ray_path=dict(type="path", required=True),
+            temp_dir=dict(type="path", required=True),
+            head_address=dict(type="str"),
+            node_ip=dict(type="str"),
+            port=dict(type="int", default=6379),
+            dashboard_host=dict(type="str", default="127.0.0.1"),
+            dashboard_port=dict(type="int", default=8265),
+            num_cpus=dict(type="int"),
+            num_gpus=dict(type="int"),
+            object_store_memory=dict(type="int"),
+            resources=dict(type="dict", default={}),
+            env=dict(type="dict", default={}),
+            start_timeout=dict(type="int", default=120),
+            stop_timeout=dict(type="int", default=30),
+            unit_dir=dict(type="path", default="/etc/systemd/system"),
+        ),
+        required_if=[("role", "worker", ["head_address"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    args = build_start_args(params)
+    env = node_environment(params)
+    result = dict(changed=False, command=[params["ray_path"]] + args, running=False, pids=[], action="none")
+    if params["supervisor"] == "background":
+        run_background(module, result, args, env, config_hash(args, env))
+    else:
+        run_systemd(module, result, args, env)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
