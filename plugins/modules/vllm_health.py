@@ -1,0 +1,281 @@
+#!/usr/bin/python
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vllm_health
+short_description: Gate on a vLLM OpenAI server that really serves a model
+version_added: 0.1.0
+description:
+  - Reads C(/health), C(/v1/models), C(/version) and C(/metrics) of a vLLM OpenAI-compatible server and, by default,
+    sends a small chat completion.
+  - The server is V(ready) when the expected model is listed and, with O(completion=true), a real completion came
+    back non-empty (and matching O(expect)). A C(/health) of 200 alone is not enough, because vLLM keeps answering
+    it while its engine hangs (for example after a Ray worker died).
+  - Reports one RV(status) of V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing),
+    V(not_answering) or V(ready), and a message that says what was seen and what to do.
+  - V(unreachable) means nothing accepts connections at O(url). vLLM binds its port at start but only accepts
+    connections once the model is loaded, so a server that is still loading looks exactly like one that is not
+    running; O(wait=true) with a O(timeout) above the model's load time covers both.
+  - V(loading) means an HTTP layer answers but vLLM behind it does not accept connections yet, as a proxy, ingress or
+    load balancer does with 502, 503 or 504; or a connection was accepted without any HTTP answer (a port-forward
+    whose backend is not listening).
+  - V(engine_dead) means the vLLM API server answers but its engine process died (C(/health) 503 while C(/v1/models)
+    answers, or a completion failed with C(EngineDeadError)). By default vLLM exits a few seconds later, after which
+    the status is V(unreachable).
+author:
+  - llmops.ray_vllm maintainers (@llmops)
+extends_documentation_fragment:
+  - llmops.ray_vllm.attributes
+  - llmops.ray_vllm.attributes.read_only
+  - llmops.ray_vllm.wait
+options:
+  url:
+    description:
+      - Base URL of the vLLM server, for example V(http://10.0.0.5:8000).
+      - A trailing C(/v1), as in an OpenAI client C(base_url), is accepted and removed.
+    type: str
+    required: true
+  model:
+    description:
+      - Served model name that must be listed by C(/v1/models), as set by the server's C(--served-model-name).
+      - When omitted, any listed model will do and the test completion uses the first one.
+    type: str
+  api_key:
+    description:
+      - "The key the server was started with (C(--api-key) or E(VLLM_API_KEY)), sent as C(Authorization: Bearer)."
+      - vLLM only checks it on C(/v1/*); C(/health), C(/version) and C(/metrics) are open.
+    type: str
+  headers:
+    description:
+      - Extra HTTP headers sent with every request, for example what a proxy in front of vLLM needs.
+      - "These values are not hidden from logs. When they hold tokens, set C(no_log: true) on the task."
+    type: dict
+    default: {}
+  completion:
+    description:
+      - Send a small chat completion to C(/v1/chat/completions) and require a non-empty answer.
+      - With V(false), readiness only needs the model to be listed.
+    type: bool
+    default: true
+  prompt:
+    description:
+      - User message of the test completion.
+    type: str
+    default: Reply with one word.
+  max_tokens:
+    description:
+      - Token limit of the test completion.
+    type: int
+    default: 16
+  expect:
+    description:
+      - Python regular expression the test completion's text must match (searched anywhere in it).
+    type: str
+  request_timeout:
+    description:
+      - Seconds to wait for each HTTP answer, the test completion included.
+    type: int
+    default: 30
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate for C(https) URLs.
+    type: bool
+    default: true
+notes:
+  - Runs its HTTP requests from the host the task runs on; delegate to a host that can reach O(url).
+seealso:
+  - name: vLLM OpenAI-compatible server
+    description: The endpoints this module reads.
+    link: https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html
+"""
+
+EXAMPLES = r"""
+- name: Wait until vLLM serves the model and answers
+  llmops.ray_vllm.vllm_health:
+    url: http://127.0.0.1:8000
+    model: smollm2-135m-instruct
+    api_key: "{{ vllm_api_key }}"
+    wait: true
+    timeout: 900
+
+- name: Look once per retry so the play shows progress while the model loads
+  llmops.ray_vllm.vllm_health:
+    url: "http://{{ vllm_host }}:8000/v1"
+    model: smollm2-135m-instruct
+    api_key: "{{ vllm_api_key }}"
+  register: vllm
+  until: vllm is not failed
+  retries: 60
+  delay: 10
+
+- name: Check a known answer
+  llmops.ray_vllm.vllm_health:
+    url: http://127.0.0.1:8000
+    model: smollm2-135m-instruct
+    prompt: What is the capital of France? Answer with one word.
+    expect: "(?i)paris"
+"""
+
+RETURN = r"""
+ready:
+  description: Whether the model is listed and, with O(completion=true), the test completion answered as expected.
+  returned: always
+  type: bool
+  sample: true
+status:
+  description:
+    - What the server is doing.
+    - V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing), V(not_answering) or V(ready).
+  returned: always
+  type: str
+  sample: ready
+url:
+  description: The base URL probed, without trailing C(/) or C(/v1).
+  returned: always
+  type: str
+  sample: http://127.0.0.1:8000
+models:
+  description: Ids listed by C(/v1/models); empty when it could not be read.
+  returned: always
+  type: list
+  elements: str
+  sample: [smollm2-135m-instruct]
+max_model_len:
+  description: Context length of O(model) (or of the first listed model) as served; null when not known.
+  returned: always
+  type: int
+  sample: 2048
+version:
+  description: vLLM version from C(/version); null when it could not be read.
+  returned: always
+  type: str
+  sample: 0.32.0
+metrics:
+  description:
+    - Engine load from C(/metrics); keys are left out when the server does not export them. Empty when unread.
+  returned: always
+  type: dict
+  contains:
+    num_requests_running:
+      description: Requests being processed now, summed over engines.
+      type: int
+      sample: 0
+    num_requests_waiting:
+      description: Requests queued, summed over engines.
+      type: int
+      sample: 0
+    kv_cache_usage_perc:
+      description:
+        - KV cache usage of the fullest engine, from 0 to 1 (C(vllm:kv_cache_usage_perc), or the older
+          C(vllm:gpu_cache_usage_perc)).
+      type: float
+      sample: 0.0
+completion:
+  description:
+    - The test completion; empty when none was sent (unreachable server, model not listed, O(completion=false)).
+  returned: always
+  type: dict
+  contains:
+    text:
+      description: Text of the first choice; null when the request failed.
+      type: str
+      sample: Hello!
+    latency_s:
+      description: Seconds the request took.
+      type: float
+      sample: 0.41
+    completion_tokens:
+      description: Tokens generated, from the answer's usage; null when the request failed.
+      type: int
+      sample: 3
+    model:
+      description: Model name the completion was sent to.
+      type: str
+      sample: smollm2-135m-instruct
+endpoints:
+  description: HTTP status of each endpoint asked in the last attempt; null when no HTTP answer came.
+  returned: always
+  type: dict
+  sample: {"/health": 200, "/v1/models": 200, "/version": 200, "/metrics": 200, "/v1/chat/completions": 200}
+problems:
+  description: What kept the server from being ready, with what was seen; empty when ready.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+attempts:
+  description: Number of probes made.
+  returned: always
+  type: int
+  sample: 1
+elapsed_s:
+  description: Seconds spent probing.
+  returned: always
+  type: float
+  sample: 0.6
+"""
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
+
+ARGUMENT_SPEC = with_wait(
+    dict(
+        url=dict(type="str", required=True),
+        model=dict(type="str"),
+        api_key=dict(type="str", no_log=True),
+        headers=dict(type="dict", default={}),
+        completion=dict(type="bool", default=True),
+        prompt=dict(type="str", default="Reply with one word."),
+        max_tokens=dict(type="int", default=16, no_log=False),
+        expect=dict(type="str"),
+        request_timeout=dict(type="int", default=30),
+        validate_certs=dict(type="bool", default=True),
+    )
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    if params["expect"] is not None:
+        try:
+            re.compile(params["expect"])
+        except re.error as error:
+            module.fail_json(
+                msg="expect {!r} is not a valid Python regular expression: {}".format(params["expect"], error)
+            )
+
+    def probe():
+        return observe(
+            url=params["url"],
+            model=params["model"],
+            api_key=params["api_key"],
+            headers=params["headers"],
+            completion_wanted=params["completion"],
+            prompt=params["prompt"],
+            max_tokens=params["max_tokens"],
+            expect=params["expect"],
+            request_timeout=params["request_timeout"],
+            validate_certs=params["validate_certs"],
+        )
+
+    timeout = params["timeout"] if params["wait"] else 0
+    result, attempts, elapsed = poll(probe, lambda observed: observed["ready"], timeout, params["interval"])
+    result.update(changed=False, attempts=attempts, elapsed_s=round(elapsed, 2))
+    if not result["ready"]:
+        if params["wait"]:
+            result["msg"] = f"After {attempts} attempts over {elapsed:.0f}s: {result['msg']}"
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
