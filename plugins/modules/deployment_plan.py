@@ -1,0 +1,526 @@
+#!/usr/bin/python
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: deployment_plan
+short_description: Size the Ray cluster and vLLM's tensor and pipeline parallelism from the cluster's facts
+description:
+  - Decides tensor parallelism (TP), pipeline parallelism (PP) and the Ray layout for serving one model with vLLM
+    over Ray, proves that weights, runtime overhead and the KV cache for at least one O(max_model_len) sequence fit
+    every GPU, and explains each decision in RV(reasons).
+  - Uses every GPU the nodes offer, since the cluster is dedicated to the model, unless O(max_gpus) caps it.
+  - Keeps TP inside a node and spreads layers across nodes with PP; TP across nodes only with
+    O(allow_cross_node_tp=true), with a warning about the network.
+  - Validates O(tensor_parallel_size) and O(pipeline_parallel_size) when given (TP divides the attention heads, the
+    KV heads divide by TP or TP is a multiple of them, PP is at most the number of layers) and chooses them when not.
+  - Fails, naming the smallest cluster of the same GPUs that would fit, when the model does not fit.
+  - The first node is the Ray head. On O(platform=kubernetes) the head is a pod; the worker group never counts it
+    again (the C(numOfHosts) and C(replicas) pitfall).
+  - Nodes without GPUs make a CPU plan, whose KV cache is C(VLLM_CPU_KVCACHE_SPACE) GiB rather than a share of
+    O(gpu_memory_utilization).
+  - Pure computation from its options and the model files; it contacts no cluster and changes nothing.
+version_added: 0.1.0
+author:
+  - llmops.ray_vllm maintainers (@llmops)
+extends_documentation_fragment:
+  - llmops.ray_vllm.attributes
+  - llmops.ray_vllm.attributes.read_only
+options:
+  nodes:
+    description:
+      - One entry per node that may run Ray, from the C(cuda_check) facts of each host or the Kubernetes nodes'
+        labels and allocatable. The first entry is the Ray head.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Host or Kubernetes node name.
+        type: str
+        required: true
+      gpus:
+        description: Number of GPUs on the node; V(0) for a CPU-only node.
+        type: int
+        default: 0
+      gpu_memory_mib:
+        description:
+          - Memory of one GPU in MiB as C(nvidia-smi --query-gpu=memory.total) reports it, for example V(81920)
+            for an A100-80GB, V(81559) for an H100-80GB, V(143771) for an H200. Required when O(nodes[].gpus) is
+            above 0.
+        type: int
+      gpu_product:
+        description: GPU product name, shown in the plan and in failure messages.
+        type: str
+      cpus:
+        description: Allocatable CPUs of the node; reported for sizing the KubeRay worker pods.
+        type: float
+      memory_mib:
+        description: Allocatable memory of the node in MiB; sizes the CPU KV cache and checks CPU plans.
+        type: int
+  model_path:
+    description:
+      - Directory with the model's C(config.json) and its C(*.safetensors) files or C(model.safetensors.index.json).
+        The exact weight bytes are read from the safetensors headers, or from the index's C(metadata.total_size)
+        when shards are missing.
+      - Mutually exclusive with O(model_config).
+    type: path
+  model_config:
+    description:
+      - The model's C(config.json) as a dict, when the weights are not on disk yet. Needs O(model_params_b).
+      - Mutually exclusive with O(model_path).
+    type: dict
+  model_params_b:
+    description:
+      - Parameter count in billions, used with O(model_config) to estimate the weight bytes.
+    type: float
+  model_name:
+    description:
+      - Name shown in the plan. Defaults to the config's C(_name_or_path) or the directory name of O(model_path).
+    type: str
+  dtype:
+    description:
+      - Data type vLLM serves with. V(auto) follows the checkpoint (a float32 checkpoint is served as bfloat16 on
+        GPUs, as vLLM does). V(fp8) quantizes the linear layers of an unquantized checkpoint to FP8 when loading
+        (vLLM C(--quantization fp8)); a checkpoint quantized already (C(quantization_config)) keeps its own format.
+    type: str
+    choices: [auto, bfloat16, float16, float32, fp8]
+    default: auto
+  kv_cache_dtype:
+    description:
+      - Data type of the KV cache (vLLM C(--kv-cache-dtype)); V(auto) uses the serving dtype.
+    type: str
+    choices: [auto, bfloat16, float16, float32, fp8, fp8_e4m3, fp8_e5m2]
+    default: auto
+  max_model_len:
+    description:
+      - Tokens per sequence (prompt plus output). The KV cache must hold at least one such sequence.
+      - When unset, the model's C(max_position_embeddings) is used and lowered, with a warning, to what the KV cache
+        holds.
+    type: int
+  gpu_memory_utilization:
+    description:
+      - Fraction of each GPU's memory vLLM may use (its C(--gpu-memory-utilization)).
+    type: float
+    default: 0.9
+  tensor_parallel_size:
+    description:
+      - TP size to validate; chosen by the planner when unset.
+    type: int
+  pipeline_parallel_size:
+    description:
+      - PP size to validate; chosen by the planner when unset.
+    type: int
+  platform:
+    description:
+      - Where Ray runs. V(kubernetes) returns the KubeRay layout in RV(ray_layout.kuberay), V(hosts) the head and
+        worker list in RV(ray_layout.hosts).
+    type: str
+    choices: [kubernetes, hosts]
+    required: true
+  head_gpus:
+    description:
+      - Whether, or how many of its GPUs, the Ray head (the first node) carries for serving. V(true), V(false) or a
+        GPU count.
+      - Default V(true) for O(platform=hosts), where the head is a host that registers its GPUs with Ray, and
+        V(false) for O(platform=kubernetes), where the head is a pod without a GPU request that schedules beside a
+        worker pod, so every node's GPUs still serve through the worker group.
+    type: raw
+  max_gpus:
+    description:
+      - Use at most this many GPUs. Unset means every GPU offered.
+    type: int
+  allow_cross_node_tp:
+    description:
+      - Allow TP groups that span nodes. TP all-reduces every layer, so over the network it needs a fast fabric
+        (InfiniBand or RoCE).
+      - With it, an explicit O(tensor_parallel_size) larger than a node is accepted, and the planner considers such
+        layouts after every layout with TP inside a node.
+    type: bool
+    default: false
+  cpu_kvcache_space_gib:
+    description:
+      - For CPU-only nodes, the KV cache size in GiB per worker (vLLM's C(VLLM_CPU_KVCACHE_SPACE)). When unset,
+        O(gpu_memory_utilization) of the smallest node's O(nodes[].memory_mib) minus weights and overhead, as vLLM
+        does without the variable. Ignored when the nodes have GPUs.
+    type: int
+  runtime_overhead_gib:
+    description:
+      - Memory per GPU reserved for what vLLM measures at start-up rather than knows in advance, activations of a
+        batch, CUDA graphs, NCCL buffers, the CUDA context and the memory the driver keeps back.
+      - Defaults to V(3.0) on GPUs, a conservative estimate at vLLM's default batch settings, and V(2.0) on CPUs
+        for the Python process and its threads.
+    type: float
+notes:
+  - KV bytes per token and layer are 2 x KV heads x head_dim x dtype bytes per GPU, with KV heads divided by TP
+    (replicated when TP exceeds them); multi-head latent attention (DeepSeek-V2/V3/R1) caches
+    C(kv_lora_rank + qk_rope_head_dim) values per token and layer, whole on every TP rank.
+  - Layers are split over PP stages as vLLM does; the stage with the least room decides.
+  - KV blocks are 16 tokens on GPUs and 128 on CPUs (vLLM 0.32 defaults).
+seealso:
+  - name: vLLM parallelism and scaling
+    description: How vLLM combines tensor and pipeline parallelism across nodes.
+    link: https://docs.vllm.ai/en/latest/serving/parallelism_scaling.html
+"""
+
+EXAMPLES = r"""
+- name: Plan a 70B model on the seed's two A100-80GB nodes
+  llmops.ray_vllm.deployment_plan:
+    platform: kubernetes
+    nodes:
+      - {name: gpu-node-0, gpus: 1, gpu_memory_mib: 81920, gpu_product: NVIDIA A100-SXM4-80GB}
+      - {name: gpu-node-1, gpus: 1, gpu_memory_mib: 81920, gpu_product: NVIDIA A100-SXM4-80GB}
+    model_path: /models/DeepSeek-R1-Distill-Llama-70B
+    max_model_len: 8096
+  register: plan
+
+- name: Show the plan
+  ansible.builtin.debug:
+    msg: "{{ plan.table_lines }}"
+
+- name: Plan the CPU demo with a 1 GiB KV cache
+  llmops.ray_vllm.deployment_plan:
+    platform: hosts
+    nodes:
+      - {name: localhost, gpus: 0, memory_mib: 24000}
+    model_path: /tmp/llmops-ray-vllm-models/smollm2-135m-instruct-float32
+    dtype: float32
+    max_model_len: 2048
+    cpu_kvcache_space_gib: 1
+"""
+
+RETURN = r"""
+tensor_parallel_size:
+  description: TP size (vLLM C(--tensor-parallel-size)).
+  returned: success
+  type: int
+  sample: 8
+pipeline_parallel_size:
+  description: PP size (vLLM C(--pipeline-parallel-size)).
+  returned: success
+  type: int
+  sample: 2
+world_size:
+  description: TP x PP, the number of GPUs (or CPU workers) vLLM uses.
+  returned: success
+  type: int
+  sample: 16
+gpus_total:
+  description: GPUs the nodes have.
+  returned: success
+  type: int
+  sample: 16
+gpus_used:
+  description: GPUs the plan uses.
+  returned: success
+  type: int
+  sample: 16
+nodes_total:
+  description: Nodes given.
+  returned: success
+  type: int
+  sample: 2
+nodes_used:
+  description: Nodes whose GPUs (or CPUs) the plan uses.
+  returned: success
+  type: int
+  sample: 2
+cross_node_tensor_parallel:
+  description: Whether a TP group spans nodes.
+  returned: success
+  type: bool
+  sample: false
+max_model_len:
+  description: Tokens per sequence the plan was sized for (vLLM C(--max-model-len)).
+  returned: success
+  type: int
+  sample: 8096
+platform:
+  description: The O(platform) planned for.
+  returned: success
+  type: str
+  sample: kubernetes
+device:
+  description: V(GPU), or V(CPU) when no node has a GPU.
+  returned: success
+  type: str
+  sample: GPU
+dtype:
+  description: Data type vLLM serves with (its C(--dtype)).
+  returned: success
+  type: str
+  sample: bfloat16
+kv_cache_dtype:
+  description: Data type of the KV cache.
+  returned: success
+  type: str
+  sample: bfloat16
+gpu_memory_utilization:
+  description: Fraction of each GPU's memory the plan lets vLLM use.
+  returned: success
+  type: float
+  sample: 0.9
+model:
+  description: What the planner read about the model.
+  returned: success
+  type: dict
+  contains:
+    name:
+      description: Model name.
+      type: str
+      sample: DeepSeek-R1-Distill-Llama-70B
+    model_type:
+      description: The config's C(model_type).
+      type: str
+      sample: llama
+    num_hidden_layers:
+      description: Layers.
+      type: int
+      sample: 80
+    num_attention_heads:
+      description: Attention heads.
+      type: int
+      sample: 64
+    num_key_value_heads:
+      description: KV heads.
+      type: int
+      sample: 8
+    head_dim:
+      description: Head dimension (C(head_dim), else C(hidden_size / num_attention_heads)).
+      type: int
+      sample: 128
+    attention:
+      description: V(MHA), V(GQA), V(MQA) or V(MLA).
+      type: str
+      sample: GQA
+    max_position_embeddings:
+      description: The model's longest context.
+      type: int
+      sample: 131072
+    quantization:
+      description: C(quant_method) of a pre-quantized checkpoint, else null.
+      type: str
+      sample: fp8
+    weights_gib:
+      description: Weights in device memory, all GPUs together, in GiB.
+      type: float
+      sample: 131.42
+    weights_source:
+      description: Where the weight size comes from.
+      type: str
+      sample: exact, metadata.total_size of model.safetensors.index.json (0 of 17 shards on disk)
+memory:
+  description: Memory of one GPU (or CPU worker) of the tightest pipeline stage.
+  returned: success
+  type: dict
+  contains:
+    device:
+      description: V(GPU) or V(CPU).
+      type: str
+      sample: GPU
+    gpu_memory_gib:
+      description: Memory of one GPU (null on CPU).
+      type: float
+      sample: 80.0
+    usable_gib:
+      description: O(gpu_memory_utilization) of it (null on CPU).
+      type: float
+      sample: 72.0
+    weights_gib:
+      description: Weights on one GPU.
+      type: float
+      sample: 65.71
+    runtime_overhead_gib:
+      description: The O(runtime_overhead_gib) reserve.
+      type: float
+      sample: 3.0
+    kv_cache_gib:
+      description: KV cache on one GPU (on CPU, C(VLLM_CPU_KVCACHE_SPACE)).
+      type: float
+      sample: 3.29
+    kv_cache_bytes_per_token:
+      description: KV bytes one token takes on one GPU.
+      type: int
+      sample: 163840
+    kv_cache_tokens:
+      description: Tokens the KV cache holds (what vLLM logs as KV cache size).
+      type: int
+      sample: 21568
+    kv_cache_blocks:
+      description: KV blocks per GPU.
+      type: int
+      sample: 1348
+    block_size:
+      description: Tokens per KV block.
+      type: int
+      sample: 16
+    max_model_len:
+      description: Tokens per sequence.
+      type: int
+      sample: 8096
+    min_kv_cache_gib:
+      description: KV cache one O(max_model_len) sequence needs.
+      type: float
+      sample: 1.236
+    margin_gib:
+      description: KV cache beyond one full sequence; negative when it misses.
+      type: float
+      sample: 2.05
+    max_concurrent_sequences:
+      description: Whole sequences of O(max_model_len) tokens the KV cache holds at once.
+      type: int
+      sample: 2
+    max_concurrency:
+      description: The same as a fraction, as vLLM logs it (Maximum concurrency).
+      type: float
+      sample: 2.66
+    stage_layers:
+      description: Layers per pipeline stage.
+      type: list
+      elements: int
+      sample: [40, 40]
+    fits:
+      description: Whether one full sequence fits.
+      type: bool
+      sample: true
+    cpu_kvcache_space_gib:
+      description: C(VLLM_CPU_KVCACHE_SPACE) of a CPU plan.
+      type: int
+      returned: when RV(device=CPU)
+      sample: 1
+ray_layout:
+  description: How Ray is laid out.
+  returned: success
+  type: dict
+  contains:
+    kuberay:
+      description: The RayCluster's head and its one worker group.
+      returned: when O(platform=kubernetes)
+      type: dict
+      contains:
+        head:
+          description: C(num_gpus) of the head pod and the C(node) it must run on when it carries GPUs.
+          type: dict
+          sample: {num_gpus: 0, node: null}
+        worker_group:
+          description:
+            - C(replicas) (also C(min_replicas), C(max_replicas)), C(num_of_hosts) (always 1), C(num_gpus) per pod
+              (its C(nvidia.com/gpu) limit), C(gpu_product), C(cpus) and C(memory_mib) (the smallest share of a
+              worker node's allocatable per pod), and C(pods_per_node) (worker pods on each node).
+          type: dict
+          sample: {replicas: 2, min_replicas: 2, max_replicas: 2, num_of_hosts: 1, num_gpus: 1}
+    hosts:
+      description: The Ray head and workers on hosts.
+      returned: when O(platform=hosts)
+      type: dict
+      contains:
+        head:
+          description: C(name) of the head host and the C(num_gpus) it registers (C(ray start --num-gpus)).
+          type: dict
+          sample: {name: gpu-node-0, num_gpus: 1}
+        workers:
+          description: C(name) and C(num_gpus) of each worker host the plan uses.
+          type: list
+          elements: dict
+          sample: [{name: gpu-node-1, num_gpus: 1}]
+        idle:
+          description: Hosts with GPUs the plan leaves unused.
+          type: list
+          elements: str
+          sample: []
+vllm_args:
+  description: The vLLM server arguments the plan implies (C(quantization) is V(fp8) for online FP8, else null).
+  returned: success
+  type: dict
+  sample: {tensor_parallel_size: 1, pipeline_parallel_size: 2, max_model_len: 8096, gpu_memory_utilization: 0.9,
+           dtype: bfloat16, kv_cache_dtype: auto, quantization: null}
+env:
+  description: Environment variables vLLM needs for the plan (C(VLLM_CPU_KVCACHE_SPACE) on CPU).
+  returned: success
+  type: dict
+  sample: {VLLM_CPU_KVCACHE_SPACE: "1"}
+reasons:
+  description: One sentence per decision.
+  returned: always
+  type: list
+  elements: str
+warnings:
+  description:
+    - What the operator should know (idle GPUs, TP across nodes, a shortened max_model_len). Ansible also shows each
+      as a warning.
+  returned: when there is something to warn about
+  type: list
+  elements: str
+table:
+  description: A short table of the plan (nodes, GPUs used, TP, PP, memory per GPU, KV tokens).
+  returned: success
+  type: str
+table_lines:
+  description: RV(table) as a list of lines, for C(ansible.builtin.debug).
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan import (
+    DTYPES,
+    KV_CACHE_DTYPES,
+    PLATFORMS,
+    PlanError,
+    plan_from_options,
+)
+
+NODE_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    gpus=dict(type="int", default=0),
+    gpu_memory_mib=dict(type="int"),
+    gpu_product=dict(type="str"),
+    cpus=dict(type="float"),
+    memory_mib=dict(type="int"),
+)
+
+ARGUMENT_SPEC = dict(
+    nodes=dict(type="list", elements="dict", required=True, options=NODE_OPTIONS),
+    model_path=dict(type="path"),
+    model_config=dict(type="dict"),
+    model_params_b=dict(type="float"),
+    model_name=dict(type="str"),
+    dtype=dict(type="str", default="auto", choices=list(DTYPES)),
+    kv_cache_dtype=dict(type="str", default="auto", choices=list(KV_CACHE_DTYPES)),
+    max_model_len=dict(type="int"),
+    gpu_memory_utilization=dict(type="float", default=0.9),
+    tensor_parallel_size=dict(type="int"),
+    pipeline_parallel_size=dict(type="int"),
+    platform=dict(type="str", required=True, choices=list(PLATFORMS)),
+    head_gpus=dict(type="raw"),
+    max_gpus=dict(type="int"),
+    allow_cross_node_tp=dict(type="bool", default=False),
+    cpu_kvcache_space_gib=dict(type="int"),
+    runtime_overhead_gib=dict(type="float"),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("model_path", "model_config")],
+        required_one_of=[("model_path", "model_config")],
+        required_by={"model_config": ("model_params_b",)},
+        supports_check_mode=True,
+    )
+    try:
+        plan = plan_from_options(module.params)
+    except PlanError as error:
+        module.fail_json(msg=error.msg, reasons=[], **error.facts)
+    # Ansible shows these as warnings and returns them under the warnings key.
+    for warning in plan.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(**plan)
+
+
+if __name__ == "__main__":
+    main()

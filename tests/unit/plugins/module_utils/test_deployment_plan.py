@@ -1,0 +1,823 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""deployment_plan's planner and model facts, on real model configs and real GPU sizes.
+
+Model fixtures and where they come from: tests/fixtures/models/README.md. GPU memory is nvidia-smi's memory.total
+in MiB; the H200's is read from the recording in shared/fixtures/gpu/h200-1x.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
+from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_facts as mf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+MODELS = os.path.join(TESTS, "fixtures", "models")
+
+GIB = 1024**3
+
+
+def shared_fixtures():
+    """The shared/fixtures directory, found by walking up from this file (the tree may be a copy under .build)."""
+    path = HERE
+    while True:
+        candidate = os.path.join(path, "shared", "fixtures")
+        if os.path.isdir(candidate):
+            return candidate
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise AssertionError(f"no shared/fixtures directory above {HERE}; the recorded GPU outputs are missing")
+        path = parent
+
+
+def model_dir(name):
+    path = os.path.join(MODELS, name)
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise AssertionError(f"model fixture {path} is missing; see tests/fixtures/models/README.md")
+    return path
+
+
+def model_config(name):
+    with open(os.path.join(model_dir(name), "config.json"), encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def h200_from_recording():
+    """(product, memory.total MiB) of the recorded H200 (nvidia-smi --query-gpu CSV, header in its own file)."""
+    base = os.path.join(shared_fixtures(), "gpu", "h200-1x")
+    with open(os.path.join(base, "query-gpu.csv"), encoding="utf-8") as stream:
+        fields = [field.strip() for field in stream.readline().split(",")]
+    # index, name, uuid, pci.bus_id, memory.total, memory.used, memory.free, driver, compute_cap, ...
+    return fields[1], int(fields[4])
+
+
+H200_PRODUCT, H200_MIB = h200_from_recording()
+
+GPU = {
+    "A100-80GB": ("NVIDIA A100-SXM4-80GB", 81920),
+    "H100-80GB": ("NVIDIA H100 80GB HBM3", 81559),
+    "L40S": ("NVIDIA L40S", 46068),
+    "H200": (H200_PRODUCT, H200_MIB),
+}
+
+
+def gpu_nodes(kind, *gpus_per_node, prefix="gpu"):
+    product, mib = GPU[kind]
+    return [
+        {
+            "name": f"{prefix}-{index}",
+            "gpus": count,
+            "gpu_memory_mib": mib,
+            "gpu_product": product,
+            "cpus": 32.0,
+            "memory_mib": 256 * 1024,
+        }
+        for index, count in enumerate(gpus_per_node)
+    ]
+
+
+def distill_70b():
+    return dp.resolve_model(
+        model_path=model_dir("deepseek-r1-distill-llama-70b"), model_name="DeepSeek-R1-Distill-Llama-70B"
+    )
+
+
+def deepseek_r1():
+    # 671B without the MTP layer, which vLLM does not load unless speculative decoding is on.
+    return dp.resolve_model(model_config=model_config("deepseek-r1"), model_params_b=671, model_name="DeepSeek-R1")
+
+
+def smollm2():
+    """The demo model as resolve_model reads it from its directory: config.json plus its safetensors header
+    (test_weight_bytes_from_safetensors_headers reads the same header from a file)."""
+    facts = mf.architecture_facts(model_config("smollm2-135m-instruct"))
+    facts["name"] = "SmolLM2-135M-Instruct"
+    weights = dict(
+        mf.safetensors_header_totals(recorded_smollm2_header()["header"]), source="safetensors headers of 1 file(s)"
+    )
+    return {"facts": facts, "weights": weights, "params_b": None}
+
+
+def llama31_70b():
+    return dp.resolve_model(
+        model_config=model_config("llama-3.1-70b-instruct"), model_params_b=70.55, model_name="Llama-3.1-70B-Instruct"
+    )
+
+
+def test_h200_recording_is_the_real_size():
+    assert H200_PRODUCT == "NVIDIA H200"
+    assert H200_MIB == 143771
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model facts
+
+
+@pytest.mark.parametrize(
+    "fixture, expected",
+    [
+        (
+            "deepseek-r1-distill-llama-70b",
+            dict(
+                num_hidden_layers=80,
+                num_attention_heads=64,
+                num_key_value_heads=8,
+                head_dim=128,
+                head_dim_source="head_dim",
+                attention="GQA",
+                max_position_embeddings=131072,
+                torch_dtype="bfloat16",
+                tie_word_embeddings=False,
+                vocab_size=128256,
+            ),
+        ),
+        (
+            "llama-3.1-70b-instruct",
+            dict(
+                num_hidden_layers=80,
+                num_attention_heads=64,
+                num_key_value_heads=8,
+                head_dim=128,
+                head_dim_source="hidden_size / num_attention_heads",
+                attention="GQA",
+                max_position_embeddings=131072,
+            ),
+        ),
+        (
+            "deepseek-r1",
+            dict(
+                num_hidden_layers=61,
+                num_attention_heads=128,
+                attention="MLA",
+                kv_lora_rank=512,
+                qk_rope_head_dim=64,
+                max_position_embeddings=163840,
+                torch_dtype="bfloat16",
+                vocab_size=129280,
+            ),
+        ),
+        (
+            "smollm2-135m-instruct",
+            dict(
+                num_hidden_layers=30,
+                num_attention_heads=9,
+                num_key_value_heads=3,
+                head_dim=64,
+                attention="GQA",
+                tie_word_embeddings=True,
+                torch_dtype="float32",
+                max_position_embeddings=8192,
+                vocab_size=49152,
+            ),
+        ),
+    ],
+)
+def test_architecture_facts_of_real_configs(fixture, expected):
+    facts = mf.architecture_facts(model_config(fixture))
+    assert {key: facts[key] for key in expected} == expected
+
+
+def test_deepseek_r1_is_fp8_quantized():
+    quant = mf.architecture_facts(model_config("deepseek-r1"))["quantization"]
+    assert (quant["method"], quant["weight_bytes"]) == ("fp8", 1.0)
+
+
+@pytest.mark.parametrize(
+    "fixture, tp, elements",
+    [
+        # 2 (K and V) x KV heads per rank x head_dim.
+        ("deepseek-r1-distill-llama-70b", 1, 2 * 8 * 128),
+        ("deepseek-r1-distill-llama-70b", 8, 2 * 1 * 128),
+        # TP above the 8 KV heads replicates them: still one KV head per rank.
+        ("deepseek-r1-distill-llama-70b", 16, 2 * 1 * 128),
+        ("smollm2-135m-instruct", 3, 2 * 1 * 64),
+        # MLA: one latent of kv_lora_rank + qk_rope_head_dim, whole on every TP rank.
+        ("deepseek-r1", 1, 512 + 64),
+        ("deepseek-r1", 8, 512 + 64),
+    ],
+)
+def test_kv_elements_per_token_per_layer(fixture, tp, elements):
+    facts = mf.architecture_facts(model_config(fixture))
+    assert mf.kv_elements_per_token_per_layer(facts, tp) == elements
+
+
+def test_missing_config_key_is_named():
+    config = model_config("smollm2-135m-instruct")
+    del config["num_attention_heads"]
+    with pytest.raises(mf.ModelFactsError, match="no num_attention_heads"):
+        mf.architecture_facts(config)
+
+
+def recorded_smollm2_header():
+    with open(
+        os.path.join(model_dir("smollm2-135m-instruct"), "model.safetensors.header.json"), encoding="utf-8"
+    ) as stream:
+        return json.load(stream)
+
+
+def test_recorded_safetensors_header_totals():
+    record = recorded_smollm2_header()
+    totals = mf.safetensors_header_totals(record["header"])
+    # The file is the 8-byte length, the header, then the tensors: nothing else.
+    assert totals["bytes"] == record["file_bytes"] - 8 - record["header_bytes"] == 538060032
+    assert totals["parameters"] == 134515008
+    assert totals["bytes_by_dtype"] == {"F32": 538060032}
+
+
+def write_header_only_safetensors(path, header):
+    raw = json.dumps(header).encode("utf-8")
+    with open(path, "wb") as stream:
+        stream.write(struct.pack("<Q", len(raw)))
+        stream.write(raw)
+
+
+def test_weight_bytes_from_safetensors_headers(tmp_path):
+    # The real header of the demo model, without its tensor data: only the header is ever read.
+    write_header_only_safetensors(str(tmp_path / "model.safetensors"), recorded_smollm2_header()["header"])
+    weights = mf.weight_bytes_from_dir(str(tmp_path))
+    assert (weights["bytes"], weights["parameters"]) == (538060032, 134515008)
+    assert "safetensors headers of 1 file" in weights["source"]
+
+
+def test_weight_bytes_from_index_total_size():
+    weights = mf.weight_bytes_from_dir(model_dir("deepseek-r1-distill-llama-70b"))
+    assert weights["bytes"] == 141107412992
+    assert weights["source"] == "metadata.total_size of model.safetensors.index.json, no shard on disk"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x01\x00", "shorter than a safetensors header"),
+        (struct.pack("<Q", 1 << 40) + b"{}", "declares a 1099511627776-byte header"),
+        (struct.pack("<Q", 100) + b"{}", "ends inside its header"),
+        (struct.pack("<Q", 5) + b"nope!", "is not JSON"),
+    ],
+)
+def test_damaged_safetensors_are_explained(tmp_path, content, message):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(mf.ModelFactsError, match=message):
+        mf.read_safetensors_header(str(path))
+
+
+def test_directory_without_safetensors_says_what_to_do(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(model_config("smollm2-135m-instruct")))
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    with pytest.raises(dp.PlanError, match=r"found: model.gguf.*Convert the weights to safetensors"):
+        dp.resolve_model(model_path=str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# rules
+
+
+@pytest.mark.parametrize(
+    "fixture, sizes",
+    [
+        ("deepseek-r1-distill-llama-70b", [1, 2, 4, 8, 16, 32, 64]),
+        ("smollm2-135m-instruct", [1, 3, 9]),
+        ("deepseek-r1", [1, 2, 4, 8, 16, 32, 64, 128]),
+    ],
+)
+def test_valid_tensor_parallel_sizes(fixture, sizes):
+    assert dp.valid_tensor_parallel_sizes(mf.architecture_facts(model_config(fixture))) == sizes
+
+
+@pytest.mark.parametrize(
+    "layers, pp, partition",
+    [
+        (80, 1, [80]),
+        (80, 2, [40, 40]),
+        (80, 3, [27, 27, 26]),
+        (61, 2, [31, 30]),
+        (30, 4, [7, 8, 8, 7]),
+        (80, 5, [16, 16, 16, 16, 16]),
+    ],
+)
+def test_pipeline_stage_layers_follow_vllm(layers, pp, partition):
+    assert dp.pipeline_stage_layers(layers, pp) == partition
+    assert sum(partition) == layers
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# plans that fit: the issue's cases and the layouts around them
+
+
+def layout_of(plan):
+    return plan["ray_layout"].get("kuberay") or plan["ray_layout"]["hosts"]
+
+
+PLANS = [
+    pytest.param(
+        # The seed: two nodes with one A100-80GB each, 70B in bf16, max_model_len 8096. TP cannot stay inside a
+        # one-GPU node, so PP=2 splits the 80 layers 40/40. Per GPU: 40 layers x 2 x 8 KV heads x 128 x 2 bytes =
+        # 163840 bytes per token; 72 GiB usable - 65.71 GiB weights - 3 GiB overhead = 3.29 GiB of KV.
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="kubernetes", max_model_len=8096),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=2, world_size=2, gpus_used=2, max_model_len=8096),
+        dict(
+            weights_gib=65.71,
+            kv_cache_bytes_per_token=163840,
+            kv_cache_tokens=21568,
+            stage_layers=[40, 40],
+            max_concurrent_sequences=2,
+            fits=True,
+        ),
+        dict(
+            head={"num_gpus": 0, "node": None},
+            worker_group={"replicas": 2, "num_of_hosts": 1, "num_gpus": 1, "pods_per_node": {"gpu-0": 1, "gpu-1": 1}},
+        ),
+        id="seed-2x1-A100-70B-kubernetes",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", max_model_len=8096),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=2, world_size=2),
+        dict(kv_cache_tokens=21568),
+        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[{"name": "gpu-1", "num_gpus": 1}], idle=[]),
+        id="seed-2x1-A100-70B-hosts",
+    ),
+    pytest.param(
+        # The seed's question: three GPU workers with one GPU each. 3 does not divide 64 heads and TP stays in a
+        # node anyway, so PP=3 (27/27/26 layers); the head pod has no GPU and is not a fourth GPU node.
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1, 1), platform="kubernetes", max_model_len=8096),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=3, world_size=3, gpus_used=3),
+        dict(stage_layers=[27, 27, 26], kv_cache_bytes_per_token=27 * 2 * 8 * 128 * 2, fits=True),
+        dict(head={"num_gpus": 0, "node": None}, worker_group={"replicas": 3, "num_of_hosts": 1, "num_gpus": 1}),
+        id="seed-question-3x1-A100-kubernetes",
+    ),
+    pytest.param(
+        # The same three nodes with the head pod carrying a GPU: 3 Ray GPU nodes, replicas=2.
+        dict(
+            model=distill_70b,
+            nodes=gpu_nodes("A100-80GB", 1, 1, 1),
+            platform="kubernetes",
+            max_model_len=8096,
+            head_gpus=True,
+        ),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=3, world_size=3),
+        dict(fits=True),
+        dict(
+            head={"num_gpus": 1, "node": "gpu-0"},
+            worker_group={"replicas": 2, "num_of_hosts": 1, "num_gpus": 1, "pods_per_node": {"gpu-1": 1, "gpu-2": 1}},
+        ),
+        id="seed-question-head-carries-a-gpu",
+    ),
+    pytest.param(
+        # 671B FP8 on 2 nodes x 8 H200: TP=8 inside each node, PP=2 across (31/30 layers). MLA caches
+        # 31 layers x (512 + 64) x 2 bytes per token on every GPU, not divided by TP.
+        dict(model=deepseek_r1, nodes=gpu_nodes("H200", 8, 8), platform="kubernetes"),
+        dict(tensor_parallel_size=8, pipeline_parallel_size=2, world_size=16, gpus_used=16, max_model_len=163840),
+        dict(kv_cache_bytes_per_token=31 * 576 * 2, stage_layers=[31, 30], fits=True, max_concurrent_sequences=15),
+        dict(head={"num_gpus": 0, "node": None}, worker_group={"replicas": 2, "num_of_hosts": 1, "num_gpus": 8}),
+        id="deepseek-r1-671B-fp8-2x8-H200",
+    ),
+    pytest.param(
+        # One 8 x H200 node holds it too (78.3 GiB of FP8 weights per GPU).
+        dict(model=deepseek_r1, nodes=gpu_nodes("H200", 8), platform="hosts"),
+        dict(tensor_parallel_size=8, pipeline_parallel_size=1, world_size=8),
+        dict(kv_cache_bytes_per_token=61 * 576 * 2, fits=True),
+        dict(head={"name": "gpu-0", "num_gpus": 8}, workers=[], idle=[]),
+        id="deepseek-r1-671B-fp8-1x8-H200",
+    ),
+    pytest.param(
+        # 70B on two 4 x L40S nodes: TP=4 in a node, PP=2 across; 2 KV heads per rank.
+        dict(model=distill_70b, nodes=gpu_nodes("L40S", 4, 4), platform="kubernetes", max_model_len=8096),
+        dict(tensor_parallel_size=4, pipeline_parallel_size=2, world_size=8),
+        dict(kv_cache_bytes_per_token=40 * 2 * 2 * 128 * 2, fits=True),
+        dict(worker_group={"replicas": 2, "num_of_hosts": 1, "num_gpus": 4}),
+        id="70B-2x4-L40S",
+    ),
+    pytest.param(
+        # Uneven nodes (8, 8, 4 H200): workers of 4 GPUs use all 20, two pods on each 8-GPU node.
+        dict(model=distill_70b, nodes=gpu_nodes("H200", 8, 8, 4), platform="kubernetes", max_model_len=8096),
+        dict(tensor_parallel_size=4, pipeline_parallel_size=5, world_size=20, gpus_used=20),
+        dict(stage_layers=[16, 16, 16, 16, 16], fits=True),
+        dict(
+            worker_group={
+                "replicas": 5,
+                "num_of_hosts": 1,
+                "num_gpus": 4,
+                "pods_per_node": {"gpu-0": 2, "gpu-1": 2, "gpu-2": 1},
+            }
+        ),
+        id="uneven-8-8-4-H200-uses-every-GPU",
+    ),
+    pytest.param(
+        # An explicit cross-node TP request is honoured when allowed.
+        dict(
+            model=distill_70b,
+            nodes=gpu_nodes("A100-80GB", 1, 1),
+            platform="hosts",
+            max_model_len=8096,
+            tensor_parallel_size=2,
+            allow_cross_node_tp=True,
+        ),
+        dict(tensor_parallel_size=2, pipeline_parallel_size=1, cross_node_tensor_parallel=True),
+        dict(kv_cache_bytes_per_token=80 * 2 * 4 * 128 * 2, fits=True),
+        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[{"name": "gpu-1", "num_gpus": 1}]),
+        id="cross-node-TP-when-asked",
+    ),
+    pytest.param(
+        # allow_cross_node_tp alone does not make the planner prefer it: PP across nodes still wins.
+        dict(
+            model=distill_70b,
+            nodes=gpu_nodes("A100-80GB", 1, 1),
+            platform="hosts",
+            max_model_len=8096,
+            allow_cross_node_tp=True,
+        ),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=2, cross_node_tensor_parallel=False),
+        dict(fits=True),
+        dict(),
+        id="cross-node-TP-allowed-but-not-preferred",
+    ),
+    pytest.param(
+        dict(model=deepseek_r1, nodes=gpu_nodes("H200", 8, 8), platform="kubernetes", max_gpus=8),
+        dict(tensor_parallel_size=8, pipeline_parallel_size=1, world_size=8, gpus_used=8, gpus_total=16),
+        dict(fits=True),
+        dict(worker_group={"replicas": 1, "num_gpus": 8, "pods_per_node": {"gpu-0": 1}}),
+        id="max_gpus-caps",
+    ),
+    pytest.param(
+        # Requested sizes smaller than the cluster use a subset and leave the rest idle (with a warning).
+        dict(
+            model=smollm2,
+            nodes=gpu_nodes("L40S", 1, 1),
+            platform="hosts",
+            max_model_len=2048,
+            tensor_parallel_size=1,
+            pipeline_parallel_size=1,
+        ),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=1, world_size=1, gpus_used=1, gpus_total=2),
+        dict(fits=True, kv_cache_bytes_per_token=30 * 2 * 3 * 64 * 2),
+        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[], idle=["gpu-1"]),
+        id="requested-sizes-use-a-subset",
+    ),
+    pytest.param(
+        # Only PP requested: the planner picks the TP that fills the node around it.
+        dict(model=distill_70b, nodes=gpu_nodes("H100-80GB", 8), platform="hosts", pipeline_parallel_size=2),
+        dict(tensor_parallel_size=4, pipeline_parallel_size=2, world_size=8),
+        dict(fits=True),
+        dict(head={"name": "gpu-0", "num_gpus": 8}),
+        id="pp-requested-tp-chosen",
+    ),
+    pytest.param(
+        # Online FP8 halves the linear layers: 70B on one H100 with a 2048-token context.
+        dict(model=distill_70b, nodes=gpu_nodes("H100-80GB", 1), platform="hosts", dtype="fp8", max_model_len=2048),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=1, dtype="bfloat16"),
+        dict(weights_gib=67.67, fits=True),
+        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[]),
+        id="70B-online-fp8-1x-H100",
+    ),
+    pytest.param(
+        # A config without weights on disk: Llama-3.1-70B from its parameter count.
+        dict(model=llama31_70b, nodes=gpu_nodes("H100-80GB", 4), platform="hosts", max_model_len=32768),
+        dict(tensor_parallel_size=4, pipeline_parallel_size=1, world_size=4),
+        dict(kv_cache_bytes_per_token=80 * 2 * 2 * 128 * 2, fits=True),
+        dict(head={"name": "gpu-0", "num_gpus": 4}),
+        id="llama-3.1-70B-from-params-4x-H100",
+    ),
+]
+
+
+@pytest.mark.parametrize("options, top, memory, layout", PLANS)
+def test_plans(options, top, memory, layout):
+    options = dict(options)
+    model = options.pop("model")()
+    plan = dp.build_plan(model=model, **options)
+    assert {key: plan[key] for key in top} == top
+    assert {key: plan["memory"][key] for key in memory} == memory
+    observed = layout_of(plan)
+    for key, value in layout.items():
+        if isinstance(value, dict):
+            assert {sub: observed[key][sub] for sub in value} == value, key
+        else:
+            assert observed[key] == value, key
+    # Every plan explains itself and never claims more than it has.
+    assert plan["reasons"] and all(reason.endswith(".") for reason in plan["reasons"])
+    assert plan["world_size"] == plan["tensor_parallel_size"] * plan["pipeline_parallel_size"]
+    assert (
+        plan["memory"]["weights_gib"] + plan["memory"]["runtime_overhead_gib"] + plan["memory"]["kv_cache_gib"]
+        <= plan["memory"]["usable_gib"] + 0.02
+    )
+    assert plan["memory"]["kv_cache_tokens"] >= plan["max_model_len"]
+    assert plan["table_lines"] == plan["table"].splitlines()
+
+
+def test_seed_plan_explains_the_numbers():
+    plan = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="kubernetes", max_model_len=8096
+    )
+    text = " ".join(plan["reasons"])
+    assert "uses all of them because the cluster is dedicated to this model" in text
+    assert "PP=2 spreads the layers over the 2 nodes" in text
+    assert "65.7 GiB of weights + 3.0 GiB runtime overhead within 0.9 x 80.0 GiB = 72.0 GiB" in text
+    assert "fits with 2.1 GiB to spare" in text
+    assert "not counted as a GPU node" in text
+    assert "numOfHosts=1" in text
+    assert plan["warnings"] == []
+    assert plan["vllm_args"] == {
+        "tensor_parallel_size": 1,
+        "pipeline_parallel_size": 2,
+        "max_model_len": 8096,
+        "gpu_memory_utilization": 0.9,
+        "dtype": "bfloat16",
+        "kv_cache_dtype": "auto",
+        "quantization": None,
+    }
+
+
+def test_head_pod_with_a_gpu_is_not_counted_twice():
+    plan = dp.build_plan(
+        model=distill_70b(),
+        nodes=gpu_nodes("A100-80GB", 1, 1, 1),
+        platform="kubernetes",
+        max_model_len=8096,
+        head_gpus=True,
+    )
+    assert any("replicas=2, not 3" in reason for reason in plan["reasons"])
+
+
+def test_cross_node_tp_warns_about_the_network():
+    plan = dp.build_plan(
+        model=distill_70b(),
+        nodes=gpu_nodes("A100-80GB", 1, 1),
+        platform="hosts",
+        max_model_len=8096,
+        tensor_parallel_size=2,
+        allow_cross_node_tp=True,
+    )
+    assert any("all-reduces over the network" in warning for warning in plan["warnings"])
+
+
+def test_idle_gpus_are_reported():
+    plan = dp.build_plan(model=deepseek_r1(), nodes=gpu_nodes("H200", 8, 8), platform="kubernetes", max_gpus=8)
+    assert plan["warnings"] == ["8 GPU(s) stay idle: max_gpus=8 caps it."]
+
+
+def test_head_without_gpus_on_hosts_leaves_them_idle():
+    plan = dp.build_plan(
+        model=smollm2(), nodes=gpu_nodes("L40S", 1, 1), platform="hosts", head_gpus=False, max_model_len=2048
+    )
+    assert layout_of(plan)["head"] == {"name": "gpu-0", "num_gpus": 0}
+    assert layout_of(plan)["workers"] == [{"name": "gpu-1", "num_gpus": 1}]
+    assert any("1 GPU(s) of the head gpu-0 stay idle" in warning for warning in plan["warnings"])
+
+
+def test_unset_max_model_len_is_lowered_to_what_fits():
+    # 70B on 2 x A100 cannot hold the model's 131072 tokens: the plan shortens it to the KV cache's 21568.
+    plan = dp.build_plan(model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts")
+    assert plan["max_model_len"] == plan["memory"]["kv_cache_tokens"] == 21568
+    assert plan["memory"]["fits"] is True
+    assert "max_model_len is lowered to 21,568" in plan["warnings"][0]
+
+
+def test_format_plan_table_for_the_seed():
+    plan = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="kubernetes", max_model_len=8096
+    )
+    assert dp.format_plan_table(plan).splitlines() == [
+        "deployment plan: DeepSeek-R1-Distill-Llama-70B on kubernetes (bfloat16, KV bfloat16)",
+        "nodes   GPUs used  TP  PP  per GPU: weights + overhead + KV  KV tokens  seqs x max_model_len",
+        "2 of 2  2 of 2     1   2   65.7 + 3.0 + 3.3 of 72.0 GiB      21,568     2.66 x 8,096",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# plans that fail: bad values and models that do not fit
+
+
+FAILURES = [
+    pytest.param(
+        dict(model=smollm2, nodes=gpu_nodes("L40S", 4), platform="hosts", tensor_parallel_size=4),
+        "tensor_parallel_size=4 does not divide num_attention_heads=9 of the model; choose one of 1, 3, 9.",
+        id="tp-does-not-divide-9-heads",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 8), platform="hosts", tensor_parallel_size=3),
+        "tensor_parallel_size=3 does not divide num_attention_heads=64 of the model; choose one of 1, 2, 4, 8, 16, "
+        "32, 64.",
+        id="tp-does-not-divide-64-heads",
+    ),
+    pytest.param(
+        # 70B on a single 80 GB GPU: the smallest cluster that fits is two of them.
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1), platform="hosts", max_model_len=8096),
+        "DeepSeek-R1-Distill-Llama-70B does not fit on 1 x NVIDIA A100-SXM4-80GB with TP=1, PP=1: each GPU needs "
+        "131.4 GiB of weights + 3.0 GiB runtime overhead + 2.5 GiB of KV cache for one 8,096-token sequence, but "
+        "0.9 x 80.0 GiB = 72.0 GiB is usable (short by 64.9 GiB). It needs 2 x NVIDIA A100-SXM4-80GB: 1 node x 2 "
+        "GPUs with TP=2, PP=1, or 2 nodes x 1 GPU with TP=1, PP=2.",
+        id="70B-on-one-A100-80GB",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("H100-80GB", 1), platform="kubernetes", max_model_len=8096),
+        "It needs 2 x NVIDIA H100 80GB HBM3: 1 node x 2 GPUs with TP=2, PP=1, or 2 nodes x 1 GPU with TP=1, PP=2.",
+        id="70B-on-one-H100-80GB",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("L40S", 1), platform="hosts", max_model_len=8096),
+        "It needs 4 x NVIDIA L40S: 1 node x 4 GPUs with TP=4, PP=1, or 4 nodes x 1 GPU with TP=1, PP=4.",
+        id="70B-on-one-L40S",
+    ),
+    pytest.param(
+        # 671B FP8 over single-L40S nodes: 21 of them, two or three layers per stage.
+        dict(model=deepseek_r1, nodes=gpu_nodes("L40S", 1), platform="hosts", max_model_len=4096),
+        "It needs 21 x NVIDIA L40S: 21 nodes x 1 GPU with TP=1, PP=21.",
+        id="671B-on-one-L40S",
+    ),
+    pytest.param(
+        # A reserve as large as the usable memory leaves nothing for weights on any number of GPUs.
+        dict(model=smollm2, nodes=gpu_nodes("L40S", 1), platform="hosts", runtime_overhead_gib=41),
+        "No number of these GPUs holds it",
+        id="overhead-fills-the-gpu",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", tensor_parallel_size=2),
+        "tensor_parallel_size=2 needs 2 GPUs in one node, but the largest node offers 1 (gpu-0: 1, gpu-1: 1); TP "
+        "all-reduces every layer and over the network it is slow. Set allow_cross_node_tp=true to accept that, or "
+        "use pipeline parallelism across nodes instead (e.g. tensor_parallel_size=1, pipeline_parallel_size=2).",
+        id="tp-across-nodes-not-allowed",
+    ),
+    pytest.param(
+        # The operator asks for one GPU on a two-GPU cluster that holds the model with PP=2.
+        dict(
+            model=distill_70b,
+            nodes=gpu_nodes("A100-80GB", 1, 1),
+            platform="hosts",
+            max_model_len=8096,
+            tensor_parallel_size=1,
+            pipeline_parallel_size=1,
+        ),
+        "These nodes hold it with TP=1, PP=2: leave tensor_parallel_size and pipeline_parallel_size unset to get "
+        "that plan.",
+        id="requested-sizes-too-small-for-the-model",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", pipeline_parallel_size=81),
+        "pipeline_parallel_size=81 exceeds num_hidden_layers=80 of the model; each stage needs at least one layer, "
+        "choose at most 80.",
+        id="pp-above-layers",
+    ),
+    pytest.param(
+        dict(
+            model=distill_70b,
+            nodes=gpu_nodes("A100-80GB", 1, 1),
+            platform="hosts",
+            tensor_parallel_size=1,
+            pipeline_parallel_size=4,
+        ),
+        "tensor_parallel_size=1 x pipeline_parallel_size=4 = 4 GPUs, but the nodes offer 2 usable GPU(s) (gpu-0: 1, "
+        "gpu-1: 1); lower the sizes or add nodes.",
+        id="more-gpus-than-offered",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", max_model_len=200000),
+        "max_model_len=200000 exceeds the model's max_position_embeddings=131072",
+        id="max-model-len-above-model",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=[{"name": "gpu-0", "gpus": 2}], platform="hosts"),
+        "nodes[0] (gpu-0) has 2 GPU(s) but no gpu_memory_mib",
+        id="gpu-node-without-memory",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1) * 2, platform="hosts"),
+        "nodes[1] repeats the name 'gpu-0'",
+        id="duplicate-node",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", gpu_memory_utilization=1.5),
+        "gpu_memory_utilization=1.5 must be above 0 and at most 1",
+        id="utilization-above-1",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1), platform="hosts", head_gpus=False),
+        "No GPU is available to vLLM",
+        id="only-gpu-is-the-head-s",
+    ),
+    pytest.param(
+        dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", head_gpus="some"),
+        "head_gpus='some' must be true, false or a GPU count.",
+        id="head-gpus-not-a-count",
+    ),
+]
+
+
+@pytest.mark.parametrize("options, message", FAILURES)
+def test_failures_name_the_value_and_the_fix(options, message):
+    options = dict(options)
+    model = options.pop("model")()
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(model=model, **options)
+    assert message in error.value.msg
+
+
+def test_model_config_without_params_asks_for_them():
+    with pytest.raises(dp.PlanError, match="model_config was given without model_params_b"):
+        dp.resolve_model(model_config=model_config("deepseek-r1"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the demo model on CPU
+
+
+def cpu_node(memory_mib=24 * 1024):
+    return [{"name": "localhost", "gpus": 0, "memory_mib": memory_mib, "cpus": 2.0}]
+
+
+def test_demo_model_on_cpu():
+    # 30 layers x 2 x 3 KV heads x 64 x 4 bytes (float32) = 46080 bytes per token; 1 GiB / (128 x 46080) = 182
+    # whole blocks of 128 tokens = 23296 tokens, 182 / 16 blocks per 2048-token sequence = 11.375 sequences.
+    plan = dp.build_plan(
+        model=smollm2(),
+        nodes=cpu_node(),
+        platform="hosts",
+        dtype="float32",
+        max_model_len=2048,
+        cpu_kvcache_space_gib=1,
+    )
+    assert (plan["device"], plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == ("CPU", 1, 1)
+    memory = plan["memory"]
+    assert memory["kv_cache_bytes_per_token"] == 46080
+    assert (memory["kv_cache_blocks"], memory["block_size"], memory["kv_cache_tokens"]) == (182, 128, 23296)
+    assert memory["max_concurrency"] == 11.38
+    assert memory["cpu_kvcache_space_gib"] == 1
+    assert plan["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert plan["memory"]["weights_gib"] == round(538060032 / GIB, 2)
+    assert layout_of(plan) == {"head": {"name": "localhost", "num_gpus": 0}, "workers": [], "idle": []}
+
+
+def recorded_vllm_startup_log():
+    path = os.path.join(TESTS, "fixtures", "vllm", "startup.log")
+    if not os.path.isfile(path):
+        raise AssertionError(f"recorded vLLM start-up log {path} is missing; run tests/fixtures/record_vllm.py")
+    with open(path, encoding="utf-8") as stream:
+        return stream.read()
+
+
+def test_demo_model_on_cpu_matches_the_recorded_vllm_startup():
+    # tests/fixtures/vllm/startup.log: the demo model served with VLLM_CPU_KVCACHE_SPACE=1 and --max-model-len 2048.
+    logged = dp.kv_capacity_from_vllm_log(recorded_vllm_startup_log())
+    assert logged == {
+        "pool": "CPU",
+        "tokens": 23296,
+        "max_model_len": 2048,
+        "max_concurrency": 11.38,
+        "cpu_kvcache_space_gib": 1.0,
+        "node_memory_gib": logged["node_memory_gib"],
+    }
+    plan = dp.build_plan(
+        model=smollm2(),
+        nodes=cpu_node(int(logged["node_memory_gib"] * 1024)),
+        platform="hosts",
+        dtype="float32",
+        max_model_len=logged["max_model_len"],
+        cpu_kvcache_space_gib=int(logged["cpu_kvcache_space_gib"]),
+    )
+    # Within 10%, as the issue asks; with vLLM 0.32's block size of 128 on CPU the prediction is exact.
+    assert abs(plan["memory"]["kv_cache_tokens"] - logged["tokens"]) <= 0.10 * logged["tokens"]
+    assert abs(plan["memory"]["max_concurrency"] - logged["max_concurrency"]) <= 0.10 * logged["max_concurrency"]
+    assert (plan["memory"]["kv_cache_tokens"], plan["memory"]["max_concurrency"]) == (23296, 11.38)
+
+
+def test_kv_capacity_of_a_log_without_it():
+    assert dp.kv_capacity_from_vllm_log("(APIServer pid=1) INFO starting") is None
+
+
+def test_cpu_kv_space_defaults_to_a_share_of_ram():
+    plan = dp.build_plan(
+        model=smollm2(), nodes=cpu_node(8 * 1024), platform="hosts", dtype="float32", max_model_len=2048
+    )
+    # 0.9 x 8 GiB - 0.5 GiB weights - 2 GiB overhead = 4.7 GiB, whole GiB: 4.
+    assert plan["memory"]["cpu_kvcache_space_gib"] == 4
+
+
+def test_cpu_kv_space_too_small_for_max_model_len():
+    # 70B on a 1 TiB CPU host: 327680 bytes per token, so 1 GiB holds 25 blocks = 3200 tokens, 8096 need 2.5 GiB.
+    with pytest.raises(dp.PlanError, match=r"holds 3,200 tokens .* raise cpu_kvcache_space_gib to at least 3"):
+        dp.build_plan(
+            model=distill_70b(),
+            nodes=cpu_node(1024 * 1024),
+            platform="hosts",
+            max_model_len=8096,
+            cpu_kvcache_space_gib=1,
+        )
+
+
+def test_cpu_plan_needs_ram_for_weights_and_kv():
+    with pytest.raises(dp.PlanError, match="lower cpu_kvcache_space_gib or use a node with more memory"):
+        dp.build_plan(
+            model=smollm2(),
+            nodes=cpu_node(4 * 1024),
+            platform="hosts",
+            dtype="float32",
+            max_model_len=2048,
+            cpu_kvcache_space_gib=4,
+        )

@@ -1,0 +1,173 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The deployment_plan module end to end: argument handling, check mode, failures and documentation."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.llmops.ray_vllm.plugins.modules import deployment_plan
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "fixtures", "models")
+
+A100 = {"gpus": 1, "gpu_memory_mib": 81920, "gpu_product": "NVIDIA A100-SXM4-80GB"}
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+WARNED = []
+
+
+@pytest.fixture(autouse=True)
+def capture_results(monkeypatch):
+    def exit_json(self, **result):
+        raise ExitJson(result)
+
+    def fail_json(self, msg, **result):
+        result["msg"] = msg
+        raise FailJson(result)
+
+    def warn(self, warning, **_):
+        WARNED.append(warning)
+
+    del WARNED[:]
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", warn)
+
+
+def run(args, outcome=ExitJson):
+    with patch_module_args(args), pytest.raises(outcome) as raised:
+        deployment_plan.main()
+    return raised.value.args[0]
+
+
+def seed_args(**extra):
+    args = {
+        "platform": "kubernetes",
+        "nodes": [dict(A100, name="gpu-node-0"), dict(A100, name="gpu-node-1")],
+        "model_path": os.path.join(MODELS, "deepseek-r1-distill-llama-70b"),
+        "model_name": "DeepSeek-R1-Distill-Llama-70B",
+        "max_model_len": 8096,
+    }
+    args.update(extra)
+    return args
+
+
+def test_seed_plan():
+    result = run(seed_args())
+    assert result["changed"] is False
+    assert (result["tensor_parallel_size"], result["pipeline_parallel_size"], result["world_size"]) == (1, 2, 2)
+    assert result["ray_layout"]["kuberay"]["worker_group"]["replicas"] == 2
+    assert result["memory"]["kv_cache_tokens"] == 21568
+    assert (
+        result["table_lines"][0] == "deployment plan: DeepSeek-R1-Distill-Llama-70B on kubernetes (bfloat16, KV "
+        "bfloat16)"
+    )
+    assert WARNED == []
+    assert "warnings" not in result
+
+
+def test_idle_gpus_are_ansible_warnings():
+    h200 = {"gpus": 8, "gpu_memory_mib": 143771, "gpu_product": "NVIDIA H200"}
+    with open(os.path.join(MODELS, "deepseek-r1", "config.json"), encoding="utf-8") as stream:
+        config = json.load(stream)
+    result = run(
+        {
+            "platform": "hosts",
+            "nodes": [dict(h200, name="h0"), dict(h200, name="h1")],
+            "model_config": config,
+            "model_params_b": 671,
+            "max_gpus": 8,
+            "head_gpus": 8,
+        }
+    )
+    assert WARNED == ["8 GPU(s) stay idle: max_gpus=8 caps it."]
+    assert result["ray_layout"]["hosts"] == {"head": {"name": "h0", "num_gpus": 8}, "workers": [], "idle": ["h1"]}
+
+
+def test_check_mode_plans_the_same():
+    normal = run(seed_args())
+    checked = run(seed_args(_ansible_check_mode=True))
+    assert checked == normal
+
+
+def test_bad_tensor_parallel_size_fails_with_the_choices():
+    with open(os.path.join(MODELS, "smollm2-135m-instruct", "config.json"), encoding="utf-8") as stream:
+        config = json.load(stream)
+    result = run(
+        {
+            "platform": "hosts",
+            "nodes": [dict(A100, name="gpu-node-0", gpus=4)],
+            "model_config": config,
+            "model_params_b": 0.135,
+            "tensor_parallel_size": 4,
+        },
+        FailJson,
+    )
+    assert result["msg"] == (
+        "tensor_parallel_size=4 does not divide num_attention_heads=9 of the model; choose one of 1, 3, 9."
+    )
+
+
+def test_model_that_does_not_fit_reports_its_sizes():
+    result = run(seed_args(nodes=[dict(A100, name="gpu-node-0")], platform="hosts"), FailJson)
+    assert "It needs 2 x NVIDIA A100-SXM4-80GB" in result["msg"]
+    assert result["memory"]["fits"] is False
+    assert (result["tensor_parallel_size"], result["pipeline_parallel_size"]) == (1, 1)
+
+
+def test_model_config_needs_params():
+    result = run(
+        {"platform": "hosts", "nodes": [dict(A100, name="n")], "model_config": {"num_hidden_layers": 1}}, FailJson
+    )
+    assert "model_params_b" in result["msg"]
+
+
+def test_model_path_and_config_are_exclusive():
+    result = run(seed_args(model_config={"num_hidden_layers": 1}, model_params_b=1.0), FailJson)
+    assert "mutually exclusive" in result["msg"]
+
+
+def documented_options():
+    return yaml.safe_load(deployment_plan.DOCUMENTATION)["options"]
+
+
+def spec_shape(spec):
+    return {
+        name: (value.get("type", "str"), value.get("default"), value.get("choices"), bool(value.get("required")))
+        for name, value in spec.items()
+    }
+
+
+def doc_shape(options):
+    return {
+        name: (value.get("type", "str"), value.get("default"), value.get("choices"), bool(value.get("required")))
+        for name, value in options.items()
+    }
+
+
+def test_documentation_matches_the_argument_spec():
+    options = documented_options()
+    assert doc_shape(options) == spec_shape(deployment_plan.ARGUMENT_SPEC)
+    assert doc_shape(options["nodes"]["suboptions"]) == spec_shape(deployment_plan.NODE_OPTIONS)
+
+
+def test_documentation_returns_every_key_of_a_plan():
+    documented = set(yaml.safe_load(deployment_plan.RETURN))
+    result = run(seed_args())
+    assert set(result) - {"changed", "invocation"} <= documented
