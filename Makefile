@@ -20,7 +20,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup demo test lint sanity units pytest-units test-ray test-vllm test-local test-plan \
+.PHONY: help setup demo test lint sanity units pytest-units integration test-ray test-vllm test-local test-plan \
         molecule bench teardown clean
 
 help:
@@ -54,7 +54,7 @@ demo: setup
 teardown: setup
 	$(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/local
 
-test: setup lint sanity units test-ray test-vllm test-local test-plan molecule
+test: setup lint sanity units integration molecule
 
 lint: setup
 	$(BIN)/yamllint -s .
@@ -64,19 +64,32 @@ lint: setup
 
 $(TEST_TREE): FORCE setup
 	rm -rf $@ && mkdir -p $@
-	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $@/
+	git ls-files -co --exclude-standard -z | xargs -0 -r ls -d 2>/dev/null | tar -cf - -T - | tar -xf - -C $@
+	# ansible-test lists files with git; the copy lies inside this repo's ignored .build, so it gets its own.
+	cd $@ && git init -q && git add -A
 
 .PHONY: FORCE
 FORCE:
 
-sanity: $(TEST_TREE)
+# ansible-test bootstraps pip in its venvs with a script from its CI file server; CI cannot reach it.
+ANSIBLE_TEST_PIP_BOOTSTRAP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+
+$(ANSIBLE_TEST_PIP_BOOTSTRAP): tests/sanity/bootstrap_pip.py
+	mkdir -p $(dir $@)
+	cp $< $@
+
+sanity: $(TEST_TREE) $(ANSIBLE_TEST_PIP_BOOTSTRAP)
 	cd $(TEST_TREE) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
-units: $(TEST_TREE)
+units: $(TEST_TREE) $(ANSIBLE_TEST_PIP_BOOTSTRAP)
 	cd $(TEST_TREE) && $(BIN)/ansible-test units --venv --python 3.11 --color no
 
 pytest-units: setup
 	$(BIN)/python -m pytest tests/unit -q
+
+# Every integration suite in one pytest run (real Ray, real vLLM, real ansible-playbook).
+integration: setup
+	$(BIN)/python -m pytest tests/integration -m integration -v --durations=0 -p no:cacheprovider
 
 test-ray: setup
 	$(BIN)/python -m pytest tests/integration -q -m integration -k ray_status
@@ -88,7 +101,7 @@ test-local: setup
 	$(BIN)/python -m pytest tests/integration/test_site_local.py -q
 
 test-plan: setup
-	$(BIN)/python -m pytest tests/unit -q -k deployment_plan
+	$(BIN)/python -m pytest tests/unit tests/integration -q -k deployment_plan
 
 molecule: setup
 	$(BIN)/molecule test -s default

@@ -74,7 +74,8 @@ def completeness_problems(model_dir):
         missing = [name for name in shards if not os.path.isfile(os.path.join(model_dir, name))]
         if missing:
             problems.append(
-                "%d of the %d weight shards listed in %s are missing (first: %s)." % (len(missing), len(shards), INDEX_NAME, missing[0])
+                "%d of the %d weight shards listed in %s are missing (first: %s)."
+                % (len(missing), len(shards), INDEX_NAME, missing[0])
             )
         files = [os.path.join(model_dir, name) for name in shards if name not in missing]
     else:

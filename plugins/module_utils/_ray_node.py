@@ -130,7 +130,7 @@ def start_background(ray_path, args, env, temp_dir, timeout):
     full_env = dict(os.environ)
     full_env.update(env)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        proc = subprocess.Popen(
             [ray_path] + args,
             stdin=subprocess.DEVNULL,
             stdout=log,

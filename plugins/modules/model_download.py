@@ -17,7 +17,7 @@ description:
   - A directory whose marker names the same source, model and revision is left alone.
   - With O(source=local) nothing is fetched; the directory is only checked (already on disk or on NFS).
 author:
-  - llmops.ray_vllm maintainers
+  - llmops.ray_vllm maintainers (@llmops)
 extends_documentation_fragment:
   - llmops.ray_vllm.attributes
 attributes:
@@ -37,7 +37,9 @@ options:
     choices: [modelscope, huggingface, local]
     default: modelscope
   model_id:
-    description: Repository id, for example C(deepseek-ai/DeepSeek-R1-Distill-Llama-70B). Required unless O(source=local).
+    description:
+      - Repository id, for example C(deepseek-ai/DeepSeek-R1-Distill-Llama-70B).
+      - Required unless O(source=local).
     type: str
   revision:
     description: Commit, tag or branch. Pin a commit so every node and every run gets the same weights.
@@ -127,10 +129,10 @@ def main():
         problems = completeness_problems(dest)
         if problems:
             module.fail_json(
-                msg="The model at %s is not complete: %s Put the whole model there (config.json and every weight file), "
-                "or fetch it with source modelscope or huggingface." % (dest, " ".join(problems)),
+                msg="The model at %s is not complete: %s Put the whole model there (config.json and every "
+                "weight file), or fetch it with source modelscope or huggingface." % (dest, " ".join(problems)),
                 problems=problems,
-                **result
+                **result,
             )
         result["marker"] = read_marker(dest) or {}
         result["model"] = model_summary(dest)
@@ -151,20 +153,22 @@ def main():
 
     partial = dest + PARTIAL_SUFFIX
     try:
-        download_with_sdk(params["source"], params["model_id"], params["revision"], partial, params["token"], params["endpoint"])
+        download_with_sdk(
+            params["source"], params["model_id"], params["revision"], partial, params["token"], params["endpoint"]
+        )
     except ImportError as error:
         module.fail_json(
             msg="The %s SDK is not installed in %s: %s. Install it (it is in ray_cluster_runtime_packages) or set "
             "model_storage_python to a Python that has it." % (params["source"], sys.executable, error),
             exception=traceback.format_exc(),
-            **result
+            **result,
         )
     except Exception as error:  # the SDKs raise many types; the operator needs the text and the resume hint
         module.fail_json(
             msg="Downloading %s@%s from %s failed: %s. What was fetched stays in %s and the next run resumes from it."
             % (params["model_id"], params["revision"], params["source"], error, partial),
             exception=traceback.format_exc(),
-            **result
+            **result,
         )
     problems = completeness_problems(partial)
     if problems:
@@ -172,7 +176,7 @@ def main():
             msg="The download of %s@%s finished but the model is not complete: %s It stays in %s; run again to resume."
             % (params["model_id"], params["revision"], " ".join(problems), partial),
             problems=problems,
-            **result
+            **result,
         )
     finish(partial, dest, params["source"], params["model_id"], params["revision"])
     result["marker"] = read_marker(dest)

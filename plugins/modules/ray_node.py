@@ -17,7 +17,7 @@ description:
     a node whose settings changed is restarted.
   - Before a head starts, the GCS port must be free; a port held by something else fails with its number.
 author:
-  - llmops.ray_vllm maintainers
+  - llmops.ray_vllm maintainers (@llmops)
 extends_documentation_fragment:
   - llmops.ray_vllm.attributes
 attributes:
@@ -201,8 +201,9 @@ def run_background(module, result, args, env, digest):
         if port_in_use(params["node_ip"], params["port"]):
             module.fail_json(
                 msg="Port %d on %s is already in use by another process, so the Ray head '%s' cannot start there. "
-                "Stop that process or set ray_cluster_port to a free port." % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
-                **result
+                "Stop that process or set ray_cluster_port to a free port."
+                % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
+                **result,
             )
     if module.check_mode or action == "none":
         result["running"] = running if action == "none" else want != "stopped"
@@ -219,16 +220,20 @@ def run_background(module, result, args, env, digest):
     result["log"] = output
     if rc != 0:
         module.fail_json(
-            msg="'ray start' for node '%s' exited %s. Its output is in 'log'; the node's own logs are under %s/session_latest/logs."
+            msg="'ray start' for node '%s' exited %s. Its output is in 'log'; "
+            "the node's own logs are under %s/session_latest/logs."
             % (params["name"], rc, temp_dir),
-            **result
+            **result,
         )
     write_state(temp_dir, {"config_hash": digest, "command": [params["ray_path"]] + args, "name": params["name"]})
     pids, raylet = node_processes(temp_dir)
     result["running"] = raylet is not None
     result["pids"] = pids
     if raylet is None:
-        module.fail_json(msg="'ray start' for node '%s' returned 0 but no raylet runs from %s." % (params["name"], temp_dir), **result)
+        module.fail_json(
+            msg="'ray start' for node '%s' returned 0 but no raylet runs from %s." % (params["name"], temp_dir),
+            **result,
+        )
 
 
 def run_systemd(module, result, args, env):
@@ -255,11 +260,17 @@ def run_systemd(module, result, args, env):
     result["changed"] = action != "none" or (want != "stopped" and current != wanted)
     result["diff"] = {"before": current or "", "after": wanted if want != "stopped" else current or ""}
     result["pids"] = []
-    if action in ("start", "restart") and params["role"] == "head" and not active and port_in_use(params["node_ip"], params["port"]):
+    if (
+        action in ("start", "restart")
+        and params["role"] == "head"
+        and not active
+        and port_in_use(params["node_ip"], params["port"])
+    ):
         module.fail_json(
             msg="Port %d on %s is already in use by another process, so the Ray head '%s' cannot start there. "
-            "Stop that process or set ray_cluster_port to a free port." % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
-            **result
+            "Stop that process or set ray_cluster_port to a free port."
+            % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
+            **result,
         )
     if module.check_mode:
         result["running"] = want != "stopped"
@@ -278,7 +289,11 @@ def run_systemd(module, result, args, env):
     else:
         rc = 0
     if rc != 0:
-        module.fail_json(msg="systemctl could not %s %s: %s. Read 'journalctl -u %s'." % (action, unit_name, (err or out).strip(), unit_name), **result)
+        module.fail_json(
+            msg="systemctl could not %s %s: %s. Read 'journalctl -u %s'."
+            % (action, unit_name, (err or out).strip(), unit_name),
+            **result,
+        )
     result["running"] = want != "stopped"
 
 

@@ -47,5 +47,8 @@ def run_playbook(playbook, inventory="inventories/local", extra_args=(), env=Non
     )
     if log_path is not None:
         Path(log_path).write_text(completed.stdout)
-    recap = {m.group("host"): {k: int(v) for k, v in m.groupdict().items() if k != "host"} for m in RECAP_LINE.finditer(completed.stdout)}
+    recap = {
+        m.group("host"): {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+        for m in RECAP_LINE.finditer(completed.stdout)
+    }
     return completed.returncode, completed.stdout, recap

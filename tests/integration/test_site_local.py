@@ -23,9 +23,9 @@ from .playbook_runner import REPO, run_playbook
 
 pytestmark = pytest.mark.integration
 
-GCS_PORT = 16400
-DASHBOARD_PORT = 18400
-VLLM_PORT = 18401
+GCS_PORT = 36400
+DASHBOARD_PORT = 38400
+VLLM_PORT = 38401
 TEMP_PREFIX = "/tmp/ray-llmops-test"
 TEST_VARS = [
     "-e", "ray_cluster_port=%d" % GCS_PORT,
@@ -107,7 +107,7 @@ def test_more_gpus_than_found_fails_before_anything_starts():
 
 
 class _Busy(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self.send_response(200)
         self.end_headers()
         self.wfile.write(b"not vllm")
