@@ -20,7 +20,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup demo test lint sanity units pytest-units integration test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test lint sanity units pytest-units integration test-ray test-vllm test-local test-plan \
         molecule bench teardown clean
 
 help:
@@ -29,7 +29,11 @@ help:
 	@echo "parts:      make lint | sanity | units | test-ray | test-vllm | test-local | test-plan | molecule | bench"
 	@echo "            make teardown (stop what make demo started)"
 
-setup: $(STAMP) $(COLLECTION_LINK)
+setup: $(STAMP) $(COLLECTION_LINK) system-packages
+
+# nginx stands in front of vLLM in the vllm_health tests: a real proxy answering 502 while vLLM loads.
+system-packages:
+	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,7 +96,7 @@ integration: setup
 	$(BIN)/python -m pytest tests/integration -m integration -v --durations=0 -p no:cacheprovider
 
 test-ray: setup
-	$(BIN)/python -m pytest tests/integration -q -m integration -k ray_status
+	$(BIN)/python -m pytest tests/integration -q -m integration -k "ray_status or ray_job"
 
 test-vllm: setup
 	$(BIN)/python -m pytest tests/integration -q -m integration -k "vllm_health or gguf"

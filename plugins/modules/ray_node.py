@@ -97,7 +97,7 @@ options:
   stop_timeout:
     description: Seconds the node's processes get to exit after SIGTERM before SIGKILL.
     type: int
-    default: 30
+    default: 10
   unit_dir:
     description: Directory of the systemd unit file.
     type: path
@@ -317,7 +317,7 @@ def main():
             resources=dict(type="dict", default={}),
             env=dict(type="dict", default={}),
             start_timeout=dict(type="int", default=120),
-            stop_timeout=dict(type="int", default=30),
+            stop_timeout=dict(type="int", default=10),
             unit_dir=dict(type="path", default="/etc/systemd/system"),
         ),
         required_if=[("role", "worker", ["head_address"])],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .playbook_runner import REPO, run_playbook
+from playbook_runner import REPO, run_playbook
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ def test_tensor_parallel_that_does_not_divide_the_heads_fails_before_anything_st
 
 
 def test_more_gpus_than_found_fails_before_anything_starts():
-    rc, out, _ = site("bad-gpus", "-e", "cuda_check_allow_cpu=false")
+    rc, out, _ = site("bad-gpus", "-e", "cuda_check_allow_cpu=false", "-e", "cuda_check_min_gpus=1")
     assert rc != 0
     assert "no NVIDIA GPU found" in out
     assert "cuda_check_allow_cpu" in out
