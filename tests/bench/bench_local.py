@@ -1,0 +1,153 @@
+"""make bench: the cost of the collection over doing the same thing by hand, measured in one run.
+
+1. Floor: the same Ray head and worker and the same vLLM server (same flags, same model), started by hand with
+   `ray start` and `python -m vllm.entrypoints.openai.api_server`, until the first chat answer.
+2. Cold deploy: `ansible-playbook site.yml -i inventories/local` from nothing running (the converted model is
+   kept, as it is in the floor) until the play has printed its answer.
+3. Idempotent re-run: the same command again, with changed=0.
+
+Prints seconds and ratios; the targets (cold <= 1.3x floor, re-run < 20 s) are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from playbook_runner import REPO, run_playbook
+
+GCS_PORT, DASHBOARD_PORT, VLLM_PORT = 36600, 38600, 38601
+TEMP_PREFIX = "/tmp/ray-llmops-bench"
+VARS = [
+    "-e", "ray_cluster_port=%d" % GCS_PORT,
+    "-e", "ray_cluster_dashboard_port=%d" % DASHBOARD_PORT,
+    "-e", "vllm_serve_port=%d" % VLLM_PORT,
+    "-e", f"ray_cluster_temp_dir_prefix={TEMP_PREFIX}",
+]  # fmt: skip
+BIN = Path(sys.executable).parent
+MODEL = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
+KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
+
+
+def answer(key, timeout):
+    """Poll the chat endpoint until it answers; returns the text."""
+    body = json.dumps(
+        {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
+    ).encode()
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/v1/chat/completions" % VLLM_PORT,
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.load(response)["choices"][0]["message"]["content"]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def kill_tree(prefix):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if prefix.encode() in cmdline:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def floor():
+    """Ray and vLLM by hand with the flags the roles use; seconds to the first answer."""
+    temp = tempfile.mkdtemp(prefix="bench-floor-")
+    head_dir, worker_dir = temp + "/head", temp + "/worker"
+    key = "bench-floor-key"
+    start = time.monotonic()
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
+    subprocess.run(
+        [BIN / "ray", "start", "--head", "--port=%d" % GCS_PORT, "--dashboard-port=%d" % DASHBOARD_PORT,
+         "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={head_dir}", *common],
+        check=True, stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    subprocess.run(
+        [BIN / "ray", "start", "--address=127.0.0.1:%d" % GCS_PORT, f"--temp-dir={worker_dir}", *common],
+        check=True, stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_API_KEY=key)
+    server = subprocess.Popen(
+        [BIN / "python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL),
+         "--served-model-name", "smollm2-135m-instruct", "--host", "127.0.0.1", "--port", str(VLLM_PORT),
+         "--tensor-parallel-size", "1", "--pipeline-parallel-size", "1", "--distributed-executor-backend", "mp",
+         "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        answer(key, 600)
+        return time.monotonic() - start
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        kill_tree(temp)
+        time.sleep(2)
+
+
+def main():
+    if not (MODEL / "config.json").exists():
+        print("Converting the demo model first (not timed) ...", flush=True)
+        rc, out, _ = run_playbook("site.yml", extra_args=VARS)
+        run_playbook("playbooks/teardown.yml", extra_args=VARS)
+        if rc != 0:
+            sys.exit("the first deploy failed:\n" + out[-4000:])
+    kill_tree(TEMP_PREFIX)
+
+    floor_s = floor()
+    print(f"floor (Ray + vLLM by hand, to first answer): {floor_s:.1f} s", flush=True)
+
+    start = time.monotonic()
+    rc, out, recap = run_playbook("site.yml", extra_args=VARS)
+    cold_s = time.monotonic() - start
+    if rc != 0:
+        sys.exit("cold deploy failed:\n" + out[-4000:])
+    answer(KEY_FILE.read_text().strip(), 60)
+    print(f"cold deploy (site.yml, to its printed answer): {cold_s:.1f} s", flush=True)
+
+    start = time.monotonic()
+    rc, out, recap = run_playbook("site.yml", extra_args=VARS)
+    rerun_s = time.monotonic() - start
+    changed = sum(host["changed"] for host in recap.values())
+    run_playbook("playbooks/teardown.yml", extra_args=VARS)
+    kill_tree(TEMP_PREFIX)
+
+    ratio = cold_s / floor_s
+    print()
+    print("| measure | seconds | ratio | target | met |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| floor: by hand to first answer | {floor_s:.1f} | 1.00 | | |")
+    print(
+        "| cold deploy to first answer | {:.1f} | {:.2f} x floor | <= 1.3 x | {} |".format(
+            cold_s, ratio, "yes" if ratio <= 1.3 else "no"
+        )
+    )
+    print(
+        "| idempotent re-run (changed=%d) | %.1f | %.2f x floor | < 20 s, changed=0 | %s |"
+        % (changed, rerun_s, rerun_s / floor_s, "yes" if rerun_s < 20 and changed == 0 and rc == 0 else "no")
+    )
+
+
+if __name__ == "__main__":
+    main()
