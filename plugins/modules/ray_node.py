@@ -221,8 +221,7 @@ def run_background(module, result, args, env, digest):
     if rc != 0:
         module.fail_json(
             msg="'ray start' for node '%s' exited %s. Its output is in 'log'; "
-            "the node's own logs are under %s/session_latest/logs."
-            % (params["name"], rc, temp_dir),
+            "the node's own logs are under %s/session_latest/logs." % (params["name"], rc, temp_dir),
             **result,
         )
     write_state(temp_dir, {"config_hash": digest, "command": [params["ray_path"]] + args, "name": params["name"]})

@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-
 from playbook_runner import REPO, run_playbook
 
 pytestmark = pytest.mark.integration
