@@ -15,22 +15,10 @@ import re
 import pytest
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _accelerator_facts as facts
+from ansible_collections.llmops.ray_vllm.tests.unit.shared_fixtures import shared_fixtures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CPU_FIXTURES = os.path.join(HERE, "..", "..", "..", "fixtures", "cpu", "amd-epyc-2cpu-kvm")
-
-
-def shared_fixtures():
-    """The shared fixtures folder, found by walking up from this file (the tree may be copied for ansible-test)."""
-    directory = HERE
-    while True:
-        candidate = os.path.join(directory, "shared", "fixtures")
-        if os.path.isdir(candidate):
-            return candidate
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            raise AssertionError(f"no shared/fixtures above {HERE}: the real nvidia-smi recordings are missing")
-        directory = parent
 
 
 H200 = os.path.join(shared_fixtures(), "gpu", "h200-1x")

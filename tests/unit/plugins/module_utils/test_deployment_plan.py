@@ -17,25 +17,13 @@ import pytest
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_facts as mf
+from ansible_collections.llmops.ray_vllm.tests.unit.shared_fixtures import shared_fixtures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 MODELS = os.path.join(TESTS, "fixtures", "models")
 
 GIB = 1024**3
-
-
-def shared_fixtures():
-    """The shared/fixtures directory, found by walking up from this file (the tree may be a copy under .build)."""
-    path = HERE
-    while True:
-        candidate = os.path.join(path, "shared", "fixtures")
-        if os.path.isdir(candidate):
-            return candidate
-        parent = os.path.dirname(path)
-        if parent == path:
-            raise AssertionError(f"no shared/fixtures directory above {HERE}; the recorded GPU outputs are missing")
-        path = parent
 
 
 def model_dir(name):

@@ -26,6 +26,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_status import
     parse_status_text,
     parse_usage_line,
 )
+from ansible_collections.llmops.ray_vllm.tests.unit.shared_fixtures import shared_fixtures
 
 RECORDED_ROOT = Path(__file__).resolve().parents[3] / "fixtures" / "ray"
 GIB = 2**30
@@ -125,15 +126,7 @@ def captured(folder, step):
     return any(entry["step"] == step for entry in recorded_json(folder, "captures.json")["captures"])
 
 
-def shared_fixtures():
-    """shared/fixtures beside the project: walk up from this file (the repo may sit in a build copy)."""
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "shared" / "fixtures").is_dir():
-            return folder / "shared" / "fixtures"
-    raise AssertionError(f"no shared/fixtures above {__file__}: the H200 recordings are required")
-
-
-H200 = shared_fixtures() / "ray" / "2.60-h200-head0gpu-worker1gpu"
+H200 = Path(shared_fixtures()) / "ray" / "2.60-h200-head0gpu-worker1gpu"
 
 
 def recorded(folder, name):
