@@ -1182,17 +1182,21 @@ def _cpu_plan(nodes, model, platform, tp, pp, kv_space_gib, options, length_give
             "gpu_memory_utilization."
         )
     kv_bytes = int(kv_space_gib) * GIB
-    memory = stage_memory(
-        model,
-        tp,
-        pp,
-        (ram_mib or 0) * MIB,
-        kv_bytes + weights_per_worker + overhead,
-        overhead,
-        CPU_BLOCK_SIZE,
-        options["max_model_len"],
-        kv_space_bytes=kv_bytes,
-    )
+
+    def cpu_stage_memory(max_model_len):
+        return stage_memory(
+            model,
+            tp,
+            pp,
+            (ram_mib or 0) * MIB,
+            kv_bytes + weights_per_worker + overhead,
+            overhead,
+            CPU_BLOCK_SIZE,
+            max_model_len,
+            kv_space_bytes=kv_bytes,
+        )
+
+    memory = cpu_stage_memory(options["max_model_len"])
     if not memory["fits"]:
         if length_given:
             raise PlanError(
@@ -1215,17 +1219,7 @@ def _cpu_plan(nodes, model, platform, tp, pp, kv_space_gib, options, length_give
             "lowered to {}.".format(_fmt_int(options["max_model_len"]), _fmt_int(fitting))
         )
         options["max_model_len"] = fitting
-        memory = stage_memory(
-            model,
-            tp,
-            pp,
-            (ram_mib or 0) * MIB,
-            kv_bytes + weights_per_worker + overhead,
-            overhead,
-            CPU_BLOCK_SIZE,
-            options["max_model_len"],
-            kv_space_bytes=kv_bytes,
-        )
+        memory = cpu_stage_memory(options["max_model_len"])
     needed_ram = memory["weights_bytes"] + kv_bytes + overhead
     if ram_mib:
         if needed_ram > ram_mib * MIB:
