@@ -109,7 +109,7 @@ def floor():
 def main():
     if not (MODEL / "config.json").exists():
         print("Converting the demo model first (not timed) ...", flush=True)
-        rc, out, _ = run_playbook("site.yml", extra_args=VARS)
+        rc, out, _recap = run_playbook("site.yml", extra_args=VARS)
         run_playbook("playbooks/teardown.yml", extra_args=VARS)
         if rc != 0:
             sys.exit("the first deploy failed:\n" + out[-4000:])

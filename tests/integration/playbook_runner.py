@@ -43,7 +43,14 @@ def run_playbook(playbook, inventory="inventories/local", extra_args=(), env=Non
     )
     run_env.update(env or {})
     completed = subprocess.run(
-        command, cwd=REPO, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+        command,
+        cwd=REPO,
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if log_path is not None:
         Path(log_path).write_text(completed.stdout)

@@ -83,7 +83,7 @@ def stop_everything_at_the_end():
 
 
 def test_unknown_model_source_fails_before_anything_starts():
-    rc, out, _ = site("bad-source", "-e", "model_storage_source=s3")
+    rc, out, _recap = site("bad-source", "-e", "model_storage_source=s3")
     assert rc != 0
     assert "unknown model_storage_source 's3'" in out
     assert "use one of modelscope, huggingface, local, gguf" in out
@@ -91,14 +91,14 @@ def test_unknown_model_source_fails_before_anything_starts():
 
 
 def test_tensor_parallel_that_does_not_divide_the_heads_fails_before_anything_starts():
-    rc, out, _ = site("bad-tp", "-e", "ray_vllm_tensor_parallel_size=2")
+    rc, out, _recap = site("bad-tp", "-e", "ray_vllm_tensor_parallel_size=2")
     assert rc != 0
     assert "tensor_parallel_size=2" in out and "num_attention_heads=9" in out
     assert_nothing_started()
 
 
 def test_more_gpus_than_found_fails_before_anything_starts():
-    rc, out, _ = site("bad-gpus", "-e", "cuda_check_allow_cpu=false", "-e", "cuda_check_min_gpus=1")
+    rc, out, _recap = site("bad-gpus", "-e", "cuda_check_allow_cpu=false", "-e", "cuda_check_min_gpus=1")
     assert rc != 0
     assert "no NVIDIA GPU found" in out
     assert "cuda_check_allow_cpu" in out
@@ -120,7 +120,7 @@ def test_port_in_use_fails_before_anything_starts():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        rc, out, _ = site("port-in-use")
+        rc, out, _recap = site("port-in-use")
     finally:
         server.shutdown()
         server.server_close()
