@@ -352,6 +352,8 @@ def run_module(module, args, check=False, diff=False, timeout=900):
     if diff:
         command.append("--diff")
     env = dict(os.environ)
+    # Not the project's ansible.cfg (make exports it): its profile_tasks recap would follow the JSON on stdout.
+    env.pop("ANSIBLE_CONFIG", None)
     env.update(
         ANSIBLE_COLLECTIONS_PATH=collections_path(),
         ANSIBLE_STDOUT_CALLBACK="json",
