@@ -178,6 +178,22 @@ def describe_http_error(base_url, method, path, status, text):
     return seen
 
 
+# Ray's answer (500) to a submission before the head's job agent has started, seconds after `ray start --head`.
+AGENT_NOT_READY = "No available agent to submit job"
+
+
+def submit_when_agent_ready(client, body, timeout, interval, sleep=time.sleep, clock=time.monotonic):
+    """Submit ``body``, trying again while a just-started head has no job agent yet, for up to ``timeout`` seconds."""
+    deadline = clock() + timeout
+    while True:
+        try:
+            return client.submit(body)
+        except RayJobError as error:
+            if AGENT_NOT_READY not in getattr(error, "http_text", "") or clock() >= deadline:
+                raise
+        sleep(interval)
+
+
 class RayJobsClient:
     """The Ray Jobs REST API of one dashboard (GET/POST /api/jobs/...), through open_url."""
 
@@ -219,7 +235,9 @@ class RayJobsClient:
             ) from None
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw or "")
         if not 200 <= status < 300:
-            raise RayJobError(describe_http_error(self.base_url, method, path, status, text))
+            error = RayJobError(describe_http_error(self.base_url, method, path, status, text))
+            error.http_status, error.http_text = status, text
+            raise error
         try:
             return status, json.loads(text)
         except ValueError:
@@ -410,7 +428,9 @@ def ensure_present(
     result["replaced"], result["warnings"] = stop_jobs(client, to_stop, timeout, interval, sleep=sleep)
     if kept is None:
         submission_id = make_submission_id(name, digest, now())
-        answer = client.submit(submit_body(spec, name, digest, submission_id))
+        answer = submit_when_agent_ready(
+            client, submit_body(spec, name, digest, submission_id), timeout, interval, sleep
+        )
         submission_id = answer.get("submission_id", submission_id) if isinstance(answer, dict) else submission_id
         job = {"submission_id": submission_id}
     else:

@@ -389,3 +389,40 @@ class TestWaiting:
         )
         assert result["diff"]["before"] == result["diff"]["after"] == ray_job.job_view(RUNNING_JOB)
         assert [call["method"] for call in client.opener.calls] == ["GET", "GET"]
+
+
+class SequenceOpener(ReplayOpener):
+    """Answers POST /api/jobs/ with each recording in turn (a head whose job agent starts late)."""
+
+    def __init__(self, *names):
+        super().__init__()
+        self.sequence = [recorded(name) for name in names]
+
+    def __call__(self, url, method, data, headers, validate_certs, timeout):
+        self.records[("POST", "/api/jobs/")] = self.sequence.pop(0)
+        return super().__call__(url, method, data, headers, validate_certs, timeout)
+
+
+class TestSubmitWhileTheAgentStarts:
+    def test_submission_waits_for_the_job_agent(self):
+        opener = SequenceOpener("submit-no-agent", "submit-no-agent", "submit-long")
+        client = ray_job.RayJobsClient(BASE_URL, opener=opener)
+        sleeps = []
+        answer = ray_job.submit_when_agent_ready(
+            client, {"entrypoint": "x"}, timeout=60, interval=2, sleep=sleeps.append
+        )
+        assert answer["submission_id"] == recorded("submit-long")["json"]["submission_id"]
+        assert sleeps == [2, 2]
+
+    def test_the_agent_never_starting_fails_with_rays_answer(self):
+        opener = SequenceOpener(*["submit-no-agent"] * 3)
+        client = ray_job.RayJobsClient(BASE_URL, opener=opener)
+        clock = iter([0, 1, 5, 11]).__next__
+        with pytest.raises(ray_job.RayJobError, match="answered 500: No available agent to submit job"):
+            ray_job.submit_when_agent_ready(client, {}, timeout=10, interval=5, sleep=lambda _s: None, clock=clock)
+
+    def test_other_errors_are_not_retried(self):
+        opener = SequenceOpener("submit-invalid")
+        client = ray_job.RayJobsClient(BASE_URL, opener=opener)
+        with pytest.raises(ray_job.RayJobError, match="answered 400"):
+            ray_job.submit_when_agent_ready(client, {}, timeout=60, interval=1, sleep=lambda _s: pytest.fail("retried"))
