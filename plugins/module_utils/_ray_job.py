@@ -171,6 +171,12 @@ def describe_http_error(base_url, method, path, status, text):
             f"{seen}. The Ray cluster runs with token authentication (RAY_AUTH_MODE=token): set token to the cluster's "
             "RAY_AUTH_TOKEN"
         )
+    if AGENT_NOT_READY in (text or ""):
+        return (
+            f"{seen}. The head's dashboard agent takes job submissions and has no HTTP service: it is still starting, "
+            "or its port (ray start --dashboard-agent-listen-port, default 52365) was taken by another process; "
+            "read dashboard_agent.log under the head's Ray temp dir (session_latest/logs)"
+        )
     if status == 403:
         return f"{seen}. token is not the cluster's RAY_AUTH_TOKEN; set the right one"
     if status == 404 and path.startswith("/api/jobs/") and path.count("/") <= 3:

@@ -28,6 +28,8 @@ def build_start_args(params):
         args += ["--dashboard-port=%d" % params["dashboard_port"]]
     else:
         args += ["--address=%s" % params["head_address"]]
+    if params.get("dashboard_agent_listen_port"):
+        args.append("--dashboard-agent-listen-port=%d" % params["dashboard_agent_listen_port"])
     if params.get("node_ip"):
         args.append("--node-ip-address=%s" % params["node_ip"])
     args.append("--temp-dir=%s" % params["temp_dir"])

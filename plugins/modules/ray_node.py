@@ -73,6 +73,12 @@ options:
     description: Port of a head's dashboard and Jobs API.
     type: int
     default: 8265
+  dashboard_agent_listen_port:
+    description:
+      - HTTP port of the node's dashboard agent, which takes the Jobs API's submissions on a head.
+      - Omitted uses Ray's default (52365). Give each head on one machine its own, or its Jobs API answers
+        "No available agent to submit job".
+    type: int
   num_cpus:
     description: CPUs the node offers Ray; omitted lets Ray count them.
     type: int
@@ -310,6 +316,7 @@ def main():
             port=dict(type="int", default=6379),
             dashboard_host=dict(type="str", default="127.0.0.1"),
             dashboard_port=dict(type="int", default=8265),
+            dashboard_agent_listen_port=dict(type="int"),
             num_cpus=dict(type="int"),
             num_gpus=dict(type="int"),
             object_store_memory=dict(type="int"),

@@ -32,6 +32,7 @@ VARS = [
     "-e", "ray_cluster_dashboard_port=%d" % DASHBOARD_PORT,
     "-e", "vllm_serve_port=%d" % VLLM_PORT,
     "-e", f"ray_cluster_temp_dir_prefix={TEMP_PREFIX}",
+    "-e", "ray_cluster_dashboard_agent_port=38602",
 ]  # fmt: skip
 BIN = Path(sys.executable).parent
 MODEL = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
@@ -82,7 +83,8 @@ def floor():
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
     subprocess.run(
         [BIN / "ray", "start", "--head", "--port=%d" % GCS_PORT, "--dashboard-port=%d" % DASHBOARD_PORT,
-         "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={head_dir}", *common],
+         "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--dashboard-agent-listen-port=38602",
+         f"--temp-dir={head_dir}", *common],
         check=True, stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     subprocess.run(

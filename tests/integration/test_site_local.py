@@ -31,6 +31,7 @@ TEST_VARS = [
     "-e", "ray_cluster_dashboard_port=%d" % DASHBOARD_PORT,
     "-e", "vllm_serve_port=%d" % VLLM_PORT,
     "-e", "ray_cluster_temp_dir_prefix=%s" % TEMP_PREFIX,
+    "-e", "ray_cluster_dashboard_agent_port=38402",
 ]  # fmt: skip
 LOG_DIR = REPO / "tests" / "output" / "site_local"
 API_KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
