@@ -75,24 +75,42 @@ def _is_zombie(pid):
         return True
 
 
+def _parent_pid(pid, proc_root="/proc"):
+    try:
+        with open("%s/%s/stat" % (proc_root, pid)) as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def node_processes(temp_dir, proc_root="/proc"):
     """PIDs of the live processes of the node whose Ray temp dir is ``temp_dir``, and the raylet's PID.
 
-    Every Ray process of a node names a file under ``<temp_dir>/session_`` on its command line,
-    which tells this node's processes apart from another node's on the same machine.
+    Every Ray process of a node names a file under ``<temp_dir>/session_`` on its command line, which tells this
+    node's processes apart from another node's on the same machine. Their descendants count too: some rename
+    themselves (``ray::DashboardAgent``) and would otherwise outlive a stop, holding their ports.
     """
     marker = temp_dir.rstrip("/") + "/session_"
-    pids = []
+    own = os.getpid()
+    live = [int(entry) for entry in os.listdir(proc_root) if entry.isdigit() and int(entry) != own]
+    pids = set()
     raylet = None
-    for entry in os.listdir(proc_root):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in live:
+        cmdline = _read_cmdline(pid)
+        if marker not in cmdline or _is_zombie(pid):
             continue
-        cmdline = _read_cmdline(entry)
-        if marker not in cmdline or _is_zombie(entry):
-            continue
-        pids.append(int(entry))
+        pids.add(pid)
         if "/raylet/raylet " in cmdline or cmdline.startswith("raylet "):
-            raylet = int(entry)
+            raylet = pid
+    children = {}
+    for pid in live:
+        children.setdefault(_parent_pid(pid, proc_root), []).append(pid)
+    queue = list(pids)
+    while queue:
+        for child in children.get(queue.pop(), []):
+            if child not in pids and not _is_zombie(child):
+                pids.add(child)
+                queue.append(child)
     return sorted(pids), raylet
 
 

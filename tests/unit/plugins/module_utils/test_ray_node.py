@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -128,3 +129,32 @@ def test_port_in_use_sees_a_listening_socket():
     finally:
         server.close()
     assert not port_in_use("127.0.0.1", port)
+
+
+def test_renamed_descendants_are_found_and_stopped(tmp_path):
+    temp_dir = str(tmp_path / "ray-node-c")
+    # A process named by the session path whose child carries no path at all, as ray::DashboardAgent does.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "time.sleep(60)",
+            temp_dir + "/session_x/logs",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 5
+        pids = []
+        while time.monotonic() < deadline and len(pids) < 2:
+            pids, _raylet = node_processes(temp_dir)
+            time.sleep(0.1)
+        assert parent.pid in pids and len(pids) == 2
+        child = [pid for pid in pids if pid != parent.pid][0]
+        assert stop_processes(pids, timeout=5) == []
+        parent.wait(timeout=5)
+        assert not os.path.exists("/proc/%d/cmdline" % child) or node_processes(temp_dir) == ([], None)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
