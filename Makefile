@@ -20,13 +20,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test lint sanity units pytest-units integration test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test lint sanity units pytest-units integration testbed test-ray test-vllm test-local test-plan \
         molecule bench teardown clean
 
 help:
 	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
 	@echo "make test   set up, then run every linter and test"
-	@echo "parts:      make lint | sanity | units | test-ray | test-vllm | test-local | test-plan | molecule | bench"
+	@echo "parts:      make lint | sanity | units | testbed | test-ray | test-vllm | test-local | test-plan | molecule | bench"
 	@echo "            make teardown (stop what make demo started)"
 
 setup: $(STAMP) $(COLLECTION_LINK) system-packages
@@ -58,7 +58,7 @@ demo: setup
 teardown: setup
 	$(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/local
 
-test: setup lint sanity units integration molecule
+test: setup lint sanity units testbed integration molecule
 
 lint: setup
 	$(BIN)/yamllint -s .
@@ -94,6 +94,10 @@ pytest-units: setup
 # Every integration suite in one pytest run (real Ray, real vLLM, real ansible-playbook).
 integration: setup
 	$(BIN)/python -m pytest tests/integration -m integration -v --durations=0 -p no:cacheprovider
+
+# The Kubernetes test bed's own tests (tests/k8s_testbed: an emulated API server with controllers).
+testbed: setup
+	$(BIN)/python -m pytest tests/testbed -v --durations=10 -p no:cacheprovider
 
 test-ray: setup
 	$(BIN)/python -m pytest tests/integration -q -m integration -k "ray_status or ray_job"
