@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from . import selectors
+from . import defaults, selectors
 from .store import ApiError
 
 if TYPE_CHECKING:
@@ -1128,7 +1128,7 @@ class KubeletController(Controller):
         status["conditions"] = set_condition(
             status.get("conditions"), "PodScheduled", "False", "Unschedulable", message, probe_time=True
         )
-        status.setdefault("qosClass", _qos_class(pod["spec"]))
+        status.setdefault("qosClass", defaults.qos_class(pod["spec"]))
         pod = self.write_status(pod, status)
         self.event(pod, "FailedScheduling", message, "Warning", SCHEDULER, repeat_after=EVENT_REPEAT_SECONDS)
 
@@ -1139,7 +1139,7 @@ class KubeletController(Controller):
         status = copy.deepcopy(pod.get("status") or {})
         status["phase"] = "Pending"
         status["conditions"] = set_condition(status.get("conditions"), "PodScheduled", "True", probe_time=True)
-        status.setdefault("qosClass", _qos_class(pod["spec"]))
+        status.setdefault("qosClass", defaults.qos_class(pod["spec"]))
         pod = self.write_status(pod, status)
         self.event(
             pod,
@@ -1182,7 +1182,7 @@ class KubeletController(Controller):
         stamp = now_rfc3339()
         node_name = spec["nodeName"]
         host_ip = node_internal_ip(node) if node else ""
-        status.setdefault("qosClass", _qos_class(spec))
+        status.setdefault("qosClass", defaults.qos_class(spec))
         status["conditions"] = set_condition(status.get("conditions"), "PodScheduled", "True", probe_time=True)
         if host_ip:
             status["hostIP"] = host_ip
@@ -1380,22 +1380,6 @@ _CONDITION_ORDER = ("PodReadyToStartContainers", "Initialized", "Ready", "Contai
 def _order_conditions(conditions: list) -> list:
     rank = {kind: index for index, kind in enumerate(_CONDITION_ORDER)}
     return sorted(conditions, key=lambda c: rank.get(c.get("type"), 99))
-
-
-def _qos_class(spec: dict) -> str:
-    containers = spec.get("containers") or []
-    any_set = False
-    guaranteed = bool(containers)
-    for container in containers:
-        resources = container.get("resources") or {}
-        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        any_set = any_set or bool(limits) or bool(requests)
-        for key in ("cpu", "memory"):
-            if key not in limits or parse_quantity(requests.get(key, limits[key])) != parse_quantity(limits[key]):
-                guaranteed = False
-    if guaranteed:
-        return "Guaranteed"
-    return "Burstable" if any_set else "BestEffort"
 
 
 # ---- workloads -------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import itertools
 
+from .pod_exec import parse_quantity
+
 _cluster_ips = itertools.count(10)
 
 
@@ -32,20 +34,28 @@ def _default_pod_spec(spec: dict) -> None:
             port.setdefault("protocol", "TCP")
 
 
+def _same_quantity(first, second) -> bool:
+    try:
+        return parse_quantity(first) == parse_quantity(second)
+    except ValueError:  # defaulting runs before validation, which reports the bad quantity
+        return False
+
+
 def qos_class(spec: dict) -> str:
+    """Guaranteed when every container limits cpu and memory with equal requests; BestEffort when none asks."""
     containers = spec.get("containers") or []
-    requests_any = False
+    any_set = False
     guaranteed = bool(containers)
     for container in containers:
         resources = container.get("resources") or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        requests_any = requests_any or bool(limits) or bool(requests)
-        for name in ("cpu", "memory"):
-            if name not in limits or str(requests.get(name, limits[name])) != str(limits[name]):
+        any_set = any_set or bool(limits) or bool(requests)
+        for key in ("cpu", "memory"):
+            if key not in limits or not _same_quantity(requests.get(key, limits[key]), limits[key]):
                 guaranteed = False
     if guaranteed:
         return "Guaranteed"
-    return "Burstable" if requests_any else "BestEffort"
+    return "Burstable" if any_set else "BestEffort"
 
 
 def on_write(kind: str, obj: dict, old: dict | None) -> dict:

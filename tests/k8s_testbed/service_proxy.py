@@ -28,6 +28,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from .pod_exec import api_status
+
 HOP_BY_HOP = frozenset(
     h.lower()
     for h in (
@@ -59,16 +61,7 @@ class ProxyError(ValueError):
 
 
 def status_response(code: int, reason: str, message: str) -> web.Response:
-    body = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    return web.json_response(body, status=code)
+    return web.json_response(api_status(code, reason, message), status=code)
 
 
 def _go_quote(text: str) -> str:

@@ -74,7 +74,7 @@ def test_discovery_lists_builtin_and_crd_kinds(api):
     assert {"rayclusters", "rayclusters/status", "rayjobs", "rayservices"} <= {r.name for r in ray}
 
 
-def test_create_get_list_and_server_fields(core, namespace):
+def test_create_get_list_and_server_fields(core, namespace, testbed):
     created = core.create_namespaced_config_map(namespace, _config_map("one", labels={"tier": "a"}))
     assert created.metadata.uid and created.metadata.creation_timestamp
     assert created.metadata.namespace == namespace
@@ -83,6 +83,8 @@ def test_create_get_list_and_server_fields(core, namespace):
     )
     assert second.metadata.name.startswith("gen-") and len(second.metadata.name) > 4
     assert int(second.metadata.resource_version) > int(created.metadata.resource_version)
+    status, raw = testbed.request("GET", f"/api/v1/namespaces/{namespace}/configmaps")
+    assert status == 200 and raw["kind"] == "ConfigMapList" and raw["apiVersion"] == "v1"
     listed = core.list_namespaced_config_map(namespace)
     assert {item.metadata.name for item in listed.items} == {"one", second.metadata.name}
     assert int(listed.metadata.resource_version) >= int(second.metadata.resource_version)
