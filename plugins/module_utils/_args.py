@@ -21,3 +21,25 @@ def with_wait(spec):
     merged = dict(spec)
     merged.update(WAIT_ARGUMENT_SPEC)
     return merged
+
+
+# Mirrored by plugins/doc_fragments/kubernetes_service.py.
+KUBERNETES_SERVICE_ARGUMENT_SPEC = dict(
+    service=dict(
+        type="dict",
+        options=dict(
+            namespace=dict(type="str", required=True),
+            name=dict(type="str", required=True),
+            port=dict(type="str"),
+        ),
+    ),
+    kubeconfig=dict(type="path"),
+    context=dict(type="str"),
+)
+
+
+def with_kubernetes_service(spec):
+    """Return a copy of ``spec`` extended with the options that reach a server through the service proxy."""
+    merged = dict(spec)
+    merged.update(KUBERNETES_SERVICE_ARGUMENT_SPEC)
+    return merged

@@ -15,9 +15,15 @@ import json
 import os
 import socket
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import fetch_url
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import (
+    KUBERNETES_IMPORT_ERROR,
+    KubeProxyError,
+    endpoint,
+)
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_status import (
     DashboardAnswerError,
     NodeTracker,
@@ -97,12 +103,25 @@ def observe_cli(module, ray_binary, address, verbose=True, token=None, timeout=3
     return observation
 
 
-def get_json(module, url, token=None, timeout=30):
-    """GET ``url`` and decode JSON. Returns ``(answer, error)``; ``error`` is a source_error dict or None."""
+def get_json(module, url, token=None, timeout=30, transport=None):
+    """GET ``url`` and decode JSON. Returns ``(answer, error)``; ``error`` is a source_error dict or None.
+
+    ``transport`` (from _kube_proxy.endpoint) adds the API server's credentials and CA for the service proxy.
+    """
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    response, info = fetch_url(module, url, headers=headers, method="GET", timeout=timeout)
+    extra = {}
+    if transport:
+        headers.update(transport["headers"])
+        extra["ca_path"] = transport["ca_path"]
+        # fetch_url takes the client certificate and certificate checking from the module's parameters.
+        module.params.update(
+            client_cert=transport["client_cert"],
+            client_key=transport["client_key"],
+            validate_certs=transport["validate_certs"],
+        )
+    response, info = fetch_url(module, url, headers=headers, method="GET", timeout=timeout, **extra)
     status = info.get("status", -1)
     if response is None or status != 200:
         body = to_text(info.get("body") or b"", errors="surrogate_or_strict").strip()
@@ -119,11 +138,11 @@ def get_json(module, url, token=None, timeout=30):
         return None, dict(kind="http_answer", where=url, detail=f"not JSON: {snippet!r}")
 
 
-def observe_dashboard(module, dashboard_url, token=None, timeout=30, with_nodes=True):
+def observe_dashboard(module, dashboard_url, token=None, timeout=30, with_nodes=True, transport=None):
     """An observation from the dashboard: the status text, plus per-node facts from the state API."""
     base = dashboard_url.rstrip("/")
     url = base + CLUSTER_STATUS_PATH
-    answer, error = get_json(module, url, token, timeout)
+    answer, error = get_json(module, url, token, timeout, transport)
     text = ""
     if error is None:
         try:
@@ -139,7 +158,7 @@ def observe_dashboard(module, dashboard_url, token=None, timeout=30, with_nodes=
     observation = observe_text(text, source="dashboard_url")
     if with_nodes:
         nodes_url = base + STATE_API_NODES_PATH
-        nodes_answer, nodes_error = get_json(module, nodes_url, token, timeout)
+        nodes_answer, nodes_error = get_json(module, nodes_url, token, timeout, transport)
         if nodes_error is None:
             try:
                 api_nodes = nodes_from_state_api(nodes_answer)
@@ -167,6 +186,16 @@ def make_observer(module, interpreter_dir=None):
     if params.get("status_text") is not None:
         text = params["status_text"]
         return lambda: observe_text(text)
+    if params.get("service"):
+        if KUBERNETES_IMPORT_ERROR:
+            module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR, ready=False)
+        try:
+            transport = endpoint(params["service"], params.get("kubeconfig"), params.get("context"))
+        except KubeProxyError as error:
+            module.fail_json(msg=str(error), ready=False)
+        params["dashboard_url"] = transport["url"]
+        # The API server takes the Authorization header for itself and removes it before proxying.
+        return lambda: observe_dashboard(module, transport["url"], None, params["request_timeout"], transport=transport)
     if params.get("dashboard_url"):
         return lambda: observe_dashboard(
             module, params["dashboard_url"], params.get("token"), params["request_timeout"]
@@ -227,6 +256,14 @@ def run_gate(module, interpreter_dir=None, clock=None, sleep=None):
 def source_label(params):
     if params.get("status_text") is not None:
         return "the given status_text"
+    if params.get("service"):
+        service = params["service"]
+        return "the dashboard of Service {}/{}{} through the Kubernetes API server ({})".format(
+            service["namespace"],
+            service["name"],
+            ":" + service["port"] if service.get("port") else "",
+            params["dashboard_url"],
+        )
     if params.get("dashboard_url"):
         return "the dashboard at {}".format(params["dashboard_url"])
     return "the GCS at {}".format(params["address"])

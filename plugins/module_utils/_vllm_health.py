@@ -87,9 +87,11 @@ def error_kind(error):
     return "other"
 
 
-def http_exchange(url, method="GET", headers=None, payload=None, timeout=10, validate_certs=True):
+def http_exchange(url, method="GET", headers=None, payload=None, timeout=10, validate_certs=True, tls=None):
     """One HTTP request. Returns a dict with ``status`` (None when no HTTP answer came), ``body``, ``error``,
-    ``error_kind`` and ``elapsed_s``; never raises for network or HTTP errors."""
+    ``error_kind`` and ``elapsed_s``; never raises for network or HTTP errors.
+
+    ``tls`` may give ``ca_path``, ``client_cert`` and ``client_key`` (the API server's, for the service proxy)."""
     all_headers = dict(headers or {})
     data = None
     if payload is not None:
@@ -107,6 +109,7 @@ def http_exchange(url, method="GET", headers=None, payload=None, timeout=10, val
             validate_certs=validate_certs,
             follow_redirects="safe",
             use_netrc=False,
+            **(tls or {}),
         )
         result["status"] = response.getcode()
         result["body"] = response.read().decode("utf-8", "replace")
@@ -368,15 +371,26 @@ def observe(
     request_timeout=30,
     validate_certs=True,
     exchange=http_exchange,
+    api_key_header="Authorization",
+    tls=None,
 ):
-    """Probe the server once and return the full result (``ready``, ``status``, facts, ``problems``, ``msg``)."""
+    """Probe the server once and return the full result (``ready``, ``status``, facts, ``problems``, ``msg``).
+
+    The key goes in ``Authorization: Bearer <key>``, or as it is in ``api_key_header`` when that names another
+    header (through the Kubernetes API server's proxy, which keeps Authorization for itself)."""
     url = base_url(url)
     sent_headers = dict(headers or {})
     if api_key:
-        sent_headers["Authorization"] = f"Bearer {api_key}"
+        if api_key_header.lower() == "authorization":
+            sent_headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            sent_headers[api_key_header] = api_key
+    extra = {"tls": tls} if tls else {}
 
     def get(path):
-        return exchange(url + path, headers=sent_headers, timeout=request_timeout, validate_certs=validate_certs)
+        return exchange(
+            url + path, headers=sent_headers, timeout=request_timeout, validate_certs=validate_certs, **extra
+        )
 
     observation = {"url": url, "api_key_sent": bool(api_key) or "Authorization" in sent_headers}
     observation["health"] = get("/health")
@@ -421,6 +435,7 @@ def observe(
                 payload=payload,
                 timeout=request_timeout,
                 validate_certs=validate_certs,
+                **extra,
             )
             observation["completion"] = completion
             result["endpoints"]["/v1/chat/completions"] = completion["status"]

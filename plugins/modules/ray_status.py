@@ -27,23 +27,24 @@ extends_documentation_fragment:
   - llmops.ray_vllm.attributes
   - llmops.ray_vllm.attributes.read_only
   - llmops.ray_vllm.wait
+  - llmops.ray_vllm.kubernetes_service
 options:
   address:
     description:
       - GCS address of the cluster, C(host:port) (the head's C(--port), default 6379), for C(ray status --address).
       - Needs a C(ray) executable of the cluster's Ray version on the host running the module, see O(ray_binary).
-      - Exactly one of O(address), O(dashboard_url) and O(status_text) is required.
+      - Exactly one of O(address), O(dashboard_url), O(status_text) and O(service) is required.
     type: str
   dashboard_url:
     description:
       - Root URL of the Ray dashboard, for example C(http://ray-head:8265).
-      - Exactly one of O(address), O(dashboard_url) and O(status_text) is required.
+      - Exactly one of O(address), O(dashboard_url), O(status_text) and O(service) is required.
     type: str
   status_text:
     description:
       - Output of C(ray status) (or C(ray status -v)) captured elsewhere. Log lines before the report are ignored.
       - The text cannot change, so the module looks once even with O(wait=true).
-      - Exactly one of O(address), O(dashboard_url) and O(status_text) is required.
+      - Exactly one of O(address), O(dashboard_url), O(status_text) and O(service) is required.
     type: str
   ray_binary:
     description:
@@ -105,6 +106,17 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Wait for a KubeRay cluster, through the API server's proxy to the head Service's dashboard port
+  llmops.ray_vllm.ray_status:
+    service:
+      namespace: llm
+      name: llm-raycluster-head-svc
+      port: "8265"
+    kubeconfig: ~/.kube/config
+    expected_nodes: 3
+    expected_gpus: 2
+    wait: true
+
 - name: Wait until the head and both GPU workers have joined (local ray CLI)
   llmops.ray_vllm.ray_status:
     address: "{{ ray_head_ip }}:6379"
@@ -290,26 +302,28 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service, with_wait
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_sources import run_gate
 
-ARGUMENT_SPEC = with_wait(
-    dict(
-        address=dict(type="str"),
-        dashboard_url=dict(type="str"),
-        status_text=dict(type="str"),
-        ray_binary=dict(type="path", aliases=["ray_path"]),
-        verbose=dict(type="bool", default=True),
-        token=dict(type="str", no_log=True),
-        validate_certs=dict(type="bool", default=True),
-        request_timeout=dict(type="int", default=30),
-        expected_nodes=dict(type="int"),
-        expected_gpus=dict(type="float"),
-        expected_cpus=dict(type="float"),
-        fail_on_failures=dict(type="bool", default=False),
+ARGUMENT_SPEC = with_kubernetes_service(
+    with_wait(
+        dict(
+            address=dict(type="str"),
+            dashboard_url=dict(type="str"),
+            status_text=dict(type="str"),
+            ray_binary=dict(type="path", aliases=["ray_path"]),
+            verbose=dict(type="bool", default=True),
+            token=dict(type="str", no_log=True),
+            validate_certs=dict(type="bool", default=True),
+            request_timeout=dict(type="int", default=30),
+            expected_nodes=dict(type="int"),
+            expected_gpus=dict(type="float"),
+            expected_cpus=dict(type="float"),
+            fail_on_failures=dict(type="bool", default=False),
+        )
     )
 )
-SOURCES = ["address", "dashboard_url", "status_text"]
+SOURCES = ["address", "dashboard_url", "status_text", "service"]
 
 
 def main():

@@ -31,13 +31,22 @@ extends_documentation_fragment:
   - llmops.ray_vllm.attributes
   - llmops.ray_vllm.attributes.read_only
   - llmops.ray_vllm.wait
+  - llmops.ray_vllm.kubernetes_service
 options:
   url:
     description:
       - Base URL of the vLLM server, for example V(http://10.0.0.5:8000).
       - A trailing C(/v1), as in an OpenAI client C(base_url), is accepted and removed.
+      - Exactly one of O(url) and O(service) is required.
     type: str
-    required: true
+  api_key_header:
+    description:
+      - "Header that carries O(api_key). V(Authorization) sends C(Authorization: Bearer <key>); any other name sends
+        the key as it is in that header."
+      - Default V(X-API-Key) with O(service), because the API server removes C(Authorization) before it proxies the
+        request (the collection's vLLM deployment maps C(X-API-Key) to C(Authorization) with a small middleware);
+        V(Authorization) otherwise.
+    type: str
   model:
     description:
       - Served model name that must be listed by C(/v1/models), as set by the server's C(--served-model-name).
@@ -93,6 +102,19 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Ask vLLM in the cluster through the API server's service proxy (the key goes in X-API-Key)
+  llmops.ray_vllm.vllm_health:
+    service:
+      namespace: llm
+      name: llm-vllm
+      port: http
+    kubeconfig: ~/.kube/config
+    model: deepseek-r1-distill-llama-70b
+    api_key: "{{ vllm_api_key }}"
+    wait: true
+    timeout: 1800
+  no_log: true
+
 - name: Wait until vLLM serves the model and answers
   llmops.ray_vllm.vllm_health:
     url: http://127.0.0.1:8000
@@ -220,31 +242,57 @@ elapsed_s:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service, with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import (
+    KUBERNETES_IMPORT_ERROR,
+    KubeProxyError,
+    endpoint,
+)
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
-ARGUMENT_SPEC = with_wait(
-    dict(
-        url=dict(type="str", required=True),
-        model=dict(type="str"),
-        api_key=dict(type="str", no_log=True),
-        headers=dict(type="dict", default={}),
-        completion=dict(type="bool", default=True),
-        prompt=dict(type="str", default="Reply with one word."),
-        max_tokens=dict(type="int", default=16, no_log=False),
-        expect=dict(type="str"),
-        request_timeout=dict(type="int", default=30),
-        validate_certs=dict(type="bool", default=True),
+ARGUMENT_SPEC = with_kubernetes_service(
+    with_wait(
+        dict(
+            url=dict(type="str"),
+            api_key_header=dict(type="str"),
+            model=dict(type="str"),
+            api_key=dict(type="str", no_log=True),
+            headers=dict(type="dict", default={}),
+            completion=dict(type="bool", default=True),
+            prompt=dict(type="str", default="Reply with one word."),
+            max_tokens=dict(type="int", default=16, no_log=False),
+            expect=dict(type="str"),
+            request_timeout=dict(type="int", default=30),
+            validate_certs=dict(type="bool", default=True),
+        )
     )
 )
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[["url", "service"]],
+        required_one_of=[["url", "service"]],
+        supports_check_mode=True,
+    )
     params = module.params
+    url, headers, tls = params["url"], dict(params["headers"]), None
+    validate_certs = params["validate_certs"]
+    api_key_header = params["api_key_header"] or ("X-API-Key" if params["service"] else "Authorization")
+    if params["service"]:
+        if KUBERNETES_IMPORT_ERROR:
+            module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+        try:
+            transport = endpoint(params["service"], params["kubeconfig"], params["context"])
+        except KubeProxyError as error:
+            module.fail_json(msg=str(error), ready=False, status="unreachable")
+        url, validate_certs = transport["url"], transport["validate_certs"]
+        headers.update(transport["headers"])
+        tls = {key: transport[key] for key in ("ca_path", "client_cert", "client_key") if transport[key]}
     if params["expect"] is not None:
         try:
             re.compile(params["expect"])
@@ -255,16 +303,18 @@ def main():
 
     def probe():
         return observe(
-            url=params["url"],
+            url=url,
             model=params["model"],
             api_key=params["api_key"],
-            headers=params["headers"],
+            api_key_header=api_key_header,
+            tls=tls,
+            headers=headers,
             completion_wanted=params["completion"],
             prompt=params["prompt"],
             max_tokens=params["max_tokens"],
             expect=params["expect"],
             request_timeout=params["request_timeout"],
-            validate_certs=params["validate_certs"],
+            validate_certs=validate_certs,
         )
 
     timeout = params["timeout"] if params["wait"] else 0

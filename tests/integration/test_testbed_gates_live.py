@@ -52,13 +52,20 @@ def test_ray_status_through_the_api_server_proxy(bed, ray_cluster_factory):
     cluster = ray_cluster_factory(head={"num_cpus": 1}, workers=[{"num_cpus": 1, "num_gpus": 1}])
     _service(bed, "rc-head-svc", "dashboard", 8265)
     bed.admin("PUT", "service-backends", {f"{NAMESPACE}/rc-head-svc:8265": cluster.dashboard_url})
-    proxy_url = f"{bed.server_url}/api/v1/namespaces/{NAMESPACE}/services/rc-head-svc:dashboard/proxy"
-    args = dict(dashboard_url=proxy_url, validate_certs=False, expected_nodes=2, expected_gpus=1, wait=True)
-    result = vllm_local.run_module("ray_status", dict(args, token=bed.token, timeout=60, interval=1))
+    service = {"namespace": NAMESPACE, "name": "rc-head-svc", "port": "dashboard"}
+    args = dict(service=service, kubeconfig=bed.kubeconfig, expected_nodes=2, expected_gpus=1, wait=True)
+    result = vllm_local.run_module("ray_status", dict(args, timeout=60, interval=1))
     assert not result.get("failed"), {k: result.get(k) for k in ("msg", "exception", "problems", "module_stderr")}
     assert result["ready"] is True and result["nodes"]["alive"] == 2 and result["resources"]["GPU"]["total"] == 1
-    # The API server is really in the path: without its token the gate is refused there.
-    refused = vllm_local.run_module("ray_status", dict(args, token="not-the-token", timeout=5))
+    assert "through the Kubernetes API server" in result["msg"]
+    # The API server is really in the path: with the kubeconfig's certificate context it works too, and with a
+    # wrong token (the dashboard URL used by hand) it is refused there.
+    by_cert = vllm_local.run_module("ray_status", dict(args, context="testbed-cert", timeout=30))
+    assert not by_cert.get("failed"), by_cert.get("msg")
+    proxy_url = f"{bed.server_url}/api/v1/namespaces/{NAMESPACE}/services/rc-head-svc:dashboard/proxy"
+    refused = vllm_local.run_module(
+        "ray_status", dict(dashboard_url=proxy_url, token="not-the-token", validate_certs=False, expected_nodes=2)
+    )
     assert refused.get("failed") and "401" in refused["msg"], refused
 
 
@@ -77,15 +84,13 @@ def keyless_vllm(tmp_path_factory):
 def test_vllm_health_through_the_api_server_proxy(bed, keyless_vllm):
     _service(bed, "vllm", "http", 8000)
     bed.admin("PUT", "service-backends", {f"{NAMESPACE}/vllm:8000": keyless_vllm.base_url})
-    proxy_url = f"{bed.server_url}/api/v1/namespaces/{NAMESPACE}/services/vllm:http/proxy"
     started = time.monotonic()
     result = vllm_local.run_module(
         "vllm_health",
         dict(
-            url=proxy_url,
+            service={"namespace": NAMESPACE, "name": "vllm", "port": "http"},
+            kubeconfig=bed.kubeconfig,
             model=vllm_local.DEMO_SERVED_NAME,
-            headers={"Authorization": f"Bearer {bed.token}"},
-            validate_certs=False,
             completion=True,
             prompt="What is the capital of France? Answer in one word.",
             max_tokens=8,
@@ -98,10 +103,6 @@ def test_vllm_health_through_the_api_server_proxy(bed, keyless_vllm):
     _service(bed, "nothing", "http", 8000)
     missing = vllm_local.run_module(
         "vllm_health",
-        dict(
-            url=f"{bed.server_url}/api/v1/namespaces/{NAMESPACE}/services/nothing:http/proxy",
-            headers={"Authorization": f"Bearer {bed.token}"},
-            validate_certs=False,
-        ),
+        dict(service={"namespace": NAMESPACE, "name": "nothing", "port": "http"}, kubeconfig=bed.kubeconfig),
     )
     assert missing.get("failed") and missing["status"] != "ready", missing

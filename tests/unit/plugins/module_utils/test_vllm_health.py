@@ -262,12 +262,14 @@ class TestClassify:
 def replay(records):
     """An exchange function answering each URL path from a recorded file, as the real server did."""
 
-    def answer(url, method="GET", headers=None, payload=None, timeout=10, validate_certs=True):
+    def answer(url, method="GET", headers=None, payload=None, timeout=10, validate_certs=True, tls=None):
         path = url[len(URL) :]
         answer.calls.append((method, path, dict(headers or {}), payload))
+        answer.tls.append(tls)
         return exchange(records[path])
 
     answer.calls = []
+    answer.tls = []
     return answer
 
 
@@ -281,6 +283,29 @@ READY_RECORDS = {
 
 
 class TestObserve:
+    def test_key_in_another_header_and_tls_reach_every_request(self):
+        answer = replay(READY_RECORDS)
+        tls = {"ca_path": "/tmp/ca.crt"}
+        proxy_token = {"Authorization": "Bearer api-server-token"}
+        result = health.observe(
+            URL, model=SERVED, api_key="k", api_key_header="X-API-Key", headers=proxy_token, tls=tls, exchange=answer
+        )
+        assert result["status"] == "ready"
+        assert all(
+            h["X-API-Key"] == "k" and h["Authorization"] == "Bearer api-server-token"
+            for dummy_method, dummy_path, h, dummy_payload in answer.calls
+        )
+        assert answer.tls == [tls] * len(answer.calls)
+
+    def test_key_in_authorization_by_default(self):
+        answer = replay(READY_RECORDS)
+        health.observe(URL, model=SERVED, api_key="k", exchange=answer)
+        assert all(
+            h == {"Authorization": "Bearer k"} or h.get("Authorization") == "Bearer k"
+            for dummy_method, dummy_path, h, dummy_payload in answer.calls
+        )
+        assert answer.tls == [None] * len(answer.calls)
+
     def test_ready_result_carries_all_facts(self):
         answer = replay(READY_RECORDS)
         result = health.observe(URL + "/v1", model=SERVED, api_key="k", exchange=answer, prompt="Hi", max_tokens=16)
