@@ -425,6 +425,9 @@ class Store:
             resource_type = self._type_for_key(key)
             for (namespace, name), obj in list(bucket.items()):
                 finalizers = obj["metadata"].get("finalizers") or []
+                if "foregroundDeletion" in finalizers and obj["metadata"].get("deletionTimestamp"):
+                    # Foreground deletion: the dependents go first, then the owner's finalizer is removed.
+                    self._collect_dependents(obj["metadata"]["uid"])
                 if "foregroundDeletion" in finalizers and not self._dependents(obj["metadata"]["uid"]):
                     new = copy.deepcopy(obj)
                     new["metadata"]["finalizers"] = [f for f in finalizers if f != "foregroundDeletion"]

@@ -432,3 +432,20 @@ def test_dynamic_client_discovers_crds(api, namespace):
     dyn_created = clusters.create(body=_raycluster("dyn"), namespace=namespace)
     assert dyn_created.metadata.name == "dyn"
     assert [item.metadata.name for item in clusters.get(namespace=namespace).items] == ["dyn"]
+
+
+def test_foreground_deletion_removes_dependents_first(core, namespace):
+    owner = core.create_namespaced_config_map(namespace, _config_map("owner"))
+    reference = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="dependent", owner_references=[reference]))
+    )
+    core.delete_namespaced_config_map("owner", namespace, propagation_policy="Foreground")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        names = {cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items}
+        if not names & {"owner", "dependent"}:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"foreground deletion left {names}")
