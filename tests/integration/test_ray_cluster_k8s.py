@@ -1,0 +1,251 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The ray_cluster role on platform kubernetes, run with ansible-playbook against the Kubernetes test bed.
+
+The test bed's API server validates the RayCluster against KubeRay's CRD schema (unknown fields: 422), its KubeRay
+controller builds the head and worker pods and the head Service as KubeRay v1.4 does, its scheduler places them by
+GPUs, nodeSelector and tolerations, and its service proxy forwards the Ray gate to a real local Ray cluster (a head
+and two workers with one GPU resource each) standing in for the pods.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray_local
+from playbook_runner import run_playbook
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from k8s_testbed.harness import RunningTestBed
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "llm"
+NAME = "llm-raycluster"
+PLAYBOOK = "tests/integration/playbooks/ray_cluster_k8s.yml"
+TEARDOWN = "tests/integration/playbooks/ray_cluster_k8s_teardown.yml"
+GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
+
+
+def seed_layout(replicas=2):
+    """ray_layout.kuberay as the deployment plan writes it for the seed (2 nodes x 1 A100, TP=2, head without GPU)."""
+    return {
+        "head": {"num_gpus": 0, "node": None},
+        "worker_group": {
+            "replicas": replicas,
+            "min_replicas": replicas,
+            "max_replicas": replicas,
+            "num_of_hosts": 1,
+            "num_gpus": 1,
+            "gpu_product": GPU_PRODUCT,
+            "cpus": 32.0,
+            "memory_mib": 262044,
+            "pods_per_node": {"gpu-worker-1": 1, "gpu-worker-2": 1},
+        },
+    }
+
+
+def run_role(bed, tmp_path, playbook=PLAYBOOK, extra_vars=None, args=()):
+    variables = {
+        "ray_vllm_kubeconfig": bed.kubeconfig,
+        "ray_cluster_platform": "kubernetes",
+        "ray_cluster_kuberay_layout": seed_layout(),
+        "ray_cluster_kuberay_timeout": 60,
+        "ray_cluster_kuberay_delay": 1,
+        "ray_cluster_wait_timeout": 60,
+        "ray_cluster_status_interval": 1,
+    }
+    variables.update(extra_vars or {})
+    vars_file = tmp_path / ("vars-%d.json" % time.monotonic_ns())
+    vars_file.write_text(json.dumps(variables))
+    env = dict(bed.env(), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"))
+    rc, out, recap = run_playbook(
+        playbook,
+        inventory="localhost,",
+        extra_args=["-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % vars_file, *args],
+        env=env,
+        timeout=600,
+    )
+    # The yaml callback wraps long messages: compare on the text with its whitespace collapsed.
+    return rc, " ".join(out.split()), recap.get("localhost", {})
+
+
+def get(bed, path):
+    status, body = bed.request("GET", path)
+    assert status in (200, 404), (status, body)
+    return body if status == 200 else None
+
+
+def ray_pods(bed):
+    body = get(bed, f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=ray.io/cluster%3D{NAME}")
+    return [p for p in (body or {}).get("items", []) if not p["metadata"].get("deletionTimestamp")]
+
+
+def raycluster(bed):
+    return get(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters/{NAME}")
+
+
+def start_ray(ray_cluster_factory, attempts=3):
+    """The head and two 1-GPU workers; started again when a node loses a port race with another Ray on this machine."""
+    for attempt in range(attempts):
+        try:
+            return ray_cluster_factory(
+                head={"num_cpus": 1}, workers=[{"num_cpus": 1, "num_gpus": 1}, {"num_cpus": 1, "num_gpus": 1}]
+            )
+        except ray_local.WorkerExitedEarly:
+            if attempt == attempts - 1:
+                raise
+
+
+@pytest.fixture
+def bed(tmp_path):
+    with RunningTestBed(tmp_path / "testbed") as running:
+        yield running
+
+
+def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
+    # The real Ray cluster the head Service's dashboard port leads to: the head and two 1-GPU workers.
+    cluster = start_ray(ray_cluster_factory)
+    bed.admin("PUT", "service-backends", {f"{NAMESPACE}/{NAME}-head-svc:8265": cluster.dashboard_url})
+
+    # --check: a server-side dry run; nothing is created and the gates say why they are skipped.
+    rc, out, recap = run_role(bed, tmp_path, args=["--check", "--diff"])
+    assert rc == 0, out[-6000:]
+    assert "Check mode: the RayCluster llm/llm-raycluster was only sent as a server-side dry run" in out
+    assert "rayVersion: 2.60.0" in out  # --diff shows the manifest
+    assert raycluster(bed) is None and ray_pods(bed) == []
+
+    # The real run: schema-valid (the test bed refuses unknown fields), ready, both gates pass.
+    rc, out, recap = run_role(bed, tmp_path)
+    assert rc == 0, out[-8000:]
+    assert recap["failed"] == 0
+    assert "RayCluster llm/llm-raycluster ready: 3 Ray nodes alive" in out, out[-4000:]
+    rc_obj = raycluster(bed)
+    assert rc_obj["status"]["state"] == "ready" and rc_obj["status"]["readyWorkerReplicas"] == 2
+    assert rc_obj["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "llmops.ray_vllm",
+        "app.kubernetes.io/part-of": "ray-vllm",
+        "app.kubernetes.io/instance": "llm",
+        "app.kubernetes.io/name": "raycluster",
+    }
+    spec = rc_obj["spec"]
+    assert spec["rayVersion"] == "2.60.0"
+    assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    assert spec["headGroupSpec"]["rayStartParams"] == {"dashboard-host": "0.0.0.0", "num-cpus": "0", "num-gpus": "0"}
+    (group,) = spec["workerGroupSpecs"]
+    assert (group["groupName"], group["replicas"], group["minReplicas"], group["maxReplicas"], group["numOfHosts"]) == (
+        "gpu",
+        2,
+        2,
+        2,
+        1,
+    )
+    assert group["rayStartParams"] == {"num-gpus": "1"}
+
+    pods = ray_pods(bed)
+    assert len(pods) == 3, [p["metadata"]["name"] for p in pods]
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+    heads = [p for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "head"]
+    workers = [p for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "worker"]
+    assert len(heads) == 1 and len(workers) == 2
+    head = heads[0]
+    head_ray = head["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in json.dumps(head_ray["resources"])
+    assert head["spec"]["nodeName"].startswith("gpu-worker-")  # control-plane nodes are tainted
+    # The workers sit one per GPU node, placed by the GPU request, the product nodeSelector and the toleration.
+    assert sorted(p["spec"]["nodeName"] for p in workers) == ["gpu-worker-1", "gpu-worker-2"]
+    for pod in workers:
+        ray = pod["spec"]["containers"][0]
+        assert ray["image"] == "vllm/vllm-openai:v0.32.0"
+        assert ray["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
+        assert ray["resources"]["requests"]["cpu"] in ("25", 25)  # 80 % of the layout's 32 CPUs per pod
+        assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": GPU_PRODUCT}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+        assert "--num-gpus=1" in ray["args"][0] and "--address=llm-raycluster-head-svc" in ray["args"][0]
+    for pod in pods:
+        ray = pod["spec"]["containers"][0]
+        env = {e["name"]: e for e in ray["env"]}
+        assert env["VLLM_HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        assert env["NCCL_SOCKET_IFNAME"]["value"] == "eth0" and env["GLOO_SOCKET_IFNAME"]["value"] == "eth0"
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+        assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "llm-models", "readOnly": True}
+        mounts = {m["name"]: m for m in ray["volumeMounts"]}
+        assert mounts["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+        assert mounts["dshm"]["mountPath"] == "/dev/shm"
+        assert pod["metadata"]["labels"]["app.kubernetes.io/instance"] == "llm"
+    # The head Service (KubeRay's, ClusterIP) selects the head pod: our labels did not override KubeRay's.
+    service = get(bed, f"/api/v1/namespaces/{NAMESPACE}/services/{NAME}-head-svc")
+    selector = service["spec"]["selector"]
+    assert all(head["metadata"]["labels"].get(k) == v for k, v in selector.items()), selector
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+    # Second run: nothing changes.
+    rc, out, recap = run_role(bed, tmp_path)
+    assert rc == 0, out[-6000:]
+    assert recap["changed"] == 0, out[-6000:]
+
+    # Teardown deletes the RayCluster; the garbage collector takes its pods and Service.
+    rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
+    assert rc == 0, out[-6000:]
+    assert recap["changed"] == 1
+    assert raycluster(bed) is None
+    deadline = time.monotonic() + 30
+    while ray_pods(bed) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray_pods(bed) == []
+    assert get(bed, f"/api/v1/namespaces/{NAMESPACE}/services/{NAME}-head-svc") is None
+    # Teardown again: nothing left to delete.
+    rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
+    assert rc == 0 and recap["changed"] == 0, out[-4000:]
+
+
+def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path):
+    rc, out, recap = run_role(
+        bed,
+        tmp_path,
+        extra_vars={
+            "ray_cluster_kuberay_layout": seed_layout(replicas=3),
+            "ray_cluster_kuberay_timeout": 6,
+            "ray_cluster_kuberay_delay": 1,
+        },
+    )
+    assert rc != 0
+    assert "the RayCluster llm/llm-raycluster is not ready after 6 s" in out, out[-6000:]
+    assert "readyWorkerReplicas=2 of 3" in out, out[-6000:]
+    # The scheduler's own words, from the FailedScheduling event, and the fix.
+    assert "0/5 nodes are available:" in out and "Insufficient nvidia.com/gpu" in out, out[-6000:]
+    assert "Pending" in out and "Unschedulable" in out
+    assert "give the nodes that many free GPUs" in out
+    # The Ray gate never ran.
+    assert "through the API server's service proxy" not in out.split("Fail with what KubeRay")[-1]
+
+
+def test_mismatched_head_and_worker_images_fail_in_preflight(bed, tmp_path):
+    rc, out, recap = run_role(
+        bed,
+        tmp_path,
+        extra_vars={
+            "ray_cluster_head_image": "vllm/vllm-openai:v0.32.0",
+            "ray_cluster_worker_image": "registry.local:5000/vllm/vllm-openai:v0.31.0",
+        },
+    )
+    assert rc != 0
+    assert "Ray version must match between head and workers" in out, out[-4000:]
+    assert "tag v0.32.0" in out and "tag v0.31.0" in out
+    assert raycluster(bed) is None
+
+
+def test_invalid_namespace_and_shm_size_fail_in_preflight(bed, tmp_path):
+    rc, out, recap = run_role(bed, tmp_path, extra_vars={"ray_cluster_namespace": "LLM_prod"})
+    assert rc != 0 and "must be DNS-1123 labels" in out, out[-4000:]
+    rc, out, recap = run_role(bed, tmp_path, extra_vars={"ray_cluster_shm_size": "64 GB"})
+    assert rc != 0 and "ray_cluster_shm_size (64 GB)" in out and "Kubernetes quantities" in out, out[-4000:]
+    assert raycluster(bed) is None
