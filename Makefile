@@ -20,13 +20,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test lint sanity units pytest-units integration testbed test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
         molecule bench teardown clean
 
 help:
 	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
 	@echo "make test   set up, then run every linter and test"
-	@echo "parts:      make lint | sanity | units | testbed | test-ray | test-vllm | test-local | test-plan | molecule | bench"
+	@echo "parts:      make lint | sanity | units | testbed | test-k8s | test-ray | test-vllm | test-local | test-plan | molecule | bench"
 	@echo "            make teardown (stop what make demo started)"
 
 setup: $(STAMP) $(COLLECTION_LINK) system-packages
@@ -99,6 +99,11 @@ integration: setup
 testbed: setup
 	$(BIN)/python -m pytest tests/testbed -v --durations=10 -p no:cacheprovider
 
+# The Kubernetes platform on the test bed: the roles, then site.yml -i inventories/prod against the emulated seed
+# cluster (--check, run, re-run changed=0, teardown) with the gates reaching a real Ray cluster and vLLM server.
+test-k8s: setup testbed
+	$(BIN)/python -m pytest tests/integration -m integration -v -p no:cacheprovider -k "k8s or kubernetes or testbed"
+
 test-ray: setup
 	$(BIN)/python -m pytest tests/integration -q -m integration -k "ray_status or ray_job"
 
@@ -113,6 +118,7 @@ test-plan: setup
 
 molecule: setup
 	$(BIN)/molecule test -s default
+	$(BIN)/molecule test -s kubernetes
 
 bench: setup
 	$(BIN)/python tests/bench/bench_local.py
