@@ -257,7 +257,7 @@ ARGUMENT_SPEC = with_kubernetes_service(
     with_wait(
         dict(
             url=dict(type="str"),
-            api_key_header=dict(type="str"),
+            api_key_header=dict(type="str", no_log=False),
             model=dict(type="str"),
             api_key=dict(type="str", no_log=True),
             headers=dict(type="dict", default={}),

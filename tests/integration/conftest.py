@@ -61,3 +61,29 @@ def ray_cluster_factory(ray_binary):
     yield start
     for cluster in reversed(clusters):
         cluster.stop()
+
+
+# One vLLM server with an API key and the collection's X-API-Key middleware (as the Kubernetes Deployment runs it)
+# for every Kubernetes-platform test: it serves the demo model under the demo name and under the seed's name.
+SHARED_VLLM_KEY = "shared-kubernetes-test-key-7c2e"
+SHARED_VLLM_NAMES = ("smollm2-135m-instruct", "deepseek-r1-distill-llama-70b")
+
+
+@pytest.fixture(scope="session")
+def keyed_vllm(tmp_path_factory):
+    import vllm_local
+
+    server = vllm_local.VllmServer(
+        vllm_local.ensure_demo_model(),
+        str(tmp_path_factory.mktemp("vllm-keyed")),
+        served_name=SHARED_VLLM_NAMES,
+        api_key=SHARED_VLLM_KEY,
+        extra_args=["--middleware", "llmops_api_key_header.ApiKeyHeaderMiddleware"],
+        env={"PYTHONPATH": str(COLLECTION_ROOT / "roles" / "vllm_serve" / "files")},
+    )
+    try:
+        server.start()
+        server.wait_ready(timeout=600)
+        yield server
+    finally:
+        server.stop()

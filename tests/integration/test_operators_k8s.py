@@ -283,7 +283,7 @@ def test_gate_names_the_gpu_node_that_advertises_no_gpu(own_bed, tmp_path):
     assert rc != 0 and recap["rescued"] == 1, output[-4000:]
     message = output[output.index("these GPU nodes") :]
     assert "gpu-worker-2 (device plugin pod running)" in message
-    assert "gpu-worker-1" not in message.split("Likely cause")[0]
+    assert "gpu-worker-1" not in message.split("Likely cause", maxsplit=1)[0]
     assert "the NVIDIA driver is missing or not loaded" in message
     assert "gpu_operator_driver_enabled is false" in message
 

@@ -225,7 +225,7 @@ def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path
     assert "Pending" in out and "Unschedulable" in out
     assert "give the nodes that many free GPUs" in out
     # The Ray gate never ran.
-    assert "through the API server's service proxy" not in out.split("Fail with what KubeRay")[-1]
+    assert "through the API server's service proxy" not in out.rsplit("Fail with what KubeRay", maxsplit=1)[-1]
 
 
 def test_mismatched_head_and_worker_images_fail_in_preflight(bed, tmp_path):

@@ -7,8 +7,9 @@ The test bed plays the cluster (API server, scheduler, kubelet, KubeRay, GPU ope
 So the two things the gates must really reach run on this machine and are mapped to the Services the roles
 create: a real Ray cluster whose two workers offer one GPU each (as the plan's KubeRay layout has it) behind
 `llm-raycluster-head-svc:8265`, and a real vLLM CPU server with the API-key middleware the roles deploy behind
-`llm-vllm:8000`, serving the demo model under the seed's served name. Every manifest the roles send is validated
-by the test bed (built-in schemas and the KubeRay CRD schema; unknown fields are refused).
+`llm-vllm:8000`, serving the demo model under the seed's served name (`keyed_vllm` in conftest.py).
+Every manifest the roles send is validated by the test bed (built-in schemas and the KubeRay CRD schema; unknown
+fields are refused).
 
 Order: --check (nothing created), a real run, a second run with changed=0, teardown (model volume kept).
 """
@@ -16,12 +17,13 @@ Order: --check (nothing created), a real run, a second run with changed=0, teard
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
-import vllm_local
-from playbook_runner import REPO, run_playbook
+from conftest import SHARED_VLLM_KEY
+from playbook_runner import run_playbook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,34 +32,22 @@ from k8s_testbed.harness import RunningTestBed
 pytestmark = pytest.mark.integration
 
 NAMESPACE = "llm"
-API_KEY = "site-kubernetes-test-key"
+API_KEY = SHARED_VLLM_KEY
 SERVED = "deepseek-r1-distill-llama-70b"  # inventories/prod serves the seed model under this name
-MIDDLEWARE_DIR = REPO / "roles" / "vllm_serve" / "files"
-
-
-@pytest.fixture(scope="module")
-def keyed_vllm(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("vllm-site-k8s"))
-    server = vllm_local.VllmServer(
-        vllm_local.ensure_demo_model(),
-        workdir,
-        served_name=SERVED,
-        api_key=API_KEY,
-        extra_args=["--middleware", "llmops_api_key_header.ApiKeyHeaderMiddleware"],
-        env={"PYTHONPATH": str(MIDDLEWARE_DIR)},
-    )
-    try:
-        server.start()
-        server.wait_ready(timeout=480)
-        yield server
-    finally:
-        server.stop()
 
 
 def _list(bed, path):
     status, body = bed.request("GET", path)
     assert status in (200, 404), body
     return body.get("items", []) if status == 200 else []
+
+
+def _map_backends(bed, ray, vllm):
+    bed.admin(
+        "PUT",
+        "service-backends",
+        {f"{NAMESPACE}/llm-raycluster-head-svc:8265": ray.dashboard_url, f"{NAMESPACE}/llm-vllm:8000": vllm.base_url},
+    )
 
 
 def _site(bed, log_dir, name, *extra):
@@ -116,3 +106,49 @@ def test_site_on_the_seed_cluster(tmp_path, ray_cluster_factory, keyed_vllm):
         }
         claims = [c["metadata"]["name"] for c in _list(bed, f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims")]
         assert "llm-models" in claims  # the model volume stays unless asked
+
+
+@pytest.fixture(scope="module")
+def three_gpu_ray(tmp_path_factory):
+    """A head and three workers with one GPU each: what the plan lays out on the three-node seed."""
+    import ray_local
+
+    cluster = ray_local.LocalRayCluster()
+    try:
+        cluster.start_head(num_cpus=1)
+        for _worker in range(3):
+            cluster.add_worker(num_cpus=1, num_gpus=1)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("seed", ["gpu-nodes-3", "gpu-nodes-64"])
+def test_site_converges_on_other_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
+    """The plan chooses the layout for 3 A100 nodes (the seed's question) and for 64 nodes of 8 H200s.
+
+    On 3 nodes the plan uses every GPU (PP=3): the local Ray cluster has exactly those 4 nodes and 3 GPUs. For 64
+    nodes the plan asks 65 Ray nodes and 512 GPUs, which this machine cannot run as Ray processes: there the Ray
+    gate's expectations are lowered to the local cluster's size, and the test checks what KubeRay placed instead.
+    """
+    with RunningTestBed(tmp_path / "testbed", seed=seed) as bed:
+        _map_backends(bed, three_gpu_ray, keyed_vllm)
+        extra = []
+        if seed == "gpu-nodes-64":
+            extra = ["-e", "ray_cluster_expected_nodes=4", "-e", "ray_cluster_expected_gpus=3"]
+        rc, output, recap = _site(bed, tmp_path, "run", *extra)
+        assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
+        cluster = _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters")[0]
+        group = cluster["spec"]["workerGroupSpecs"][0]
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        pods = _list(bed, f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=ray.io/node-type%3Dworker")
+        listed = _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")
+        command = json.dumps(next(d for d in listed if d["metadata"]["name"] == "llm-vllm")["spec"]["template"])
+        if seed == "gpu-nodes-3":
+            assert (group["replicas"], str(limits["nvidia.com/gpu"])) == (3, "1")
+            assert re.search(r"--pipeline-parallel-size\W+3\b", command), command
+        else:
+            assert (group["replicas"], str(limits["nvidia.com/gpu"])) == (64, "8")
+            assert re.search(r"--tensor-parallel-size\W+8\b", command), command
+        assert len(pods) == group["replicas"] and all(p["status"]["phase"] == "Running" for p in pods)
+        assert len({p["spec"]["nodeName"] for p in pods}) == group["replicas"]  # one worker pod per GPU node

@@ -8,8 +8,8 @@ The way a gate reaches pods on a real cluster: https to the API server with the 
 bed forwards to the real local processes the test maps to those services.
 
 Like the real API server, the test bed removes the Authorization header once it has authenticated the request,
-so a key meant for the backend cannot pass through it; the vLLM server here runs without one (and the test
-proves a keyed one answers ``unauthorized`` through the proxy).
+so a key meant for the backend cannot pass through it in that header: vllm_health sends it as X-API-Key through
+the proxy, and the vLLM server (``keyed_vllm`` in conftest.py) runs the collection's middleware that maps it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import vllm_local
+from conftest import SHARED_VLLM_KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -69,21 +70,9 @@ def test_ray_status_through_the_api_server_proxy(bed, ray_cluster_factory):
     assert refused.get("failed") and "401" in refused["msg"], refused
 
 
-@pytest.fixture(scope="module")
-def keyless_vllm(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("vllm-testbed"))
-    server = vllm_local.VllmServer(vllm_local.ensure_demo_model(), workdir)
-    try:
-        server.start()
-        server.wait_ready(timeout=480)
-        yield server
-    finally:
-        server.stop()
-
-
-def test_vllm_health_through_the_api_server_proxy(bed, keyless_vllm):
+def test_vllm_health_through_the_api_server_proxy(bed, keyed_vllm):
     _service(bed, "vllm", "http", 8000)
-    bed.admin("PUT", "service-backends", {f"{NAMESPACE}/vllm:8000": keyless_vllm.base_url})
+    bed.admin("PUT", "service-backends", {f"{NAMESPACE}/vllm:8000": keyed_vllm.base_url})
     started = time.monotonic()
     result = vllm_local.run_module(
         "vllm_health",
@@ -91,6 +80,7 @@ def test_vllm_health_through_the_api_server_proxy(bed, keyless_vllm):
             service={"namespace": NAMESPACE, "name": "vllm", "port": "http"},
             kubeconfig=bed.kubeconfig,
             model=vllm_local.DEMO_SERVED_NAME,
+            api_key=SHARED_VLLM_KEY,
             completion=True,
             prompt="What is the capital of France? Answer in one word.",
             max_tokens=8,

@@ -25,12 +25,13 @@ sys.path.insert(0, str(TESTS_DIR))
 sys.path.insert(0, str(TESTS_DIR / "integration"))
 
 import vllm_local  # noqa: E402
+from conftest import SHARED_VLLM_KEY  # noqa: E402
 from k8s_testbed.harness import RunningTestBed  # noqa: E402
 from playbook_runner import REPO, collections_path, run_playbook  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-KEY = "test-key-4a1f0c9e2b7d"
+KEY = SHARED_VLLM_KEY
 SERVED = vllm_local.DEMO_SERVED_NAME
 MIDDLEWARE = "llmops_api_key_header.ApiKeyHeaderMiddleware"
 PLAYBOOK = "tests/integration/playbooks/vllm_serve_k8s.yml"
@@ -39,17 +40,9 @@ MODEL_PATH = "/models/smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
-    """A real vLLM CPU server with the key and the middleware, as the Deployment runs it."""
-    server = vllm_local.VllmServer(vllm_local.ensure_demo_model(), str(tmp_path_factory.mktemp("vllm")), api_key=KEY)
-    server.args += ["--middleware", MIDDLEWARE]
-    server.env["PYTHONPATH"] = str(REPO / "roles" / "vllm_serve" / "files")
-    server.start()
-    try:
-        server.wait_ready(timeout=600)
-        yield server
-    finally:
-        server.stop()
+def vllm_server(keyed_vllm):
+    """The shared real vLLM CPU server with the key and the middleware, as the Deployment runs it (conftest.py)."""
+    return keyed_vllm
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +244,7 @@ def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     prepare_namespace(bed, "keyed")
     # No backend behind keyed/llm-vllm: the Deployment gate passes, the completion gate fails after a few seconds.
     extra = {"ray_vllm_namespace": "keyed", "vllm_serve_api_key": "", "vllm_serve_startup_timeout": 6}
-    rc, first_output, _ = play(bed, tmp_path, "key1", extra, verbose=True)
+    rc, first_output, _recap = play(bed, tmp_path, "key1", extra, verbose=True)
     assert rc != 0
     assert "did not serve" in first_output and "Last log lines" in first_output
     secret = get(bed, "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")
@@ -259,7 +252,7 @@ def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     assert len(key) == 40 and key.isalnum()
     assert key not in first_output
 
-    rc, second_output, _ = play(bed, tmp_path, "key2", extra, verbose=True)
+    rc, second_output, _recap = play(bed, tmp_path, "key2", extra, verbose=True)
     assert rc != 0
     again = get(bed, "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")
     assert base64.b64decode(again["data"]["api-key"]).decode() == key
@@ -290,10 +283,10 @@ def test_chat_ui_lobechat(bed, tmp_path):
 
 
 def test_teardown_keeps_the_secret_unless_asked(bed, tmp_path):
-    rc, output, _ = play(bed, tmp_path, "teardown", playbook=TEARDOWN)
+    rc, output, _recap = play(bed, tmp_path, "teardown", playbook=TEARDOWN)
     assert rc == 0, output[-8000:]
     assert objects(bed, "llm") == {"Secret"}
 
-    rc, output, _ = play(bed, tmp_path, "teardown-secret", {"vllm_serve_teardown_secret": True}, playbook=TEARDOWN)
+    rc, output, _recap = play(bed, tmp_path, "teardown-secret", {"vllm_serve_teardown_secret": True}, playbook=TEARDOWN)
     assert rc == 0, output[-8000:]
     assert objects(bed, "llm") == set()

@@ -119,7 +119,9 @@ class VllmServer:
         kv_cache_gib=1,
     ):
         self.model_dir = model_dir
-        self.served_name = served_name
+        # Several names may be served at once (vLLM's --served-model-name takes a list); the first is checked.
+        served_names = [served_name] if isinstance(served_name, str) else list(served_name)
+        self.served_name = served_names[0]
         self.api_key = api_key
         self.port = port or free_port()
         self.log_path = os.path.join(log_dir, f"vllm-{self.port}.log")
@@ -130,7 +132,7 @@ class VllmServer:
             "--model",
             model_dir,
             "--served-model-name",
-            served_name,
+            *served_names,
             "--dtype",
             "float32",
             "--enforce-eager",

@@ -32,7 +32,7 @@ class ApiKeyHeaderMiddleware:
         if scope.get("type") == "http":
             headers = scope.get("headers") or []
             # ASGI header names are lower-case bytes.
-            names = [name.lower() for name, _ in headers]
+            names = [name.lower() for name, _value in headers]
             if _AUTHORIZATION not in names and _API_KEY in names:
                 key = headers[names.index(_API_KEY)][1].strip()
                 if key:
