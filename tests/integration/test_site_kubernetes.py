@@ -152,3 +152,26 @@ def test_site_converges_on_other_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm
             assert re.search(r"--tensor-parallel-size\W+8\b", command), command
         assert len(pods) == group["replicas"] and all(p["status"]["phase"] == "Running" for p in pods)
         assert len({p["spec"]["nodeName"] for p in pods}) == group["replicas"]  # one worker pod per GPU node
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (
+            ["-e", "ray_vllm_kubeconfig=/nonexistent/kubeconfig"],
+            "ray_vllm_kubeconfig=/nonexistent/kubeconfig does not exist",
+        ),
+        (["-e", "ray_vllm_kube_context=no-such-context"], "ray_vllm_kube_context=no-such-context"),
+        (
+            ["-e", "ray_vllm_namespace=Bad_Namespace"],
+            "ray_vllm_namespace=Bad_Namespace is not a name Kubernetes accepts",
+        ),
+    ],
+)
+def test_bad_access_stops_before_any_change(extra, expected, tmp_path):
+    with RunningTestBed(tmp_path / "testbed") as bed:
+        args = ["-e", f"ray_vllm_kubeconfig={bed.kubeconfig}", *extra]
+        rc, output, recap = run_playbook("site.yml", inventory="inventories/prod", extra_args=args, env=bed.env())
+        assert rc != 0 and expected in " ".join(output.split()), output[-4000:]
+        assert recap["localhost"]["changed"] == 0
+        assert bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}")[0] == 404  # nothing was created
