@@ -121,6 +121,20 @@ def version_tuple(version):
     return tuple(int(part) for part in text.split("."))
 
 
+def version_option_errors(params, names=("min_driver_version", "min_cuda_version")):
+    """One message per version option that is set but not dotted numbers (the gate modules share these options)."""
+    errors = []
+    for name in names:
+        if params.get(name):
+            try:
+                version_tuple(params[name])
+            except ValueError:
+                errors.append(
+                    f"{name} {params[name]!r} is not a version made of numbers and dots, like 580.65.06 or 13.0"
+                )
+    return errors
+
+
 def version_at_least(version, minimum):
     """Whether ``version >= minimum``, missing trailing parts counting as 0 (``12.4`` == ``12.4.0``)."""
     have, want = list(version_tuple(version)), list(version_tuple(minimum))

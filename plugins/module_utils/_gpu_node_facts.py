@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts import (
+    version_at_least,
+    version_tuple,
+)
+
 GPU_RESOURCE = "nvidia.com/gpu"
 # Labels that say a node has NVIDIA GPUs whether or not the device plugin advertises them.
 PRESENT_LABEL = "nvidia.com/gpu.present"
@@ -55,19 +60,9 @@ def parse_quantity(value):
     raise NodeFactsError(f"{value!r} has an unknown quantity suffix {suffix!r}")
 
 
-def version_tuple(text):
-    """``"580.95.05"`` -> ``(580, 95, 5)``; raises ValueError when it is not numbers and dots."""
-    text = str(text).strip()
-    if not re.match(r"^[0-9]+(\.[0-9]+)*$", text):
-        raise ValueError(f"{text!r} is not a version made of numbers and dots")
-    return tuple(int(part) for part in text.split("."))
-
-
 def version_older(seen, needed):
     """True when version ``seen`` is older than ``needed``, comparing number by number (missing parts are 0)."""
-    left, right = version_tuple(seen), version_tuple(needed)
-    width = max(len(left), len(right))
-    return left + (0,) * (width - len(left)) < right + (0,) * (width - len(right))
+    return not version_at_least(seen, needed)
 
 
 def _labels(node):

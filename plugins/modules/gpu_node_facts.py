@@ -205,11 +205,8 @@ ready:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._gpu_node_facts import (
-    NodeFactsError,
-    collect,
-    version_tuple,
-)
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts import version_option_errors
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._gpu_node_facts import NodeFactsError, collect
 
 ARGUMENT_SPEC = dict(
     nodes=dict(type="list", elements="dict", required=True),
@@ -224,14 +221,8 @@ ARGUMENT_SPEC = dict(
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    for option in ("min_driver_version", "min_cuda_version"):
-        if params[option]:
-            try:
-                version_tuple(params[option])
-            except ValueError:
-                module.fail_json(
-                    msg=f"{option} {params[option]!r} is not a version made of numbers and dots, like 580.65.06 or 13.0"
-                )
+    for error in version_option_errors(params):
+        module.fail_json(msg=error)
     if params["min_gpus"] < 0:
         module.fail_json(msg=f"min_gpus is {params['min_gpus']}; it must be 0 or more")
     try:

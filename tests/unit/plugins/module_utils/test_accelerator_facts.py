@@ -272,3 +272,9 @@ class TestGate:
 
     def test_no_gpu_passes_when_none_is_needed(self):
         assert check(*no_gpu_facts(), min_gpus=0) == ("cpu", [], [])
+
+
+def test_version_option_errors_name_each_bad_option():
+    errors = facts.version_option_errors({"min_driver_version": "580.x", "min_cuda_version": "13.0"})
+    assert errors == ["min_driver_version '580.x' is not a version made of numbers and dots, like 580.65.06 or 13.0"]
+    assert facts.version_option_errors({"min_driver_version": None, "min_cuda_version": ""}) == []
