@@ -235,8 +235,12 @@ class LocalRayCluster:
         if head:
             wanted += ["--ray-client-server-port", "--dashboard-grpc-port"]
         args = [f"{option}={free_tcp_port(self.ports)}" for option in wanted if option in known]
-        # A private worker port range, so two clusters on one machine do not race for the same ports.
-        base = random.randrange(20000, 59000, 200)
+        # A private worker port range, so two clusters on one machine do not race for the same ports; it must not
+        # hold any port picked above (Ray refuses to start when one does: seen once in CI).
+        while True:
+            base = random.randrange(20000, 59000, 200)
+            if not any(base <= port <= base + 199 for port in self.ports):
+                break
         args += [f"--min-worker-port={base}", f"--max-worker-port={base + 199}"]
         return args
 
