@@ -121,8 +121,8 @@ def version_tuple(version):
     return tuple(int(part) for part in text.split("."))
 
 
-def version_option_errors(params, names=("min_driver_version", "min_cuda_version")):
-    """One message per version option that is set but not dotted numbers (the gate modules share these options)."""
+def gate_option_errors(params, names=("min_driver_version", "min_cuda_version")):
+    """One message per bad option the GPU gate modules share: versions not dotted numbers, a negative min_gpus."""
     errors = []
     for name in names:
         if params.get(name):
@@ -132,6 +132,8 @@ def version_option_errors(params, names=("min_driver_version", "min_cuda_version
                 errors.append(
                     f"{name} {params[name]!r} is not a version made of numbers and dots, like 580.65.06 or 13.0"
                 )
+    if params.get("min_gpus") is not None and params["min_gpus"] < 0:
+        errors.append(f"min_gpus is {params['min_gpus']}; it must be 0 or more")
     return errors
 
 

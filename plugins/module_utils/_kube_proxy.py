@@ -61,13 +61,9 @@ def load_configuration(kubeconfig=None, context=None):
 def endpoint(service, kubeconfig=None, context=None):
     """``{url, headers, ca_path, client_cert, client_key, validate_certs}`` for requests through the proxy."""
     configuration = load_configuration(kubeconfig, context)
-    headers = {}
-    token = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken")
-    if token:
-        prefix = (configuration.api_key_prefix or {}).get("authorization")
-        headers["Authorization"] = token if token.lower().startswith("bearer ") or not prefix else prefix + " " + token
-        if not headers["Authorization"].lower().startswith("bearer "):
-            headers["Authorization"] = "Bearer " + headers["Authorization"]
+    # The header the client itself would send (it runs the kubeconfig's token refresh first).
+    bearer = configuration.auth_settings().get("BearerToken") or {}
+    headers = {"Authorization": bearer["value"]} if bearer.get("value") else {}
     return dict(
         url=configuration.host.rstrip("/") + proxy_path(service["namespace"], service["name"], service.get("port")),
         headers=headers,

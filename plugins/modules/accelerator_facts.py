@@ -251,7 +251,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts import (
     check_expectations,
     collect,
-    version_option_errors,
+    gate_option_errors,
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_wait
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
@@ -279,10 +279,8 @@ def find_nvidia_smi(module):
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    for error in version_option_errors(params):
+    for error in gate_option_errors(params):
         module.fail_json(msg=error)
-    if params["min_gpus"] < 0:
-        module.fail_json(msg=f"min_gpus is {params['min_gpus']}; it must be 0 or more")
     host = socket.gethostname()
     nvidia_smi = find_nvidia_smi(module)
     warnings = []

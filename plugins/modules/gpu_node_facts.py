@@ -205,7 +205,7 @@ ready:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts import version_option_errors
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts import gate_option_errors
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._gpu_node_facts import NodeFactsError, collect
 
 ARGUMENT_SPEC = dict(
@@ -221,10 +221,8 @@ ARGUMENT_SPEC = dict(
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    for error in version_option_errors(params):
+    for error in gate_option_errors(params):
         module.fail_json(msg=error)
-    if params["min_gpus"] < 0:
-        module.fail_json(msg=f"min_gpus is {params['min_gpus']}; it must be 0 or more")
     try:
         result = collect(
             params["nodes"],

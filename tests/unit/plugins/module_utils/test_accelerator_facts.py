@@ -274,7 +274,8 @@ class TestGate:
         assert check(*no_gpu_facts(), min_gpus=0) == ("cpu", [], [])
 
 
-def test_version_option_errors_name_each_bad_option():
-    errors = facts.version_option_errors({"min_driver_version": "580.x", "min_cuda_version": "13.0"})
+def test_gate_option_errors_name_each_bad_option():
+    errors = facts.gate_option_errors({"min_driver_version": "580.x", "min_cuda_version": "13.0", "min_gpus": 1})
     assert errors == ["min_driver_version '580.x' is not a version made of numbers and dots, like 580.65.06 or 13.0"]
-    assert facts.version_option_errors({"min_driver_version": None, "min_cuda_version": ""}) == []
+    assert facts.gate_option_errors({"min_driver_version": None, "min_cuda_version": "", "min_gpus": 0}) == []
+    assert facts.gate_option_errors({"min_gpus": -1}) == ["min_gpus is -1; it must be 0 or more"]
