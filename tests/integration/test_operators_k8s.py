@@ -21,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from k8s_testbed.harness import RunningTestBed
+from k8s_testbed.harness import RunningTestBed, TestBeds
 from playbook_runner import run_playbook
 
 pytestmark = pytest.mark.integration
@@ -122,16 +122,9 @@ def seeded_bed(tmp_path_factory):
 
 @pytest.fixture
 def own_bed(tmp_path):
-    beds = []
-
-    def start(seed="gpu-nodes-2", controllers=None):
-        bed = RunningTestBed(tmp_path / f"bed{len(beds)}", seed=seed, controllers=controllers).start()
-        beds.append(bed)
-        return bed
-
-    yield start
-    for bed in beds:
-        bed.stop()
+    beds = TestBeds(tmp_path)
+    yield beds.start
+    beds.stop_all()
 
 
 def test_verify_passes_on_the_seed_cluster_and_changes_nothing(seeded_bed, tmp_path):

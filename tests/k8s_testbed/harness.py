@@ -119,3 +119,22 @@ class RunningTestBed:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class TestBeds:
+    """Test beds started on demand under one folder (one each test), all stopped by ``stop_all``."""
+
+    __test__ = False  # a helper, not a pytest test class
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.beds = []
+
+    def start(self, seed: str = "gpu-nodes-2", controllers=None) -> RunningTestBed:
+        bed = RunningTestBed(self.folder / f"bed{len(self.beds)}", seed=seed, controllers=controllers).start()
+        self.beds.append(bed)
+        return bed
+
+    def stop_all(self) -> None:
+        for bed in self.beds:
+            bed.stop()

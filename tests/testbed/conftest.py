@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from k8s_testbed.harness import RunningTestBed
+from k8s_testbed.harness import RunningTestBed, TestBeds
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +24,6 @@ def testbed(tmp_path_factory):
 @pytest.fixture
 def fresh_testbed(tmp_path):
     """A test bed of one's own, for tests that break things (faults, compaction, controllers off)."""
-    beds = []
-
-    def start(seed="gpu-nodes-2", controllers=None):
-        bed = RunningTestBed(tmp_path / f"bed{len(beds)}", seed=seed, controllers=controllers).start()
-        beds.append(bed)
-        return bed
-
-    yield start
-    for bed in beds:
-        bed.stop()
+    beds = TestBeds(tmp_path)
+    yield beds.start
+    beds.stop_all()
