@@ -4,7 +4,11 @@
 
 # This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
 
-"""Start, find and stop one Ray node (head or worker) on this machine."""
+"""Start, find and stop one Ray node (head or worker) on this machine, and bring it to a wanted state.
+
+:class:`NodeLifecycle` decides and does what the ray_node module reports; what it does to the machine (systemctl,
+processes, ports, ``ray start``) comes from a :class:`NodeTools`, so tests can stand in for any of it.
+"""
 
 from __future__ import annotations
 
@@ -169,16 +173,16 @@ def start_background(ray_path, args, env, temp_dir, timeout):
     return rc, output
 
 
-def stop_processes(pids, timeout, sleep=time.sleep):
+def stop_processes(pids, timeout, sleep=time.sleep, clock=time.monotonic):
     """SIGTERM the node's processes, then SIGKILL what is left after ``timeout`` seconds."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
+    deadline = clock() + timeout
     alive = list(pids)
-    while alive and time.monotonic() < deadline:
+    while alive and clock() < deadline:
         sleep(0.2)
         alive = [pid for pid in alive if _alive(pid)]
     for pid in alive:
@@ -232,3 +236,190 @@ def _systemd_quote(arg):
     if any(c in arg for c in ' "\\{}'):
         return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
     return arg
+
+
+class RayNodeError(Exception):
+    """A failure the module reports as it is; ``result`` holds what was seen and done up to then."""
+
+    def __init__(self, msg, result):
+        super().__init__(msg)
+        self.result = result
+
+
+class NodeTools:
+    """What the lifecycle does to the machine; tests stand in for any part of it.
+
+    ``systemctl(*args)`` returns ``(rc, stdout, stderr)`` (the module passes its run_command); it is only needed for
+    the systemd supervisor. The others default to this module's functions of the same purpose.
+    """
+
+    def __init__(
+        self,
+        systemctl=None,
+        processes=node_processes,
+        port_in_use=port_in_use,
+        start=start_background,
+        stop=stop_processes,
+    ):
+        self.systemctl = systemctl
+        self.processes = processes
+        self.port_in_use = port_in_use
+        self.start = start
+        self.stop = stop
+
+
+def plan_action(want, running, up_to_date, leftovers=False):
+    """``none``, ``start``, ``restart`` or ``stop``: what brings the node from what runs now to ``want``.
+
+    ``leftovers`` are processes of a node whose raylet is gone (a crash); a stop cleans them up too.
+    """
+    if want == "stopped":
+        return "stop" if running or leftovers else "none"
+    if want == "restarted" or (running and not up_to_date):
+        return "restart"
+    return "none" if running else "start"
+
+
+# The systemctl commands of each action; only the last one's exit status decides (enable before a restart may fail
+# harmlessly on a unit that is already enabled).
+UNIT_COMMANDS = {
+    "stop": [("disable", "--now")],
+    "start": [("enable", "--now")],
+    "restart": [("enable",), ("restart",)],
+}
+
+
+def _read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+class NodeLifecycle:
+    """One ray_node task: look at the node, decide what to do, and do it unless in check mode.
+
+    ``run()`` returns the module's result; a failure raises :class:`RayNodeError`. Nothing on the machine changes
+    in check mode, and ``diff`` shows what the run changes (or would change).
+    """
+
+    def __init__(self, params, check_mode=False, tools=None):
+        self.params = params
+        self.check_mode = check_mode
+        self.tools = tools or NodeTools()
+        self.want = params["state"]
+        self.args = build_start_args(params)
+        self.env = node_environment(params)
+        command = [params["ray_path"]] + self.args
+        self.result = dict(changed=False, command=command, running=False, pids=[], action="none")
+
+    def run(self):
+        if self.params["supervisor"] == "background":
+            self._run_background()
+        else:
+            self._run_systemd()
+        return self.result
+
+    def _fail(self, msg):
+        raise RayNodeError(msg, self.result)
+
+    def _check_port_free(self, running):
+        """A head that is about to start needs its GCS port; a port held by something else fails now, check mode too."""
+        params = self.params
+        starting = self.result["action"] in ("start", "restart") and not running
+        if not starting or params["role"] != "head" or not self.tools.port_in_use(params["node_ip"], params["port"]):
+            return
+        self._fail(
+            "The Ray head '%s' needs its GCS port free, but port %d on %s is already in use by another process, so "
+            "the head cannot start there. Stop that process, or set port to a free port."
+            % (params["name"], params["port"], params["node_ip"] or "127.0.0.1")
+        )
+
+    # ---- background supervisor: detached processes, found by their temp dir ----
+
+    def _run_background(self):
+        temp_dir = self.params["temp_dir"]
+        digest = config_hash(self.args, self.env)
+        pids, raylet = self.tools.processes(temp_dir)
+        running = raylet is not None
+        recorded = read_state(temp_dir).get("config_hash")
+        action = plan_action(self.want, running, recorded == digest, leftovers=bool(pids))
+        # The state file keeps the hash of the last start; only a start records a new one.
+        after_hash = digest if action in ("start", "restart") else recorded
+        self.result.update(
+            action=action,
+            changed=action != "none",
+            diff={
+                "before": {"running": running, "config_hash": recorded},
+                "after": {"running": self.want != "stopped", "config_hash": after_hash},
+            },
+        )
+        self._check_port_free(running)
+        if self.check_mode or action == "none":
+            self.result.update(running=running if action == "none" else self.want != "stopped", pids=pids)
+            return
+        if pids:
+            # A raylet-less remnant (a crashed node) is cleaned up as well before a fresh start.
+            self.tools.stop(pids, self.params["stop_timeout"])
+        if self.want == "stopped":
+            self.result.update(running=False, pids=[])
+            return
+        self._start_background(digest)
+
+    def _start_background(self, digest):
+        params = self.params
+        temp_dir = params["temp_dir"]
+        rc, output = self.tools.start(params["ray_path"], self.args, self.env, temp_dir, params["start_timeout"])
+        self.result["log"] = output
+        if rc != 0:
+            self._fail(
+                "'ray start' for node '%s' exited %s. Its output is in 'log'; "
+                "the node's own logs are under %s/session_latest/logs." % (params["name"], rc, temp_dir)
+            )
+        write_state(temp_dir, {"config_hash": digest, "command": self.result["command"], "name": params["name"]})
+        pids, raylet = self.tools.processes(temp_dir)
+        self.result.update(running=raylet is not None, pids=pids)
+        if raylet is None:
+            self._fail("'ray start' for node '%s' returned 0 but no raylet runs from %s." % (params["name"], temp_dir))
+
+    # ---- systemd supervisor: a unit running ``ray start --block`` ----
+
+    def _run_systemd(self):
+        params = self.params
+        unit_name = "ray-%s.service" % params["name"]
+        unit_path = "%s/%s" % (params["unit_dir"].rstrip("/"), unit_name)
+        self.result.update(unit=unit_path, pids=[])
+        wanted = systemd_unit(params["name"], params["ray_path"], self.args, self.env)
+        current = _read_text(unit_path)
+        rc, out, err = self.tools.systemctl("is-active", unit_name)
+        active = out.strip() == "active"
+        action = plan_action(self.want, active, current == wanted)
+        # A stop leaves the unit file as it is; any other state writes the wanted unit.
+        rewrite = self.want != "stopped" and current != wanted
+        self.result.update(
+            action=action,
+            changed=action != "none" or rewrite,
+            diff={"before": current or "", "after": wanted if rewrite else current or ""},
+        )
+        self._check_port_free(active)
+        if not self.check_mode:
+            if rewrite:
+                self._write_unit(unit_path, wanted)
+            self._apply_unit_action(action, unit_name)
+        self.result["running"] = self.want != "stopped"
+
+    def _write_unit(self, unit_path, text):
+        with open(unit_path, "w") as handle:
+            handle.write(text)
+        self.tools.systemctl("daemon-reload")
+
+    def _apply_unit_action(self, action, unit_name):
+        rc, out, err = 0, "", ""
+        for command in UNIT_COMMANDS.get(action, []):
+            rc, out, err = self.tools.systemctl(*(command + (unit_name,)))
+        if rc != 0:
+            self._fail(
+                "systemctl could not %s %s: %s. Read 'journalctl -u %s'."
+                % (action, unit_name, (err or out).strip(), unit_name)
+            )

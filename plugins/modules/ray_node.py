@@ -166,140 +166,10 @@ unit:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
-    build_start_args,
-    config_hash,
-    node_environment,
-    node_processes,
-    port_in_use,
-    read_state,
-    start_background,
-    stop_processes,
-    systemd_unit,
-    write_state,
+    NodeLifecycle,
+    NodeTools,
+    RayNodeError,
 )
-
-
-def _systemctl(module, *args):
-    systemctl = module.get_bin_path("systemctl", required=True)
-    return module.run_command([systemctl] + list(args))
-
-
-def run_background(module, result, args, env, digest):
-    params = module.params
-    temp_dir = params["temp_dir"]
-    pids, raylet = node_processes(temp_dir)
-    running = raylet is not None
-    same_config = read_state(temp_dir).get("config_hash") == digest
-    want = params["state"]
-    if want == "stopped":
-        action = "stop" if pids else "none"
-    elif want == "restarted" or (running and not same_config):
-        action = "restart"
-    else:
-        action = "none" if running else "start"
-    result["action"] = action
-    result["diff"] = {
-        "before": {"running": running, "config_hash": read_state(temp_dir).get("config_hash")},
-        "after": {"running": want != "stopped", "config_hash": digest if want != "stopped" else None},
-    }
-    result["changed"] = action != "none"
-    if action in ("start", "restart") and params["role"] == "head" and not running:
-        if port_in_use(params["node_ip"], params["port"]):
-            module.fail_json(
-                msg="Port %d on %s is already in use by another process, so the Ray head '%s' cannot start there. "
-                "Stop that process or set ray_cluster_port to a free port."
-                % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
-                **result,
-            )
-    if module.check_mode or action == "none":
-        result["running"] = running if action == "none" else want != "stopped"
-        result["pids"] = pids
-        return
-    if pids:
-        # A raylet-less remnant (a crashed node) is cleaned up as well before a fresh start.
-        stop_processes(pids, params["stop_timeout"])
-    if want == "stopped":
-        result["running"] = False
-        result["pids"] = []
-        return
-    rc, output = start_background(params["ray_path"], args, env, temp_dir, params["start_timeout"])
-    result["log"] = output
-    if rc != 0:
-        module.fail_json(
-            msg="'ray start' for node '%s' exited %s. Its output is in 'log'; "
-            "the node's own logs are under %s/session_latest/logs." % (params["name"], rc, temp_dir),
-            **result,
-        )
-    write_state(temp_dir, {"config_hash": digest, "command": [params["ray_path"]] + args, "name": params["name"]})
-    pids, raylet = node_processes(temp_dir)
-    result["running"] = raylet is not None
-    result["pids"] = pids
-    if raylet is None:
-        module.fail_json(
-            msg="'ray start' for node '%s' returned 0 but no raylet runs from %s." % (params["name"], temp_dir),
-            **result,
-        )
-
-
-def run_systemd(module, result, args, env):
-    params = module.params
-    unit_name = "ray-%s.service" % params["name"]
-    unit_path = "%s/%s" % (params["unit_dir"].rstrip("/"), unit_name)
-    result["unit"] = unit_path
-    wanted = systemd_unit(params["name"], params["ray_path"], args, env)
-    try:
-        with open(unit_path) as handle:
-            current = handle.read()
-    except OSError:
-        current = None
-    rc, out, err = _systemctl(module, "is-active", unit_name)
-    active = out.strip() == "active"
-    want = params["state"]
-    if want == "stopped":
-        action = "stop" if active else "none"
-    elif want == "restarted" or (active and current != wanted):
-        action = "restart"
-    else:
-        action = "none" if active and current == wanted else ("start" if not active else "restart")
-    result["action"] = action
-    result["changed"] = action != "none" or (want != "stopped" and current != wanted)
-    result["diff"] = {"before": current or "", "after": wanted if want != "stopped" else current or ""}
-    result["pids"] = []
-    if (
-        action in ("start", "restart")
-        and params["role"] == "head"
-        and not active
-        and port_in_use(params["node_ip"], params["port"])
-    ):
-        module.fail_json(
-            msg="Port %d on %s is already in use by another process, so the Ray head '%s' cannot start there. "
-            "Stop that process or set ray_cluster_port to a free port."
-            % (params["port"], params["node_ip"] or "127.0.0.1", params["name"]),
-            **result,
-        )
-    if module.check_mode:
-        result["running"] = want != "stopped"
-        return
-    if want != "stopped" and current != wanted:
-        with open(unit_path, "w") as handle:
-            handle.write(wanted)
-        _systemctl(module, "daemon-reload")
-    if action == "stop":
-        rc, out, err = _systemctl(module, "disable", "--now", unit_name)
-    elif action == "start":
-        rc, out, err = _systemctl(module, "enable", "--now", unit_name)
-    elif action == "restart":
-        _systemctl(module, "enable", unit_name)
-        rc, out, err = _systemctl(module, "restart", unit_name)
-    else:
-        rc = 0
-    if rc != 0:
-        module.fail_json(
-            msg="systemctl could not %s %s: %s. Read 'journalctl -u %s'."
-            % (action, unit_name, (err or out).strip(), unit_name),
-            **result,
-        )
-    result["running"] = want != "stopped"
 
 
 def main():
@@ -329,14 +199,15 @@ def main():
         required_if=[("role", "worker", ["head_address"])],
         supports_check_mode=True,
     )
-    params = module.params
-    args = build_start_args(params)
-    env = node_environment(params)
-    result = dict(changed=False, command=[params["ray_path"]] + args, running=False, pids=[], action="none")
-    if params["supervisor"] == "background":
-        run_background(module, result, args, env, config_hash(args, env))
-    else:
-        run_systemd(module, result, args, env)
+
+    def systemctl(*args):
+        return module.run_command([module.get_bin_path("systemctl", required=True)] + list(args))
+
+    lifecycle = NodeLifecycle(module.params, module.check_mode, NodeTools(systemctl=systemctl))
+    try:
+        result = lifecycle.run()
+    except RayNodeError as error:
+        module.fail_json(msg=str(error), **error.result)
     module.exit_json(**result)
 
 

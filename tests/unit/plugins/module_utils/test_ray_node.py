@@ -1,4 +1,5 @@
-"""ray_node's pure pieces: the ray start command, the node environment, the systemd unit, process discovery."""
+"""ray_node's pieces: the ray start command, the node environment, the systemd unit, process discovery, and the
+lifecycle (what a task decides and does, check mode and diff included) against a stand-in machine."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
+    NodeLifecycle,
+    NodeTools,
+    RayNodeError,
     build_start_args,
     config_hash,
     node_environment,
     node_processes,
+    plan_action,
     port_in_use,
     read_state,
     stop_processes,
@@ -158,3 +165,269 @@ def test_renamed_descendants_are_found_and_stopped(tmp_path):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_stop_waits_on_the_given_clock_then_kills():
+    ignores_term = "import signal, time; signal.signal(15, lambda *a: None); print('ready', flush=True); time.sleep(60)"
+    sleeper = subprocess.Popen([sys.executable, "-c", ignores_term], stdout=subprocess.PIPE)
+    try:
+        assert sleeper.stdout.readline() == b"ready\n"
+        ticks = iter([0.0, 0.0, 99.0])
+        slept = []
+        left = stop_processes([sleeper.pid], timeout=5, sleep=slept.append, clock=lambda: next(ticks))
+        assert left == [sleeper.pid] and slept == [0.2]
+        assert sleeper.wait(timeout=5) == -9
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        sleeper.stdout.close()
+
+
+# ---- the lifecycle ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "want, running, up_to_date, leftovers, action",
+    [
+        ("started", False, False, False, "start"),
+        ("started", True, True, True, "none"),
+        ("started", True, False, True, "restart"),
+        ("started", False, False, True, "start"),
+        ("restarted", True, True, True, "restart"),
+        ("restarted", False, True, False, "restart"),
+        ("stopped", True, True, True, "stop"),
+        ("stopped", False, False, True, "stop"),
+        ("stopped", False, False, False, "none"),
+    ],
+)
+def test_plan_action(want, running, up_to_date, leftovers, action):
+    assert plan_action(want, running, up_to_date, leftovers) == action
+
+
+class Machine:
+    """Stands in for the machine: the node's processes, the GCS port, ray start and systemctl; records each call."""
+
+    def __init__(self, pids=(), raylet=None, port_busy=False, start_rc=0, raylet_after_start=True, active=False):
+        self.pids, self.raylet = list(pids), raylet
+        self.port_busy, self.start_rc, self.raylet_after_start = port_busy, start_rc, raylet_after_start
+        self.active = active
+        self.failing = {}
+        self.calls = []
+
+    def tools(self):
+        return NodeTools(
+            systemctl=self.systemctl,
+            processes=self.processes,
+            port_in_use=self.port_in_use,
+            start=self.start,
+            stop=self.stop,
+        )
+
+    def processes(self, temp_dir):
+        return list(self.pids), self.raylet
+
+    def port_in_use(self, host, port):
+        self.calls.append(("port_in_use", host, port))
+        return self.port_busy
+
+    def start(self, ray_path, args, env, temp_dir, timeout):
+        self.calls.append(("start", ray_path, args[0], env, timeout))
+        if self.start_rc == 0:
+            self.pids = [200, 201]
+            self.raylet = 201 if self.raylet_after_start else None
+        return self.start_rc, "ray start output"
+
+    def stop(self, pids, timeout):
+        self.calls.append(("stop", list(pids), timeout))
+        self.pids, self.raylet = [], None
+        return []
+
+    def systemctl(self, *args):
+        self.calls.append(("systemctl",) + args)
+        if args[0] == "is-active":
+            return (0, "active\n", "") if self.active else (3, "inactive\n", "")
+        if args[0] in self.failing:
+            return 1, "", self.failing[args[0]]
+        return 0, "", ""
+
+    def mutations(self):
+        """The calls that change something (looking at the port or a unit's state changes nothing)."""
+        return [call for call in self.calls if call[0] != "port_in_use" and call[1:2] != ("is-active",)]
+
+
+def node(tmp_path, **change):
+    params = dict(
+        HEAD,
+        name="head",
+        state="started",
+        supervisor="background",
+        ray_path="/opt/venv/bin/ray",
+        temp_dir=str(tmp_path / "ray-head"),
+        head_address=None,
+        dashboard_agent_listen_port=None,
+        start_timeout=120,
+        stop_timeout=10,
+        unit_dir=str(tmp_path),
+    )
+    params.update(change)
+    return params
+
+
+def run_node(params, machine, check_mode=False):
+    return NodeLifecycle(params, check_mode=check_mode, tools=machine.tools()).run()
+
+
+def recorded_hash(params):
+    return config_hash(build_start_args(params), node_environment(params))
+
+
+def test_background_start_records_the_config_and_reports_the_processes(tmp_path):
+    params = node(tmp_path)
+    machine = Machine()
+    result = run_node(params, machine)
+    assert result["action"] == "start" and result["changed"] is True
+    assert result["running"] is True and result["pids"] == [200, 201] and result["log"] == "ray start output"
+    assert machine.calls[0] == ("port_in_use", "10.0.0.10", 6379)
+    assert machine.calls[1] == ("start", "/opt/venv/bin/ray", "start", node_environment(params), 120)
+    assert read_state(params["temp_dir"])["config_hash"] == recorded_hash(params)
+    assert result["diff"] == {
+        "before": {"running": False, "config_hash": None},
+        "after": {"running": True, "config_hash": recorded_hash(params)},
+    }
+
+
+def test_background_check_mode_changes_nothing_and_predicts_the_start(tmp_path):
+    params = node(tmp_path)
+    machine = Machine()
+    result = run_node(params, machine, check_mode=True)
+    assert result["action"] == "start" and result["changed"] is True and result["running"] is True
+    assert machine.mutations() == []
+    assert not os.path.exists(params["temp_dir"])
+    assert result["diff"]["after"] == {"running": True, "config_hash": recorded_hash(params)}
+
+
+def test_background_node_running_with_its_settings_is_left_alone(tmp_path):
+    params = node(tmp_path)
+    write_state(params["temp_dir"], {"config_hash": recorded_hash(params)})
+    machine = Machine(pids=[100, 101], raylet=101)
+    result = run_node(params, machine)
+    assert result["action"] == "none" and result["changed"] is False
+    assert result["running"] is True and result["pids"] == [100, 101]
+    assert machine.calls == []
+    assert result["diff"]["before"] == result["diff"]["after"]
+
+
+def test_background_node_with_changed_settings_is_restarted(tmp_path):
+    params = node(tmp_path)
+    write_state(params["temp_dir"], {"config_hash": recorded_hash(dict(params, num_gpus=1))})
+    machine = Machine(pids=[100, 101], raylet=101)
+    result = run_node(params, machine)
+    assert result["action"] == "restart" and result["changed"] is True
+    # A running head keeps its own port: nothing to look at before the restart.
+    assert [call[0] for call in machine.calls] == ["stop", "start"]
+    assert machine.calls[0] == ("stop", [100, 101], 10)
+    assert read_state(params["temp_dir"])["config_hash"] == recorded_hash(params)
+
+
+def test_background_stop_cleans_up_a_crashed_node_and_keeps_its_record(tmp_path):
+    params = node(tmp_path, state="stopped")
+    write_state(params["temp_dir"], {"config_hash": "old"})
+    # In check mode nothing is stopped.
+    machine = Machine(pids=[100], raylet=None)
+    result = run_node(params, machine, check_mode=True)
+    assert result["action"] == "stop" and result["changed"] is True and machine.mutations() == []
+    result = run_node(params, machine)
+    assert result["action"] == "stop" and result["running"] is False and result["pids"] == []
+    assert machine.calls == [("stop", [100], 10)]
+    assert result["diff"] == {
+        "before": {"running": False, "config_hash": "old"},
+        "after": {"running": False, "config_hash": "old"},
+    }
+
+
+def test_background_head_on_a_busy_port_fails_naming_the_port_option(tmp_path):
+    for check_mode in (True, False):
+        machine = Machine(port_busy=True)
+        with pytest.raises(RayNodeError) as raised:
+            run_node(node(tmp_path), machine, check_mode=check_mode)
+        assert str(raised.value) == (
+            "The Ray head 'head' needs its GCS port free, but port 6379 on 10.0.0.10 is already in use by another "
+            "process, so the head cannot start there. Stop that process, or set port to a free port."
+        )
+        assert raised.value.result["action"] == "start" and machine.mutations() == []
+
+
+def test_a_worker_does_not_look_at_the_gcs_port(tmp_path):
+    params = node(tmp_path, role="worker", head_address="10.0.0.10:6379")
+    machine = Machine(port_busy=True)
+    assert run_node(params, machine)["running"] is True
+    assert [call[0] for call in machine.calls] == ["start"]
+
+
+def test_background_failed_start_keeps_the_log_and_records_nothing(tmp_path):
+    params = node(tmp_path)
+    with pytest.raises(RayNodeError) as raised:
+        run_node(params, Machine(start_rc=1))
+    assert "'ray start' for node 'head' exited 1" in str(raised.value)
+    assert raised.value.result["log"] == "ray start output"
+    assert read_state(params["temp_dir"]) == {}
+    with pytest.raises(RayNodeError) as raised:
+        run_node(params, Machine(raylet_after_start=False))
+    assert (
+        str(raised.value) == "'ray start' for node 'head' returned 0 but no raylet runs from %s." % params["temp_dir"]
+    )
+    assert raised.value.result["running"] is False and raised.value.result["pids"] == [200, 201]
+
+
+def test_systemd_first_start_writes_the_unit_and_enables_it(tmp_path):
+    params = node(tmp_path, supervisor="systemd")
+    unit_path = str(tmp_path / "ray-head.service")
+    machine = Machine()
+    result = run_node(params, machine, check_mode=True)
+    assert result["action"] == "start" and result["changed"] is True and result["running"] is True
+    assert machine.mutations() == [] and not os.path.exists(unit_path)
+    result = run_node(params, machine)
+    wanted = systemd_unit("head", "/opt/venv/bin/ray", build_start_args(params), node_environment(params))
+    with open(unit_path) as handle:
+        assert handle.read() == wanted
+    assert machine.mutations() == [("systemctl", "daemon-reload"), ("systemctl", "enable", "--now", "ray-head.service")]
+    assert result["unit"] == unit_path and result["pids"] == []
+    assert result["diff"] == {"before": "", "after": wanted}
+
+
+def test_systemd_active_unit_as_wanted_is_left_alone_and_a_changed_one_restarts(tmp_path):
+    params = node(tmp_path, supervisor="systemd")
+    run_node(params, Machine())
+    machine = Machine(active=True)
+    result = run_node(params, machine)
+    assert result["action"] == "none" and result["changed"] is False and machine.mutations() == []
+    changed = dict(params, num_gpus=1)
+    result = run_node(changed, machine)
+    assert result["action"] == "restart" and result["diff"]["before"] != result["diff"]["after"]
+    assert machine.mutations() == [
+        ("systemctl", "daemon-reload"),
+        ("systemctl", "enable", "ray-head.service"),
+        ("systemctl", "restart", "ray-head.service"),
+    ]
+
+
+def test_systemd_stop_leaves_the_unit_file(tmp_path):
+    params = node(tmp_path, supervisor="systemd")
+    run_node(params, Machine())
+    machine = Machine(active=True)
+    result = run_node(dict(params, state="stopped", num_gpus=1), machine)
+    assert result["action"] == "stop" and result["running"] is False
+    assert machine.mutations() == [("systemctl", "disable", "--now", "ray-head.service")]
+    assert result["diff"]["before"] == result["diff"]["after"] != ""
+
+
+def test_systemd_failure_names_the_unit_and_its_journal(tmp_path):
+    machine = Machine()
+    machine.failing["enable"] = "Failed to enable unit: Access denied\n"
+    with pytest.raises(RayNodeError) as raised:
+        run_node(node(tmp_path, supervisor="systemd"), machine)
+    assert str(raised.value) == (
+        "systemctl could not start ray-head.service: Failed to enable unit: Access denied. "
+        "Read 'journalctl -u ray-head.service'."
+    )
