@@ -97,7 +97,7 @@ integration: setup
 
 # The Kubernetes test bed's own tests (tests/k8s_testbed: an emulated API server with controllers).
 testbed: setup
-	$(BIN)/python -m pytest tests/testbed -v --durations=10 -p no:cacheprovider
+	$(BIN)/python -m pytest tests/k8s_testbed_tests -v --durations=10 -p no:cacheprovider
 
 # The Kubernetes platform on the test bed: the roles, then site.yml -i inventories/prod against the emulated seed
 # cluster (--check, run, re-run changed=0, teardown) with the gates reaching a real Ray cluster and vLLM server.
