@@ -12,26 +12,38 @@ complete, gets its completion marker, and only then is renamed to ``dest``: a pa
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import shutil
+import sys
+import traceback
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_facts import (
-    INDEX_NAME,
     ModelFactsError,
     architecture_facts,
     read_config,
     read_safetensors_header,
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import (
+    SAFETENSORS_WEIGHTS,
     build_marker,
     marker_differences,
+    model_dir_problems,
     read_marker,
     write_marker,
 )
 
 PARTIAL_SUFFIX = ".partial"
+
+# The Python package each source's SDK comes in.
+SDK_PACKAGES = {"modelscope": "modelscope", "huggingface": "huggingface_hub"}
+
+
+class ModelDownloadError(Exception):
+    """A failure the module reports as it is; ``result`` holds what was seen, plus ``problems`` or ``exception``."""
+
+    def __init__(self, msg, result, **details):
+        super().__init__(msg)
+        self.result = dict(result, **details)
 
 
 def safetensors_file_problem(path):
@@ -56,37 +68,11 @@ def safetensors_file_problem(path):
 
 
 def completeness_problems(model_dir):
-    """Sentences naming what is missing or truncated in a model directory; empty when it is complete."""
-    if not os.path.isdir(model_dir):
-        return ["%s does not exist or is not a directory." % model_dir]
-    problems = []
-    try:
-        read_config(model_dir)
-    except ModelFactsError as error:
-        problems.append(str(error))
-    index_path = os.path.join(model_dir, INDEX_NAME)
-    if os.path.isfile(index_path):
-        try:
-            with open(index_path, encoding="utf-8") as stream:
-                shards = sorted(set((json.load(stream).get("weight_map") or {}).values()))
-        except (OSError, ValueError) as error:
-            return problems + ["%s cannot be read: %s." % (index_path, error)]
-        missing = [name for name in shards if not os.path.isfile(os.path.join(model_dir, name))]
-        if missing:
-            problems.append(
-                "%d of the %d weight shards listed in %s are missing (first: %s)."
-                % (len(missing), len(shards), INDEX_NAME, missing[0])
-            )
-        files = [os.path.join(model_dir, name) for name in shards if name not in missing]
-    else:
-        files = sorted(glob.glob(os.path.join(model_dir, "*.safetensors")))
-        if not files:
-            problems.append("%s holds no *.safetensors weights." % model_dir)
-    for path in files:
-        problem = safetensors_file_problem(path)
-        if problem:
-            problems.append(problem)
-    return problems
+    """Sentences naming what is missing or truncated in a model directory; empty when it is complete.
+
+    The check the download Job runs too (_model_marker), with safetensors weights only, each read to its last byte.
+    """
+    return model_dir_problems(model_dir, SAFETENSORS_WEIGHTS, safetensors_file_problem)
 
 
 def model_summary(model_dir):
@@ -154,3 +140,71 @@ def finish(partial, dest, source, model_id, revision):
         if parent:
             os.makedirs(parent, exist_ok=True)
         os.replace(partial, dest)
+
+
+def check_local(dest):
+    """The module's result for a model put at ``dest`` by other means; raises when it is not complete."""
+    result = dict(changed=False, path=dest, reasons=[])
+    problems = completeness_problems(dest)
+    if problems:
+        raise ModelDownloadError(
+            "The model at %s is not complete: %s Put the whole model there (config.json and every "
+            "weight file), or fetch it with source modelscope or huggingface." % (dest, " ".join(problems)),
+            result,
+            problems=problems,
+        )
+    return dict(result, marker=read_marker(dest) or {}, model=model_summary(dest))
+
+
+def fetch_model(params, check_mode=False, download=None):
+    """The module's result for a model fetched from a hub into ``params["dest"]``; nothing changes in check mode.
+
+    ``download`` (default :func:`download_with_sdk`) takes the arguments of :func:`download_with_sdk`.
+    """
+    dest = params["dest"].rstrip("/")
+    source, model_id, revision = params["source"], params["model_id"], params["revision"]
+    reasons = needs_fetch(dest, source, model_id, revision)
+    before = read_marker(dest) or {}
+    after = {"source": source, "model_id": model_id, "revision": revision}
+    result = dict(changed=bool(reasons), path=dest, reasons=reasons)
+    result["diff"] = {"before": before, "after": after if reasons else before}
+    if not reasons:
+        return dict(result, marker=before, model=model_summary(dest))
+    if check_mode:
+        return result
+    partial = dest + PARTIAL_SUFFIX
+    _download(params, partial, download or download_with_sdk, result)
+    problems = completeness_problems(partial)
+    if problems:
+        raise ModelDownloadError(
+            "The download of %s@%s finished but the model is not complete: %s It stays in %s; run again to resume."
+            % (model_id, revision, " ".join(problems), partial),
+            result,
+            problems=problems,
+        )
+    finish(partial, dest, source, model_id, revision)
+    return dict(result, marker=read_marker(dest), model=model_summary(dest))
+
+
+def _download(params, partial, download, result):
+    source, model_id, revision = params["source"], params["model_id"], params["revision"]
+    try:
+        download(source, model_id, revision, partial, params["token"], params["endpoint"])
+    except ImportError as error:
+        raise ModelDownloadError(sdk_missing_message(source, error), result, exception=traceback.format_exc()) from None
+    except Exception as error:  # the SDKs raise many types; the operator needs the text and the resume hint
+        raise ModelDownloadError(
+            "Downloading %s@%s from %s failed: %s. What was fetched stays in %s and the next run resumes from it."
+            % (model_id, revision, source, error, partial),
+            result,
+            exception=traceback.format_exc(),
+        ) from None
+
+
+def sdk_missing_message(source, error, interpreter=None):
+    """What to do when the source's SDK cannot be imported by the Python that runs the module."""
+    return (
+        "source=%s needs the Python package %s, which the interpreter running this module (%s) cannot import: %s. "
+        "Install %s into that interpreter, or set ansible_python_interpreter to a Python that has it."
+        % (source, SDK_PACKAGES[source], interpreter or sys.executable, error, SDK_PACKAGES[source])
+    )

@@ -3,7 +3,14 @@
 
 # This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
 
-"""Completion marker written last into a model directory, so a partial download or conversion is never taken as done."""
+"""Completion marker written last into a model directory, so a partial download or conversion is never taken as done,
+and the check that a model directory holds every file it needs.
+
+Standard library only, and no imports from this collection: the model_storage role ships this very file to the
+Kubernetes download Job (a plain python:3.11-slim) in a ConfigMap beside roles/model_storage/files/download_model.py,
+which imports it from its own directory. The hosts (model_download, gguf_convert) and the Job therefore write and
+accept the same marker.
+"""
 
 from __future__ import annotations
 
@@ -17,32 +24,54 @@ MARKER_NAME = ".ray_vllm_complete.json"
 # Keys that decide whether the directory holds what was asked for; completed_at is informative only.
 IDENTITY_KEYS = ("source", "model_id", "revision", "dtype")
 
+CONFIG_NAME = "config.json"
+INDEX_NAME = "model.safetensors.index.json"
+
+# Weight files that count when there is no index: the hosts serve safetensors only; the Job takes what the hub has.
+SAFETENSORS_WEIGHTS = (".safetensors",)
+ANY_WEIGHTS = (".safetensors", ".bin", ".gguf", ".pt")
+
 
 def marker_path(directory):
     return os.path.join(directory, MARKER_NAME)
 
 
-def build_marker(source, model_id, revision, dtype, completed_at=None):
-    """The marker content for a model directory (``completed_at`` defaults to now, UTC, ISO 8601)."""
+def build_marker(source, model_id, revision, dtype, completed_at=None, files=None):
+    """The marker content for a model directory (``completed_at`` defaults to now, UTC, ISO 8601).
+
+    ``files`` ({relative path: bytes}, see :func:`model_files`) adds the inventory and its total.
+    """
     if completed_at is None:
         completed_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    return {
+    marker = {
         "source": source,
         "model_id": model_id,
         "revision": revision,
         "dtype": dtype,
         "completed_at": completed_at,
     }
+    if files is not None:
+        marker.update(files=files, total_bytes=sum(files.values()))
+    return marker
+
+
+def _load_json_object(path):
+    """``(content, None)`` for a file holding a JSON object, else ``(None, why not)``."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            content = json.load(stream)
+    except OSError as error:
+        return None, f"{path} cannot be read ({error.strerror or error})"
+    except ValueError as error:
+        return None, f"{path} is not valid JSON: {error}"
+    if not isinstance(content, dict):
+        return None, f"{path} is not a JSON object"
+    return content, None
 
 
 def read_marker(directory):
     """The marker of ``directory`` as a dict, or None when it is missing or not a JSON object."""
-    try:
-        with open(marker_path(directory), encoding="utf-8") as marker_file:
-            content = json.load(marker_file)
-    except (OSError, ValueError):
-        return None
-    return content if isinstance(content, dict) else None
+    return _load_json_object(marker_path(directory))[0]
 
 
 def write_marker(directory, marker):
@@ -72,3 +101,56 @@ def marker_differences(existing, wanted):
         if existing.get(key) != wanted.get(key):
             differences.append(f"{key} is {existing.get(key)!r}, wanted {wanted.get(key)!r}")
     return differences
+
+
+def model_files(directory):
+    """{relative path: size} of the model's files, leaving out hidden files and folders (SDK caches, the marker)."""
+    files = {}
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            path = os.path.join(root, name)
+            files[os.path.relpath(path, directory)] = os.path.getsize(path)
+    return files
+
+
+def _weight_files(directory, files, weight_suffixes):
+    """``(weight file names, problems)``: the shards the index lists, or else the weight files beside config.json."""
+    index_path = os.path.join(directory, INDEX_NAME)
+    if INDEX_NAME not in files:
+        found = [name for name in files if os.sep not in name and name.endswith(weight_suffixes)]
+        patterns = ", ".join("*" + suffix for suffix in weight_suffixes)
+        return found, [] if found else [f"{directory} holds no {patterns} weights."]
+    index, error = _load_json_object(index_path)
+    if error:
+        return [], [f"{error}."]
+    shards = sorted(set((index.get("weight_map") or {}).values()))
+    missing = [name for name in shards if not files.get(name)]
+    if not missing:
+        return shards, []
+    return [name for name in shards if name not in missing], [
+        "%d of the %d weight shards listed in %s are missing or empty (first: %s)."
+        % (len(missing), len(shards), INDEX_NAME, missing[0])
+    ]
+
+
+def model_dir_problems(directory, weight_suffixes=SAFETENSORS_WEIGHTS, file_problem=None):
+    """Sentences naming what is missing or damaged in a model directory; empty when it is complete.
+
+    It needs a config.json holding a JSON object, and every shard its safetensors index lists (or, without an index,
+    at least one file ending in one of ``weight_suffixes``) present and not empty. ``file_problem(path)``, when given,
+    looks into each weight file and returns a sentence or None.
+    """
+    if not os.path.isdir(directory):
+        return [f"{directory} does not exist or is not a directory."]
+    files = model_files(directory)
+    config_error = _load_json_object(os.path.join(directory, CONFIG_NAME))[1]
+    problems = [f"{config_error}."] if config_error else []
+    weights, weight_problems = _weight_files(directory, files, weight_suffixes)
+    problems += weight_problems
+    if file_problem is not None:
+        looked = (file_problem(os.path.join(directory, name)) for name in weights)
+        problems += [problem for problem in looked if problem]
+    return problems

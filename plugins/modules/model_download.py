@@ -92,20 +92,13 @@ model:
   type: dict
 """
 
-import sys
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import (
-    PARTIAL_SUFFIX,
-    completeness_problems,
-    download_with_sdk,
-    finish,
-    model_summary,
-    needs_fetch,
+    ModelDownloadError,
+    check_local,
+    fetch_model,
 )
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import read_marker
 
 
 def main():
@@ -122,65 +115,13 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    dest = params["dest"].rstrip("/")
-    result = dict(changed=False, path=dest, reasons=[])
-
-    if params["source"] == "local":
-        problems = completeness_problems(dest)
-        if problems:
-            module.fail_json(
-                msg="The model at %s is not complete: %s Put the whole model there (config.json and every "
-                "weight file), or fetch it with source modelscope or huggingface." % (dest, " ".join(problems)),
-                problems=problems,
-                **result,
-            )
-        result["marker"] = read_marker(dest) or {}
-        result["model"] = model_summary(dest)
-        module.exit_json(**result)
-
-    reasons = needs_fetch(dest, params["source"], params["model_id"], params["revision"])
-    result["reasons"] = reasons
-    before = read_marker(dest) or {}
-    after = {"source": params["source"], "model_id": params["model_id"], "revision": params["revision"]}
-    result["diff"] = {"before": before, "after": after if reasons else before}
-    if not reasons:
-        result["marker"] = before
-        result["model"] = model_summary(dest)
-        module.exit_json(**result)
-    result["changed"] = True
-    if module.check_mode:
-        module.exit_json(**result)
-
-    partial = dest + PARTIAL_SUFFIX
     try:
-        download_with_sdk(
-            params["source"], params["model_id"], params["revision"], partial, params["token"], params["endpoint"]
-        )
-    except ImportError as error:
-        module.fail_json(
-            msg="The %s SDK is not installed in %s: %s. Install it (it is in ray_cluster_runtime_packages) or set "
-            "model_storage_python to a Python that has it." % (params["source"], sys.executable, error),
-            exception=traceback.format_exc(),
-            **result,
-        )
-    except Exception as error:  # the SDKs raise many types; the operator needs the text and the resume hint
-        module.fail_json(
-            msg="Downloading %s@%s from %s failed: %s. What was fetched stays in %s and the next run resumes from it."
-            % (params["model_id"], params["revision"], params["source"], error, partial),
-            exception=traceback.format_exc(),
-            **result,
-        )
-    problems = completeness_problems(partial)
-    if problems:
-        module.fail_json(
-            msg="The download of %s@%s finished but the model is not complete: %s It stays in %s; run again to resume."
-            % (params["model_id"], params["revision"], " ".join(problems), partial),
-            problems=problems,
-            **result,
-        )
-    finish(partial, dest, params["source"], params["model_id"], params["revision"])
-    result["marker"] = read_marker(dest)
-    result["model"] = model_summary(dest)
+        if params["source"] == "local":
+            result = check_local(params["dest"].rstrip("/"))
+        else:
+            result = fetch_model(params, module.check_mode)
+    except ModelDownloadError as error:
+        module.fail_json(msg=str(error), **error.result)
     module.exit_json(**result)
 
 

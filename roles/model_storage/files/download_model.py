@@ -9,25 +9,33 @@ the volume), MODELSCOPE_VERSION / HUGGINGFACE_HUB_VERSION (pinned SDK), PIP_INDE
 MODEL_ENDPOINT (optional hub mirror), MODELSCOPE_API_TOKEN / HF_TOKEN (optional, from a Secret).
 
 The SDK downloads into MODEL_DIR and resumes partial files on a retry. Only a finished, checked download gets the
-completion marker MODEL_DIR/.ray_vllm_complete.json, in the format the hosts platform's model_download module
-writes (plugins/module_utils/_model_marker.py: source, model_id, revision, dtype, completed_at), plus the files
-and their sizes. A marker for another model or revision is removed before the download starts, so a directory in
+completion marker MODEL_DIR/.ray_vllm_complete.json (source, model_id, revision, dtype, completed_at, plus the files
+and their sizes). A marker for another model or revision is removed before the download starts, so a directory in
 the middle of a change is never taken as complete.
+
+The marker and the completeness check are the collection's plugins/module_utils/_model_marker.py, the one the hosts
+platform's model_download module uses: the role's ConfigMap carries that file beside this one, and Python finds it
+in this script's own directory.
 """
 
 from __future__ import annotations
 
-import datetime
 import importlib
-import json
 import os
 import subprocess
 import sys
-import tempfile
 
-MARKER_NAME = ".ray_vllm_complete.json"
-IDENTITY_KEYS = ("source", "model_id", "revision", "dtype")
-INDEX_NAME = "model.safetensors.index.json"
+from _model_marker import (
+    ANY_WEIGHTS,
+    build_marker,
+    marker_differences,
+    marker_path,
+    model_dir_problems,
+    model_files,
+    read_marker,
+    write_marker,
+)
+
 PYDEPS = "/tmp/llmops-ray-vllm-pydeps"
 
 
@@ -38,23 +46,6 @@ def log(message):
 def fail(message):
     print(f"[model-download] ERROR: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
-
-
-def read_marker(directory):
-    try:
-        with open(os.path.join(directory, MARKER_NAME), encoding="utf-8") as handle:
-            content = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return content if isinstance(content, dict) else None
-
-
-def write_marker(directory, marker):
-    fd, temporary = tempfile.mkstemp(prefix=MARKER_NAME + ".", dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(marker, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(temporary, os.path.join(directory, MARKER_NAME))
 
 
 def ensure_sdk(source):
@@ -114,66 +105,34 @@ def download(source, model_id, revision, target):
         snapshot_download(repo_id=model_id, revision=revision, local_dir=target, token=token)
 
 
-def model_files(directory):
-    """{relative path: size} of the model's files, leaving out hidden files and folders (SDK caches, the marker)."""
-    files = {}
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-        for name in sorted(names):
-            if name.startswith("."):
-                continue
-            path = os.path.join(root, name)
-            files[os.path.relpath(path, directory)] = os.path.getsize(path)
-    return files
-
-
-def completeness_problems(directory, files):
-    problems = []
-    if "config.json" not in files:
-        problems.append("config.json is missing")
-    index_path = os.path.join(directory, INDEX_NAME)
-    if os.path.isfile(index_path):
-        with open(index_path, encoding="utf-8") as handle:
-            shards = sorted(set((json.load(handle).get("weight_map") or {}).values()))
-        missing = [shard for shard in shards if not files.get(shard)]
-        if missing:
-            problems.append(
-                f"{len(missing)} weight shard(s) listed in {INDEX_NAME} are missing or empty: {missing[:5]}"
-            )
-    elif not any(name.endswith((".safetensors", ".bin", ".gguf", ".pt")) for name in files):
-        problems.append("no weight file (*.safetensors, *.bin) was downloaded")
-    return problems
-
-
 def main():
     source = os.environ.get("MODEL_SOURCE", "modelscope")
     model_id = os.environ["MODEL_ID"]
     revision = os.environ.get("MODEL_REVISION", "master")
     target = os.environ["MODEL_DIR"]
-    wanted = {"source": source, "model_id": model_id, "revision": revision, "dtype": None}
     if source not in ("modelscope", "huggingface"):
         fail(f"MODEL_SOURCE {source!r} is not modelscope or huggingface")
     os.makedirs(target, exist_ok=True)
     existing = read_marker(target)
-    if existing and all(existing.get(key) == wanted[key] for key in IDENTITY_KEYS):
-        log(f"{model_id}@{revision} is already complete in {target} ({MARKER_NAME}); nothing to do")
+    differences = marker_differences(existing, build_marker(source, model_id, revision, None))
+    if not differences:
+        log(f"{model_id}@{revision} is already complete in {target} ({marker_path(target)}); nothing to do")
         return
     if existing:
-        log(f"{target} holds {existing.get('model_id')}@{existing.get('revision')}; replacing it")
-        os.unlink(os.path.join(target, MARKER_NAME))
+        held = f"{existing.get('model_id')}@{existing.get('revision')}"
+        log(f"{target} holds {held} ({'; '.join(differences)}); replacing it")
+        os.unlink(marker_path(target))
     log(f"downloading {source}:{model_id}@{revision} into {target} (partial files resume on a retry)")
     try:
         download(source, model_id, revision, target)
     except Exception as error:  # the SDKs raise many kinds; the message matters
         fail(f"downloading {model_id}@{revision} failed: {type(error).__name__}: {error}")
-    files = model_files(target)
-    problems = completeness_problems(target, files)
+    problems = model_dir_problems(target, ANY_WEIGHTS)
     if problems:
-        fail(f"the download of {model_id}@{revision} is incomplete: {'; '.join(problems)}")
-    completed_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    marker = dict(wanted, completed_at=completed_at, files=files, total_bytes=sum(files.values()))
-    write_marker(target, marker)
-    log(f"complete: {len(files)} files, {marker['total_bytes']} bytes; wrote {os.path.join(target, MARKER_NAME)}")
+        fail(f"the download of {model_id}@{revision} is incomplete: {' '.join(problems)}")
+    marker = build_marker(source, model_id, revision, None, files=model_files(target))
+    written = write_marker(target, marker)
+    log(f"complete: {len(marker['files'])} files, {marker['total_bytes']} bytes; wrote {written}")
 
 
 if __name__ == "__main__":

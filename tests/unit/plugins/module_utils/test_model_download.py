@@ -1,4 +1,4 @@
-"""model_download's completeness check and marker logic, on real safetensors files (written by safetensors)."""
+"""model_download's completeness check, marker logic and fetch, on real safetensors files (written by safetensors)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import json
 import os
 
 import numpy
+import pytest
 from safetensors.numpy import save_file
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import (
     PARTIAL_SUFFIX,
+    ModelDownloadError,
+    check_local,
     completeness_problems,
+    fetch_model,
     finish,
     model_summary,
     needs_fetch,
+    sdk_missing_message,
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import read_marker
 
@@ -109,3 +114,104 @@ def test_finish_replaces_an_older_model(tmp_path):
     assert os.path.exists(os.path.join(dest, "model.safetensors.index.json"))
     assert not os.path.exists(dest + ".old")
     assert read_marker(dest)["source"] == "huggingface"
+
+
+def test_an_empty_shard_or_an_unreadable_index_is_named(tmp_path):
+    model = str(tmp_path / "m")
+    write_model(model, shards=2)
+    open(os.path.join(model, "model-00001-of-00002.safetensors"), "w").close()
+    assert completeness_problems(model) == [
+        "1 of the 2 weight shards listed in model.safetensors.index.json are missing or empty "
+        "(first: model-00001-of-00002.safetensors)."
+    ]
+    with open(os.path.join(model, "model.safetensors.index.json"), "w") as handle:
+        handle.write("{")
+    problems = completeness_problems(model)
+    assert len(problems) == 1 and problems[0].startswith(
+        "%s is not valid JSON: " % os.path.join(model, "model.safetensors.index.json")
+    )
+
+
+def test_a_config_that_is_no_json_object_is_named(tmp_path):
+    model = str(tmp_path / "m")
+    write_model(model)
+    with open(os.path.join(model, "config.json"), "w") as handle:
+        handle.write("[]")
+    assert completeness_problems(model) == ["%s is not a JSON object." % os.path.join(model, "config.json")]
+
+
+def test_check_local_reports_the_model_or_what_is_missing(tmp_path):
+    model = str(tmp_path / "m")
+    write_model(model)
+    result = check_local(model)
+    assert result["changed"] is False and result["marker"] == {} and result["model"]["model_type"] == "llama"
+    os.remove(os.path.join(model, "model.safetensors"))
+    with pytest.raises(ModelDownloadError) as raised:
+        check_local(model)
+    assert str(raised.value).startswith("The model at %s is not complete: %s holds no" % (model, model))
+    assert raised.value.result["problems"] == ["%s holds no *.safetensors weights." % model]
+
+
+def hub(tmp_path, error=None):
+    """A download function like download_with_sdk that writes a model, or raises ``error``; it records its calls."""
+    calls = []
+
+    def download(source, model_id, revision, target, token=None, endpoint=None):
+        calls.append((source, model_id, revision, target, token, endpoint))
+        if error is not None:
+            raise error
+        write_model(target)
+
+    download.calls = calls
+    return download
+
+
+def fetch_params(dest, **change):
+    params = dict(source="huggingface", model_id="org/m", revision="abc", dest=dest + "/", token=None, endpoint=None)
+    params.update(change)
+    return params
+
+
+def test_fetch_in_check_mode_changes_nothing(tmp_path):
+    dest = str(tmp_path / "m")
+    download = hub(tmp_path)
+    result = fetch_model(fetch_params(dest), check_mode=True, download=download)
+    assert result["changed"] is True and result["reasons"] == ["no completion marker .ray_vllm_complete.json"]
+    assert result["diff"] == {"before": {}, "after": {"source": "huggingface", "model_id": "org/m", "revision": "abc"}}
+    assert download.calls == [] and os.listdir(str(tmp_path)) == []
+
+
+def test_fetch_downloads_into_the_partial_directory_then_moves_it(tmp_path):
+    dest = str(tmp_path / "m")
+    download = hub(tmp_path)
+    result = fetch_model(fetch_params(dest, token="t"), download=download)
+    assert download.calls == [("huggingface", "org/m", "abc", dest + PARTIAL_SUFFIX, "t", None)]
+    assert result["changed"] is True and result["path"] == dest and result["marker"]["revision"] == "abc"
+    assert sorted(os.listdir(str(tmp_path))) == ["m"]
+    again = fetch_model(fetch_params(dest), download=download)
+    assert again["changed"] is False and again["reasons"] == [] and len(download.calls) == 1
+    assert again["diff"]["before"] == again["diff"]["after"] == again["marker"]
+
+
+def test_a_missing_sdk_names_the_package_the_interpreter_and_the_fix(tmp_path):
+    dest = str(tmp_path / "m")
+    missing = ImportError("No module named 'modelscope'")
+    with pytest.raises(ModelDownloadError) as raised:
+        fetch_model(fetch_params(dest, source="modelscope"), download=hub(tmp_path, missing))
+    assert str(raised.value) == sdk_missing_message("modelscope", missing)
+    assert "ImportError" in raised.value.result["exception"] and raised.value.result["changed"] is True
+    assert sdk_missing_message("huggingface", "No module named 'huggingface_hub'", "/opt/venv/bin/python") == (
+        "source=huggingface needs the Python package huggingface_hub, which the interpreter running this module "
+        "(/opt/venv/bin/python) cannot import: No module named 'huggingface_hub'. Install huggingface_hub into that "
+        "interpreter, or set ansible_python_interpreter to a Python that has it."
+    )
+
+
+def test_a_failed_download_says_where_it_resumes(tmp_path):
+    dest = str(tmp_path / "m")
+    with pytest.raises(ModelDownloadError) as raised:
+        fetch_model(fetch_params(dest), download=hub(tmp_path, OSError("connection reset")))
+    assert str(raised.value) == (
+        "Downloading org/m@abc from huggingface failed: connection reset. What was fetched stays in %s.partial and "
+        "the next run resumes from it." % dest
+    )
