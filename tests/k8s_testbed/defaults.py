@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 
-from .pod_exec import parse_quantity
+from .quantity import parse_quantity
 
 _cluster_ips = itertools.count(10)
 

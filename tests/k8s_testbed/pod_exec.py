@@ -34,10 +34,12 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from aiohttp import WSMsgType, web
+
+from .quantity import parse_quantity
+from .timestamps import parse_timestamp
 
 SUPPORTED_PROTOCOLS = (
     "v5.channel.k8s.io",
@@ -164,38 +166,6 @@ def expand_vars(value: str, mapping: Dict[str, str]) -> str:
     return "".join(out)
 
 
-_SUFFIXES = {
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
-
-
-def parse_quantity(text: Any) -> Decimal:
-    """A resource.Quantity string (``500m``, ``2Gi``, ``1e3``) as a Decimal in base units."""
-    match = _QUANTITY.match(str(text).strip())
-    if not match:
-        raise ValueError("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
-    try:
-        return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
-    except InvalidOperation as exc:
-        raise ValueError("invalid quantity %r" % text) from exc
-
-
 def _resource_value(pod: Dict[str, Any], container: Dict[str, Any], ref: Dict[str, Any]) -> str:
     target = container
     wanted = ref.get("containerName")
@@ -215,11 +185,8 @@ def _resource_value(pod: Dict[str, Any], container: Dict[str, Any], ref: Dict[st
         raw = requests.get(name, limits.get(name, "0"))
     else:
         raise EnvResolutionError("unsupported container resource : %s" % resource)
-    divisor = parse_quantity(ref.get("divisor") or "1")
-    if divisor == 0:
-        divisor = Decimal(1)
-    value = parse_quantity(raw)
-    return str(int(math.ceil(value / divisor)))
+    divisor = parse_quantity(ref.get("divisor") or "1") or 1
+    return str(math.ceil(parse_quantity(raw) / divisor))
 
 
 def _field_value(pod: Dict[str, Any], path: str) -> str:
@@ -598,30 +565,6 @@ async def _finish(ws: web.WebSocketResponse, protocol: str, status: Dict[str, An
 
 
 # --------------------------------------------------------------------------------------------------- logs
-
-
-def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 (nano) timestamp as an aware datetime (fractions beyond microseconds are dropped)."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    match = re.match(r"^(.*?T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(.*)$", value)
-    if match:
-        fraction = (match.group(2) or "")[:6]
-        value = match.group(1) + ("." + fraction.ljust(6, "0") if fraction else "") + match.group(3)
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
-
-
-def format_timestamp(moment: datetime) -> str:
-    """Go's RFC3339Nano (UTC, trailing zeros of the fraction trimmed)."""
-    moment = moment.astimezone(timezone.utc)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += ("." + "%06d" % moment.microsecond).rstrip("0")
-    return text + "Z"
 
 
 def _render(lines: List[Tuple[str, str]], timestamps: bool) -> str:

@@ -25,6 +25,7 @@ from aiohttp import web
 from . import controllers, defaults, patching, pod_exec, resources, selectors, service_proxy, validation
 from .state import Fault, TestBedState
 from .store import ApiError, Store, bad_request, not_found
+from .timestamps import now_rfc3339
 
 KUBERNETES_VERSION = {
     "major": "1",
@@ -105,7 +106,7 @@ class TestBed:
 
     @staticmethod
     def _track_update(old, new, manager):
-        return patching.record_update_ownership(old, new, manager, now=_now())
+        return patching.record_update_ownership(old, new, manager, now=now_rfc3339())
 
     # ---- controllers --------------------------------------------------------------------------------------
     def reconcile_soon(self) -> None:
@@ -440,7 +441,7 @@ class TestBed:
                     options["manager"],
                     force=_truthy(request.query.get("force")),
                     definition=definition,
-                    now=_now(),
+                    now=now_rfc3339(),
                 )
                 if live is None:
                     if subresource:
@@ -804,12 +805,6 @@ class TestBed:
             state.objects.compact()
             return _json({"compactedBelow": state.objects.compacted_below})
         raise ApiError(404, "NotFound", f"unknown test bed endpoint {request.method} /testbed/v1/{'/'.join(parts)}")
-
-
-def _now() -> str:
-    from .store import now_rfc3339
-
-    return now_rfc3339()
 
 
 def _manager_from_agent(request) -> str:

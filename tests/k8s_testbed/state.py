@@ -8,15 +8,10 @@ The server and the controllers share one TestBedState; tests change it through t
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 
 from . import resources, store
-
-
-def rfc3339_nano(moment: datetime.datetime | None = None) -> str:
-    moment = moment or datetime.datetime.now(datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+from .timestamps import rfc3339_nano
 
 
 @dataclass

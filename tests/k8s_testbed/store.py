@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import collections
 import copy
-import datetime
 import itertools
 import json
 import uuid
 from dataclasses import dataclass
 
 from . import resources, selectors
+from .timestamps import now_rfc3339
 
 HISTORY_LENGTH = 20000
 NAMESPACE_TYPE_KEY = ("", "namespaces")
 CRD_TYPE_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 # Fields the server owns: copied from the stored object on every write, whatever the client sent.
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApiError(Exception):

@@ -14,7 +14,7 @@ import copy
 import json
 
 import pytest
-from k8s_testbed import controllers, resources, state, store
+from k8s_testbed import controllers, resources, seeding, state, store
 
 
 class FakeClock:
@@ -28,7 +28,7 @@ class FakeClock:
 @pytest.fixture(autouse=True)
 def fake_clock(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(controllers, "clock", clock)
+    monkeypatch.setattr(controllers.base, "clock", clock)
     return clock
 
 
@@ -49,7 +49,7 @@ def converge(bed, rounds: int = 60, advance: float = 0.0) -> None:
         bed.objects.finish_terminations()
         for loop in bed.loops:
             loop.reconcile()
-        controllers.clock.now += advance
+        controllers.base.clock.now += advance
         if bed.objects.current_resource_version == before:
             return
     raise AssertionError("controllers did not converge")
@@ -58,7 +58,7 @@ def converge(bed, rounds: int = 60, advance: float = 0.0) -> None:
 def settle(bed, seconds: float = 3.0, step: float = 0.5) -> None:
     """Let emulated time pass (Job pods finishing, crash loops) and converge."""
     for _dummy in range(int(seconds / step)):
-        controllers.clock.now += step
+        controllers.base.clock.now += step
         converge(bed)
 
 
@@ -193,7 +193,7 @@ def test_without_gpu_operator_no_node_has_gpus():
     # installing the operator (its CRD and a ClusterPolicy) brings the GPUs
     for crd in controllers.crds_for_group("nvidia.com"):
         create(bed, crd)
-    create(bed, controllers._cluster_policy(seed))
+    create(bed, seeding.cluster_policy(seed))
     create(bed, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gpu-operator"}})
     converge(bed)
     assert get(bed, "v1", "Pod", "wants-gpu")["status"]["phase"] == "Running"
@@ -240,7 +240,7 @@ def test_gpu_pods_fill_the_gpu_nodes_and_the_third_stays_pending():
     )
     events = events_for(bed, "gpu-c", "FailedScheduling")
     assert len(events) == 1 and events[0]["type"] == "Warning" and events[0]["count"] == 1
-    controllers.clock.now += 120
+    controllers.base.clock.now += 120
     converge(bed)
     events = events_for(bed, "gpu-c", "FailedScheduling")
     assert len(events) == 1 and events[0]["count"] == 2
@@ -724,7 +724,7 @@ def test_raycluster_waits_for_the_kuberay_operator():
     converge(bed)
     assert listing(bed, "v1", "Pod", "default") == []
     create(bed, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kuberay-system"}})
-    create(bed, controllers._kuberay_operator_deployment("kuberay-system"))
+    create(bed, seeding.kuberay_operator_deployment("kuberay-system"))
     converge(bed)
     assert get(bed, "ray.io/v1", "RayCluster", "llm")["status"]["state"] == "ready"
 

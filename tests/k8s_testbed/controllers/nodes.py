@@ -1,0 +1,140 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The ``nodes`` controller (kubelet heartbeat + node lifecycle controller).
+
+Conditions, addresses and nodeInfo of every node; names in ``state.not_ready_nodes`` get Ready=Unknown
+(NodeStatusUnknown) and the ``node.kubernetes.io/unreachable`` NoSchedule/NoExecute taints, and get them back when
+removed. Heartbeats are refreshed at most once a minute.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import time
+import uuid
+
+from ..timestamps import epoch_seconds, now_rfc3339
+from .base import Controller, condition_true, set_condition
+
+KUBELET_VERSION = "v1.33.0"
+CONTAINER_RUNTIME = "containerd://2.0.5"
+OS_IMAGE = "Ubuntu 24.04.2 LTS"
+KERNEL_VERSION = "6.8.0-60-generic"
+HEARTBEAT_SECONDS = 60.0  # a node's unchanged status is re-posted at most this often
+
+
+_NODE_CONDITIONS = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+
+
+def node_index(node: dict) -> int:
+    cidr = (node.get("spec") or {}).get("podCIDR") or ""
+    match = re.match(r"^10\.244\.(\d+)\.0/24$", cidr)
+    if match:
+        return int(match.group(1))
+    return int(hashlib.sha256(node["metadata"]["name"].encode()).hexdigest(), 16) % 200 + 50
+
+
+def node_status_fields(node: dict, index: int, ready: bool, previous: dict | None = None) -> dict:
+    """conditions, addresses, nodeInfo, daemonEndpoints for a node (previous: its stored status)."""
+    name = node["metadata"]["name"]
+    stamp = now_rfc3339()
+    previous = previous or {}
+    conditions = previous.get("conditions") or []
+    for kind, status, reason, message in _NODE_CONDITIONS:
+        extra = {}
+        if ready:
+            old = next((c for c in conditions if c.get("type") == kind), None)
+            heartbeat = (old or {}).get("lastHeartbeatTime")
+            fresh = old and old.get("status") == status and time.time() - epoch_seconds(heartbeat) < HEARTBEAT_SECONDS
+            extra["lastHeartbeatTime"] = heartbeat if fresh else stamp
+            conditions = set_condition(conditions, kind, status, reason, message, stamp=stamp, extra=extra)
+        else:
+            old = next((c for c in conditions if c.get("type") == kind), None)
+            extra["lastHeartbeatTime"] = (old or {}).get("lastHeartbeatTime") or stamp
+            conditions = set_condition(
+                conditions,
+                kind,
+                "Unknown",
+                "NodeStatusUnknown",
+                "Kubelet stopped posting node status.",
+                stamp=stamp,
+                extra=extra,
+            )
+    ordered = []
+    for kind, *_dummy in _NODE_CONDITIONS:
+        condition = next(c for c in conditions if c["type"] == kind)
+        ordered.append(
+            {
+                key: condition[key]
+                for key in ("type", "status", "lastHeartbeatTime", "lastTransitionTime", "reason", "message")
+                if key in condition
+            }
+        )
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return {
+        "conditions": ordered,
+        "addresses": [{"type": "InternalIP", "address": f"10.0.0.{10 + index}"}, {"type": "Hostname", "address": name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": digest[:32],
+            "systemUUID": str(uuid.UUID(digest[32:64])),
+            "bootID": str(uuid.UUID(hashlib.sha256((name + "boot").encode()).hexdigest()[:32])),
+            "kernelVersion": KERNEL_VERSION,
+            "osImage": OS_IMAGE,
+            "containerRuntimeVersion": CONTAINER_RUNTIME,
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": KUBELET_VERSION,
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+    }
+
+
+def node_ready(node: dict) -> bool:
+    return condition_true(node, "Ready")
+
+
+def node_internal_ip(node: dict) -> str:
+    for address in (node.get("status") or {}).get("addresses") or []:
+        if address.get("type") == "InternalIP":
+            return address["address"]
+    return f"10.0.0.{10 + node_index(node)}"
+
+
+class NodesController(Controller):
+    name = "node-controller"
+
+    def reconcile(self) -> None:
+        for node in list(self.objects("v1", "Node")):
+            name = node["metadata"]["name"]
+            ready = name not in self.state.not_ready_nodes
+            spec = node.get("spec") or {}
+            taints = [t for t in spec.get("taints") or [] if t.get("key") != UNREACHABLE_TAINT]
+            if not ready:
+                old = {t.get("effect"): t for t in spec.get("taints") or [] if t.get("key") == UNREACHABLE_TAINT}
+                taints.append(old.get("NoSchedule") or {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"})
+                taints.append(
+                    old.get("NoExecute")
+                    or {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": now_rfc3339()}
+                )
+            if taints != (spec.get("taints") or []):
+                new = copy.deepcopy(node)
+                if taints:
+                    new["spec"]["taints"] = taints
+                else:
+                    new.setdefault("spec", {}).pop("taints", None)
+                node = self.update(new)
+            status = copy.deepcopy(node.get("status") or {})
+            status.update(node_status_fields(node, node_index(node), ready, node.get("status")))
+            status.setdefault("capacity", {})
+            status.setdefault("allocatable", dict(status["capacity"]))
+            self.write_status(node, status)
