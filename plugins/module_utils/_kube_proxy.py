@@ -7,7 +7,9 @@
 """Reach a Service through the Kubernetes API server's proxy, with the kubeconfig's credentials.
 
 The kubernetes client resolves the kubeconfig (token, client certificate, exec plugin, in-cluster account); the
-gates then make ordinary HTTPS requests with what it resolved, so their own HTTP code stays the same.
+gates then make ordinary HTTPS requests with what it resolved, so their own HTTP code stays the same. A
+:class:`Transport` carries what those requests need; :func:`module_transport` makes one from a module's ``service``,
+``kubeconfig`` and ``context`` options, which it only reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from __future__ import annotations
 import os
 import traceback
 from urllib.parse import quote
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.urls import fetch_url
 
 try:
     from kubernetes import client as kube_client
@@ -72,3 +77,70 @@ def endpoint(service, kubeconfig=None, context=None):
         client_key=configuration.key_file or None,
         validate_certs=bool(configuration.verify_ssl),
     )
+
+
+class Transport:
+    """Where requests go and how: a base URL, headers every request carries, and the TLS settings to use.
+
+    Through the service proxy these are the API server's (its bearer token, its CA, a client certificate); for a
+    plain URL only ``url`` and ``validate_certs`` are set.
+    """
+
+    def __init__(self, url, headers=None, validate_certs=True, ca_path=None, client_cert=None, client_key=None):
+        self.url = url
+        self.headers = dict(headers or {})
+        self.validate_certs = validate_certs
+        self.ca_path, self.client_cert, self.client_key = ca_path, client_cert, client_key
+
+    @property
+    def tls(self):
+        """The TLS files that are set, as open_url takes them (``ca_path``, ``client_cert``, ``client_key``)."""
+        files = dict(ca_path=self.ca_path, client_cert=self.client_cert, client_key=self.client_key)
+        return {key: value for key, value in files.items() if value}
+
+    def with_headers(self, headers):
+        """``headers`` with this transport's own added; the transport's win (the API server needs its token)."""
+        merged = dict(headers or {})
+        merged.update(self.headers)
+        return merged
+
+    def fetch(self, module, url, headers=None, **kwargs):
+        """``fetch_url(module, url, ...)`` with this transport's headers and TLS settings.
+
+        fetch_url reads validate_certs and the client certificate from the module's parameters; it gets a view of
+        the module with these instead, so the module's own parameters stay as the user gave them.
+        """
+        tls_params = dict(validate_certs=self.validate_certs, client_cert=self.client_cert, client_key=self.client_key)
+        view = _ModuleWithParams(module, dict(module.params, **tls_params))
+        return fetch_url(view, url, headers=self.with_headers(headers), ca_path=self.ca_path, **kwargs)
+
+
+class _ModuleWithParams:
+    """A module whose ``params`` are replaced; everything else (tmpdir, fail_json ...) is the module's own."""
+
+    def __init__(self, module, params):
+        self._module = module
+        self.params = params
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+def service_transport(service, kubeconfig=None, context=None):
+    """The :class:`Transport` to a Service (``namespace``, ``name``, ``port``) through the API server's proxy."""
+    return Transport(**endpoint(service, kubeconfig, context))
+
+
+def module_transport(module, **failure):
+    """The transport to the Service of the module's ``service``, ``kubeconfig`` and ``context`` options.
+
+    Fails the module, with ``failure`` added to its result, when the kubernetes package or the credentials are
+    missing.
+    """
+    if KUBERNETES_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR, **failure)
+    params = module.params
+    try:
+        return service_transport(params["service"], params.get("kubeconfig"), params.get("context"))
+    except KubeProxyError as error:
+        module.fail_json(msg=str(error), **failure)

@@ -15,15 +15,10 @@ import json
 import os
 import socket
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import fetch_url
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import (
-    KUBERNETES_IMPORT_ERROR,
-    KubeProxyError,
-    endpoint,
-)
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import module_transport
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_status import (
     DashboardAnswerError,
     NodeTracker,
@@ -106,22 +101,13 @@ def observe_cli(module, ray_binary, address, verbose=True, token=None, timeout=3
 def get_json(module, url, token=None, timeout=30, transport=None):
     """GET ``url`` and decode JSON. Returns ``(answer, error)``; ``error`` is a source_error dict or None.
 
-    ``transport`` (from _kube_proxy.endpoint) adds the API server's credentials and CA for the service proxy.
+    ``transport`` (a _kube_proxy.Transport) adds the API server's credentials and CA for the service proxy.
     """
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    extra = {}
-    if transport:
-        headers.update(transport["headers"])
-        extra["ca_path"] = transport["ca_path"]
-        # fetch_url takes the client certificate and certificate checking from the module's parameters.
-        module.params.update(
-            client_cert=transport["client_cert"],
-            client_key=transport["client_key"],
-            validate_certs=transport["validate_certs"],
-        )
-    response, info = fetch_url(module, url, headers=headers, method="GET", timeout=timeout, **extra)
+    fetch = transport.fetch if transport else fetch_url
+    response, info = fetch(module, url, headers=headers, method="GET", timeout=timeout)
     status = info.get("status", -1)
     if response is None or status != 200:
         body = to_text(info.get("body") or b"", errors="surrogate_or_strict").strip()
@@ -180,22 +166,18 @@ def find_ray_binary(module, interpreter_dir=None):
     return module.get_bin_path("ray", required=False, opt_dirs=[interpreter_dir] if interpreter_dir else None)
 
 
-def make_observer(module, interpreter_dir=None):
-    """A function that reads the status once from the source the parameters name."""
+def make_observer(module, interpreter_dir=None, transport=None):
+    """A function that reads the status once from the source the parameters name.
+
+    ``transport`` (a _kube_proxy.Transport) reaches the dashboard of the ``service`` option.
+    """
     params = module.params
     if params.get("status_text") is not None:
         text = params["status_text"]
         return lambda: observe_text(text)
-    if params.get("service"):
-        if KUBERNETES_IMPORT_ERROR:
-            module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR, ready=False)
-        try:
-            transport = endpoint(params["service"], params.get("kubeconfig"), params.get("context"))
-        except KubeProxyError as error:
-            module.fail_json(msg=str(error), ready=False)
-        params["dashboard_url"] = transport["url"]
+    if transport is not None:
         # The API server takes the Authorization header for itself and removes it before proxying.
-        return lambda: observe_dashboard(module, transport["url"], None, params["request_timeout"], transport=transport)
+        return lambda: observe_dashboard(module, transport.url, None, params["request_timeout"], transport=transport)
     if params.get("dashboard_url"):
         return lambda: observe_dashboard(
             module, params["dashboard_url"], params.get("token"), params["request_timeout"]
@@ -219,7 +201,8 @@ def make_observer(module, interpreter_dir=None):
 def run_gate(module, interpreter_dir=None, clock=None, sleep=None):
     """Read (and with ``wait`` poll) the status, judge it, and return the module's result dict."""
     params = module.params
-    observe_once = make_observer(module, interpreter_dir)
+    transport = module_transport(module, ready=False) if params.get("service") else None
+    observe_once = make_observer(module, interpreter_dir, transport)
     tracker = NodeTracker()
     expectations = dict(
         expected_nodes=params.get("expected_nodes"),
@@ -249,20 +232,21 @@ def run_gate(module, interpreter_dir=None, clock=None, sleep=None):
     observation.pop("extra_lines", None)
     ready = not observation["problems"]
     observation.update(ready=ready, attempts=attempts, elapsed=round(elapsed, 1))
-    observation["msg"] = gate_message(observation, source_label(params), expectations, attempts, elapsed, timeout)
+    where = source_label(params, transport)
+    observation["msg"] = gate_message(observation, where, expectations, attempts, elapsed, timeout)
     return observation
 
 
-def source_label(params):
+def source_label(params, transport=None):
     if params.get("status_text") is not None:
         return "the given status_text"
-    if params.get("service"):
+    if transport is not None:
         service = params["service"]
         return "the dashboard of Service {}/{}{} through the Kubernetes API server ({})".format(
             service["namespace"],
             service["name"],
             ":" + service["port"] if service.get("port") else "",
-            params["dashboard_url"],
+            transport.url,
         )
     if params.get("dashboard_url"):
         return "the dashboard at {}".format(params["dashboard_url"])

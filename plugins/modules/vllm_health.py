@@ -242,14 +242,10 @@ elapsed_s:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service, with_wait
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import (
-    KUBERNETES_IMPORT_ERROR,
-    KubeProxyError,
-    endpoint,
-)
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import Transport, module_transport
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
@@ -280,19 +276,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    url, headers, tls = params["url"], dict(params["headers"]), None
-    validate_certs = params["validate_certs"]
-    api_key_header = params["api_key_header"] or ("X-API-Key" if params["service"] else "Authorization")
     if params["service"]:
-        if KUBERNETES_IMPORT_ERROR:
-            module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
-        try:
-            transport = endpoint(params["service"], params["kubeconfig"], params["context"])
-        except KubeProxyError as error:
-            module.fail_json(msg=str(error), ready=False, status="unreachable")
-        url, validate_certs = transport["url"], transport["validate_certs"]
-        headers.update(transport["headers"])
-        tls = {key: transport[key] for key in ("ca_path", "client_cert", "client_key") if transport[key]}
+        transport = module_transport(module, ready=False, status="unreachable")
+    else:
+        transport = Transport(params["url"], validate_certs=params["validate_certs"])
+    headers = transport.with_headers(params["headers"])
+    api_key_header = params["api_key_header"] or ("X-API-Key" if params["service"] else "Authorization")
     if params["expect"] is not None:
         try:
             re.compile(params["expect"])
@@ -303,18 +292,18 @@ def main():
 
     def probe():
         return observe(
-            url=url,
+            url=transport.url,
             model=params["model"],
             api_key=params["api_key"],
             api_key_header=api_key_header,
-            tls=tls,
+            tls=transport.tls,
             headers=headers,
             completion_wanted=params["completion"],
             prompt=params["prompt"],
             max_tokens=params["max_tokens"],
             expect=params["expect"],
             request_timeout=params["request_timeout"],
-            validate_certs=validate_certs,
+            validate_certs=transport.validate_certs,
         )
 
     timeout = params["timeout"] if params["wait"] else 0
