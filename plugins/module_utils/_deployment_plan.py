@@ -15,12 +15,20 @@ The memory model mirrors what vLLM does at start-up:
 - on CPU the KV cache is a fixed ``VLLM_CPU_KVCACHE_SPACE`` GiB, whatever the utilisation;
 - layers are split over pipeline stages as vLLM's ``get_pp_indices`` does: the remainder goes to the stages
   before the last, so the tightest stage decides.
+
+How a plan is made: ``PlanRequest`` holds the module's options and validates all of them once, when it is built;
+``Planner(request).plan()`` then sizes the model (dtypes, weight bytes), chooses the layout (TP, PP, the Ray
+workers), checks a user's KubeRay layout against that choice, and assembles the result dict. The planner owns the
+reasons and warnings its steps add. Messages name options through ``request.name(option)``, so a playbook can
+have them name its own variables (``option_names``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections import namedtuple
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_facts import (
     SAFETENSORS_DTYPE_BYTES,
@@ -47,14 +55,71 @@ DEFAULT_GPU_RUNTIME_OVERHEAD_GIB = 3.0
 # On CPU the Python process, torch and the OpenMP workers live beside the weights in RAM.
 DEFAULT_CPU_RUNTIME_OVERHEAD_GIB = 2.0
 
+# The module's defaults, here once: its argument spec takes them from these names.
+DEFAULT_DTYPE = "auto"
+DEFAULT_KV_CACHE_DTYPE = "auto"
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+DEFAULT_ALLOW_CROSS_NODE_TP = False
+
 PLATFORMS = ("kubernetes", "hosts")
 DTYPES = ("auto", "bfloat16", "float16", "float32", "fp8")
 KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "float32", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+# The options a message may name, which are the keys option_names accepts.
+OPTION_NAMES = (
+    "nodes",
+    "model_path",
+    "model_config",
+    "model_params_b",
+    "model_name",
+    "dtype",
+    "kv_cache_dtype",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "platform",
+    "head_gpus",
+    "max_gpus",
+    "allow_cross_node_tp",
+    "cpu_kvcache_space_gib",
+    "runtime_overhead_gib",
+    "kuberay_layout",
+)
+
+# The keys of ray_layout.kuberay, which a kuberay_layout override may set.
+KUBERAY_KEYS = {
+    "head": ("num_gpus", "node"),
+    "worker_group": (
+        "replicas",
+        "min_replicas",
+        "max_replicas",
+        "num_of_hosts",
+        "num_gpus",
+        "gpu_product",
+        "cpus",
+        "memory_mib",
+        "pods_per_node",
+    ),
+}
+# The least each count of a KubeRay layout may be; replicas may be 0 when the head pod carries every GPU.
+KUBERAY_MINIMUMS = {"num_gpus": 0, "replicas": 0, "min_replicas": 0, "max_replicas": 0, "num_of_hosts": 1}
 
 # The largest single node the smallest-cluster search proposes (HGX-class servers carry 8 GPUs).
 LARGEST_SINGLE_NODE = 8
 # The smallest-cluster search stops here; a model needing more is reported as not fitting at all.
 LARGEST_CLUSTER_GPUS = 4096
+
+# What the layout search may choose from: an explicit TP or PP, a GPU cap, whether a TP group may span nodes.
+LayoutWish = namedtuple("LayoutWish", "tp pp max_gpus cross_node", defaults=(None, None, None, False))
+ANY_LAYOUT = LayoutWish()
+# What one device may hold: its memory, the share vLLM may use, the per-device reserve, and the KV block size;
+# kv_space_bytes fixes the KV cache (CPU's VLLM_CPU_KVCACHE_SPACE) instead of taking what is left.
+MemoryBudget = namedtuple(
+    "MemoryBudget", "device_bytes usable_bytes overhead_bytes block_size kv_space_bytes", defaults=(None,)
+)
+# The memory settings a layout is checked with; the planner lowers max_model_len when the model's own does not fit.
+MemorySettings = namedtuple("MemorySettings", "gpu_memory_utilization runtime_overhead_gib max_model_len")
 
 
 class PlanError(Exception):
@@ -86,6 +151,11 @@ def _fmt_int(value):
     return f"{int(value):,}"
 
 
+def own_name(option):
+    """How messages name an option when the caller maps no names: by the option's own name."""
+    return option
+
+
 def divisors(number):
     return [value for value in range(1, number + 1) if number % value == 0]
 
@@ -104,21 +174,19 @@ def valid_tensor_parallel_sizes(facts, limit=None):
     return sizes
 
 
-def check_tensor_parallel_size(facts, size):
+def check_tensor_parallel_size(facts, size, name=own_name):
     """None when ``size`` is a valid TP size for the model, else the message saying why and what to choose."""
     heads = facts["num_attention_heads"]
     kv_heads = facts["num_key_value_heads"]
     choices = ", ".join(str(value) for value in valid_tensor_parallel_sizes(facts))
+    option = name("tensor_parallel_size")
     if size < 1:
-        return f"tensor_parallel_size={size} must be at least 1; choose one of {choices}."
+        return f"{option}={size} must be at least 1; choose one of {choices}."
     if heads % size:
-        return (
-            f"tensor_parallel_size={size} does not divide num_attention_heads={heads} of the model; "
-            f"choose one of {choices}."
-        )
+        return f"{option}={size} does not divide num_attention_heads={heads} of the model; choose one of {choices}."
     if kv_heads % size and size % kv_heads:
         return (
-            f"tensor_parallel_size={size} neither divides num_key_value_heads={kv_heads} of the model nor is a "
+            f"{option}={size} neither divides num_key_value_heads={kv_heads} of the model nor is a "
             f"multiple of it, so vLLM cannot shard or replicate the KV heads; choose one of {choices}."
         )
     return None
@@ -132,364 +200,6 @@ def pipeline_stage_layers(num_layers, pp_size):
     return partitions
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# inputs
-
-
-def normalise_nodes(nodes):
-    """Validated copies of the node dicts; raises PlanError naming the bad entry."""
-    if not nodes:
-        raise PlanError(
-            "nodes is empty; pass one entry per node ({name, gpus, gpu_memory_mib, ...}), for example "
-            "from the cuda_check facts of each host or from the Kubernetes nodes' allocatable."
-        )
-    seen = set()
-    result = []
-    for position, node in enumerate(nodes):
-        if not isinstance(node, dict):
-            raise PlanError(f"nodes[{position}] is {node!r}; each node must be a dict with at least name and gpus.")
-        name = str(node.get("name") or "").strip()
-        if not name:
-            raise PlanError(f"nodes[{position}] has no name; give every node the name of its host or Kubernetes node.")
-        if name in seen:
-            raise PlanError(f"nodes[{position}] repeats the name {name!r}; node names must be unique.")
-        seen.add(name)
-        gpus = int(node.get("gpus") or 0)
-        if gpus < 0:
-            raise PlanError(f"nodes[{position}] ({name}) has gpus={gpus}; the GPU count cannot be negative.")
-        memory = node.get("gpu_memory_mib")
-        memory = int(memory) if memory not in (None, "") else None
-        if gpus and not memory:
-            raise PlanError(
-                f"nodes[{position}] ({name}) has {gpus} GPU(s) but no gpu_memory_mib; pass the memory of one GPU in "
-                "MiB as nvidia-smi reports it (memory.total), e.g. 81920 for an A100-80GB."
-            )
-        result.append(
-            {
-                "name": name,
-                "gpus": gpus,
-                "gpu_memory_mib": memory,
-                "gpu_product": str(node.get("gpu_product") or ("GPU" if gpus else "")),
-                "cpus": node.get("cpus"),
-                "memory_mib": int(node["memory_mib"]) if node.get("memory_mib") not in (None, "") else None,
-            }
-        )
-    return result
-
-
-def resolve_model(model_path=None, model_config=None, model_params_b=None, model_name=None):
-    """``{"facts", "weights", "params_b"}``; ``weights`` is None when only a parameter count is known."""
-    model = _resolve_model(model_path, model_config, model_params_b)
-    if model_name:
-        model["facts"]["name"] = model_name
-    return model
-
-
-def _resolve_model(model_path, model_config, model_params_b):
-    if model_path and model_config:
-        raise PlanError("Pass either model_path or model_config, not both.")
-    try:
-        if model_path:
-            loaded = load_model_dir(model_path)
-            return {"facts": loaded["facts"], "weights": loaded["weights"], "params_b": model_params_b}
-        if model_config is None:
-            raise PlanError(
-                "Pass the model: model_path (a directory with config.json and safetensors files) or "
-                "model_config (config.json as a dict) with model_params_b."
-            )
-        facts = architecture_facts(model_config)
-    except ModelFactsError as error:
-        raise PlanError(str(error)) from error
-    if not model_params_b or float(model_params_b) <= 0:
-        raise PlanError(
-            "model_config was given without model_params_b; pass the parameter count in billions "
-            "(e.g. model_params_b=70.6) or point model_path at the downloaded model for exact sizes."
-        )
-    return {"facts": facts, "weights": None, "params_b": float(model_params_b)}
-
-
-def _dominant_safetensors_dtype_bytes(weights):
-    by_dtype = (weights or {}).get("bytes_by_dtype") or {}
-    if not by_dtype:
-        return None
-    dominant = max(by_dtype.items(), key=lambda item: item[1])[0]
-    return SAFETENSORS_DTYPE_BYTES.get(dominant)
-
-
-def resolve_dtypes(facts, weights, dtype, kv_cache_dtype, device):
-    """``{"serve", "serve_bytes", "stored_bytes", "online_fp8", "kv", "kv_bytes", "notes"}``.
-
-    ``serve`` is the activation dtype vLLM runs with (its --dtype); weights of a pre-quantized checkpoint or of an
-    online FP8 plan take fewer bytes than that.
-    """
-    notes = []
-    stored = facts.get("torch_dtype")
-    stored_bytes = dtype_bytes(stored) or _dominant_safetensors_dtype_bytes(weights)
-    if stored_bytes is None:
-        stored, stored_bytes = "bfloat16", 2
-        notes.append("The config names no torch_dtype, so the planner assumes the weights are stored as bfloat16.")
-    online_fp8 = dtype == "fp8"
-    if dtype in ("auto", "fp8"):
-        serve = stored if dtype_bytes(stored) in (2, 4) else "bfloat16"
-        if serve == "float32" and device == "GPU":
-            # vLLM's auto dtype downcasts float32 checkpoints to the platform's preferred 16-bit type.
-            serve = "bfloat16"
-            notes.append("dtype=auto serves the float32 checkpoint as bfloat16 on GPUs, as vLLM does.")
-        elif serve == "float32" and dtype == "fp8":
-            serve = "bfloat16"
-    else:
-        serve = dtype
-    if online_fp8 and facts.get("quantization"):
-        online_fp8 = False
-        notes.append(
-            "dtype=fp8 is already how the checkpoint is quantized ({}); no online quantization is added.".format(
-                facts["quantization"]["method"]
-            )
-        )
-    if kv_cache_dtype == "auto":
-        kv = serve
-    else:
-        kv = kv_cache_dtype
-    return {
-        "serve": serve,
-        "serve_bytes": dtype_bytes(serve),
-        "stored": stored,
-        "stored_bytes": stored_bytes,
-        "online_fp8": online_fp8,
-        "kv": kv,
-        "kv_bytes": dtype_bytes(kv),
-        "notes": notes,
-    }
-
-
-def serving_weight_bytes(facts, weights, params_b, dtypes):
-    """``(total_bytes, embedding_bytes, source)`` of the weights as they sit in device memory."""
-    embed_params = embedding_parameters(facts)
-    quant = facts.get("quantization")
-    serve_bytes = dtypes["serve_bytes"]
-    if weights is not None:
-        disk = weights["bytes"]
-        source = "exact, {}".format(weights["source"])
-        if quant:
-            # A pre-quantized checkpoint loads as stored: quantized linears, 16-bit embeddings and norms.
-            embed = embed_params * serve_bytes
-            return disk, min(embed, disk), source
-        stored_bytes = dtypes["stored_bytes"]
-        embed_disk = min(embed_params * stored_bytes, disk)
-        if dtypes["online_fp8"]:
-            body = (disk - embed_disk) / float(stored_bytes)
-            embed = embed_disk / float(stored_bytes) * serve_bytes
-            return int(body + embed), int(embed), source + ", linear layers quantized to FP8 when loaded"
-        scale = float(serve_bytes) / stored_bytes
-        source_note = (
-            source if scale == 1 else "{}, stored {} and served {}".format(source, dtypes["stored"], dtypes["serve"])
-        )
-        return int(disk * scale), int(embed_disk * scale), source_note
-    params = int(params_b * 1e9)
-    embed_params = min(embed_params, params)
-    embed = embed_params * serve_bytes
-    if quant:
-        if quant["weight_bytes"] is None:
-            raise PlanError(
-                "The checkpoint is quantized with {!r}, whose bytes per weight the planner does not know; pass "
-                "model_path so the exact weight bytes are read from the safetensors files.".format(quant["method"])
-            )
-        body = (params - embed_params) * quant["weight_bytes"]
-        return (
-            int(body + embed),
-            int(embed),
-            "estimated from model_params_b={:g} with {} weights ({:g} byte(s) each)".format(
-                params_b, quant["method"], quant["weight_bytes"]
-            ),
-        )
-    if dtypes["online_fp8"]:
-        return (
-            int(params - embed_params + embed),
-            int(embed),
-            (f"estimated from model_params_b={params_b:g}, linear layers quantized to FP8 when loaded"),
-        )
-    return (
-        int(params * serve_bytes),
-        int(embed),
-        "estimated from model_params_b={:g} at {} bytes per parameter ({})".format(
-            params_b, serve_bytes, dtypes["serve"]
-        ),
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# memory of one layout
-
-
-def stage_memory(
-    model, tp, pp, device_bytes, usable_bytes, overhead_bytes, block_size, max_model_len, kv_space_bytes=None
-):
-    """Memory per device of each pipeline stage; returns the tightest stage's numbers.
-
-    ``kv_space_bytes`` fixes the KV cache size (CPU's VLLM_CPU_KVCACHE_SPACE); otherwise it is what is left of
-    ``usable_bytes`` after weights and overhead.
-    """
-    facts = model["facts"]
-    layers = pipeline_stage_layers(facts["num_hidden_layers"], pp)
-    weights_total = model["weight_bytes"]
-    embed_total = model["embedding_bytes"]
-    # The input embedding sits on the first stage and the output head on the last; tied embeddings mean each of the
-    # two stages holds a copy when they differ.
-    embed_one = embed_total if facts["tie_word_embeddings"] else embed_total / 2.0
-    body_per_layer = (weights_total - embed_total) / float(facts["num_hidden_layers"])
-    kv_elements = kv_elements_per_token_per_layer(facts, tp)
-    needed_blocks = int(math.ceil(max_model_len / float(block_size)))
-    stages = []
-    for index, count in enumerate(layers):
-        stage_weights = count * body_per_layer
-        if pp == 1:
-            stage_weights += embed_total
-        else:
-            if index == 0:
-                stage_weights += embed_one
-            if index == pp - 1:
-                stage_weights += embed_one
-        weights_per_device = stage_weights / tp
-        bytes_per_token = count * kv_elements * model["kv_bytes"]
-        if kv_space_bytes is None:
-            kv_bytes = usable_bytes - weights_per_device - overhead_bytes
-        else:
-            kv_bytes = kv_space_bytes
-        blocks = int(kv_bytes // (block_size * bytes_per_token)) if kv_bytes > 0 else 0
-        needed_bytes = needed_blocks * block_size * bytes_per_token
-        stages.append(
-            {
-                "stage": index,
-                "layers": count,
-                "weights_bytes": weights_per_device,
-                "kv_cache_bytes": kv_bytes,
-                "bytes_per_token": bytes_per_token,
-                "blocks": blocks,
-                "tokens": blocks * block_size,
-                "needed_bytes": needed_bytes,
-                "margin_bytes": kv_bytes - needed_bytes,
-            }
-        )
-    tightest = min(stages, key=lambda stage: (stage["margin_bytes"], stage["tokens"]))
-    tokens = min(stage["tokens"] for stage in stages)
-    blocks = min(stage["blocks"] for stage in stages)
-    concurrency = blocks / float(needed_blocks) if needed_blocks else 0.0
-    return {
-        "device_bytes": device_bytes,
-        "usable_bytes": usable_bytes,
-        "overhead_bytes": overhead_bytes,
-        "weights_bytes": tightest["weights_bytes"],
-        "kv_cache_bytes": tightest["kv_cache_bytes"],
-        "bytes_per_token": tightest["bytes_per_token"],
-        "needed_bytes": tightest["needed_bytes"],
-        "margin_bytes": tightest["margin_bytes"],
-        "tokens": tokens,
-        "blocks": blocks,
-        "block_size": block_size,
-        "max_concurrency": concurrency,
-        "fits": all(stage["blocks"] >= needed_blocks for stage in stages),
-        "stage_layers": layers,
-        "tightest_stage": tightest["stage"],
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# layouts
-
-
-def _usable_gpus(nodes, platform, head_gpus):
-    """GPUs each node may contribute, and the sentence explaining the head's share."""
-    usable = [node["gpus"] for node in nodes]
-    head = nodes[0]
-    if head_gpus is True:
-        return usable, None
-    cap = 0 if head_gpus is False else int(head_gpus)
-    if platform == "kubernetes" and head_gpus is False:
-        # The head is a pod: with no GPU request it schedules beside a worker pod and every node's GPUs serve.
-        return usable, None
-    usable[0] = min(cap, head["gpus"])
-    if usable[0] < head["gpus"]:
-        return usable, "The head {} registers {} of its {} GPU(s) with Ray (head_gpus={}).".format(
-            head["name"], usable[0], head["gpus"], str(head_gpus).lower()
-        )
-    return usable, None
-
-
-def candidate_layouts(nodes, usable, facts, tp=None, pp=None, max_gpus=None, allow_cross_node_tp=False):
-    """Every layout the nodes allow, in the order the planner prefers them.
-
-    A layout gives each Ray worker ``unit`` GPUs (one KubeRay worker pod, or a share of a host); a node holds
-    ``usable // unit`` workers. TP groups stay inside a worker unless TP exceeds every node (cross-node TP).
-    Preference: most GPUs first (the cluster is dedicated to the model), TP inside a node before TP across nodes,
-    bigger workers, then the largest TP (TP all-reduces every layer; PP only passes activations between stages).
-    Without a requested size every worker is used; a requested TP or PP may leave workers out.
-    """
-    layouts = []
-    largest = max(usable) if usable else 0
-    valid_tp = valid_tensor_parallel_sizes(facts)
-    layers = facts["num_hidden_layers"]
-    if tp is not None and pp is not None:
-        max_gpus = tp * pp if max_gpus is None else min(max_gpus, tp * pp)
-    for unit in range(largest, 0, -1):
-        budget = None if max_gpus is None else max_gpus // unit
-        available = sum(count // unit for count in usable)
-        if budget is not None:
-            available = min(available, budget)
-        counts = range(available, 0, -1) if (tp is not None or pp is not None) else [available]
-        for wanted in counts:
-            if wanted <= 0:
-                continue
-            units_by_node = {}
-            for index, count in enumerate(usable):
-                take = min(count // unit, wanted - sum(units_by_node.values()))
-                if take > 0:
-                    units_by_node[index] = take
-            layouts.extend(_layouts_for(units_by_node, unit, valid_tp, tp, pp, layers, largest))
-    # Stable sort keeps bigger workers and then bigger TP first inside each world size.
-    layouts.sort(key=lambda layout: (-layout["world"], layout["cross_node_tp"]))
-    if not allow_cross_node_tp and tp is None:
-        layouts = [layout for layout in layouts if not layout["cross_node_tp"]]
-    return layouts
-
-
-def _layouts_for(units_by_node, unit, valid_tp, tp, pp, layers, largest):
-    units = sum(units_by_node.values())
-    world = unit * units
-    found = []
-    for size in sorted(valid_tp, reverse=True):
-        if tp is not None and size != tp:
-            continue
-        if size <= unit:
-            if unit % size:
-                continue
-            cross = False
-        else:
-            # A TP group wider than a worker only makes sense when it is wider than every node.
-            if size <= largest or size % unit or units % (size // unit):
-                continue
-            cross = True
-        stages = world // size
-        if stages > layers or (pp is not None and stages != pp):
-            continue
-        found.append(
-            {
-                "tp": size,
-                "pp": stages,
-                "unit": unit,
-                "units_by_node": units_by_node,
-                "members": sorted(units_by_node),
-                "world": world,
-                "cross_node_tp": cross,
-            }
-        )
-    return found
-
-
-def used_gpus_by_node(nodes, layout):
-    """``{node name: GPUs the layout uses on it}``."""
-    return {nodes[index]["name"]: count * layout["unit"] for index, count in layout["units_by_node"].items()}
-
-
 def _describe_nodes(nodes, usable):
     return ", ".join("{}: {}".format(node["name"], count) for node, count in zip(nodes, usable))
 
@@ -499,250 +209,87 @@ def _product(nodes, members):
     return " / ".join(products)
 
 
-def _layout_memory(model, nodes, layout, options):
-    memory_mib = min(nodes[index]["gpu_memory_mib"] for index in layout["members"])
-    device_bytes = memory_mib * MIB
-    usable_bytes = device_bytes * options["gpu_memory_utilization"]
-    return stage_memory(
-        model,
-        layout["tp"],
-        layout["pp"],
-        device_bytes,
-        usable_bytes,
-        options["runtime_overhead_gib"] * GIB,
-        GPU_BLOCK_SIZE,
-        options["max_model_len"],
-    )
-
-
-def _largest_fitting_len(model, layout_memory):
-    """Largest max_model_len (whole blocks) whose KV fits the tightest stage."""
-    return layout_memory["blocks"] * layout_memory["block_size"]
-
-
 # ---------------------------------------------------------------------------------------------------------------------
-# the smallest cluster that fits
+# inputs: option names, nodes, the head's GPUs, the model
 
 
-def largest_useful_world(facts, per_node):
-    """More GPUs than this cannot help: PP is at most the layers and TP stays inside a node."""
-    widest = max(valid_tensor_parallel_sizes(facts, limit=max(per_node, LARGEST_SINGLE_NODE)))
-    return min(LARGEST_CLUSTER_GPUS, facts["num_hidden_layers"] * widest)
+class OptionNames:
+    """How messages name each option: the caller's name from option_names, else the option's own name."""
 
-
-def smallest_fitting_cluster(model, template_node, per_node, options):
-    """The fewest GPUs like ``template_node`` that fit the model: ``(gpus, [descriptions])`` or ``(None, [])``."""
-    found = {}
-    shapes = []
-    per_node = max(per_node, 1)
-    if (
-        options["runtime_overhead_gib"] * GIB
-        >= template_node["gpu_memory_mib"] * MIB * options["gpu_memory_utilization"]
-    ):
-        # The per-GPU reserve alone fills the usable memory: no number of these GPUs helps.
-        return None, []
-    for nodes_count in range(1, largest_useful_world(model["facts"], per_node) // per_node + 2):
-        shapes.append((nodes_count * per_node, nodes_count, per_node))
-    for gpus in range(1, LARGEST_SINGLE_NODE + 1):
-        shapes.append((gpus, 1, gpus))
-    shapes.sort()
-    best = None
-    for total, nodes_count, gpus_each in shapes:
-        if best is not None and total > best:
-            break
-        nodes = [dict(template_node, name=f"n{index}", gpus=gpus_each) for index in range(nodes_count)]
-        usable = [gpus_each] * nodes_count
-        for layout in candidate_layouts(nodes, usable, model["facts"], allow_cross_node_tp=False):
-            if layout["world"] != total:
-                continue
-            memory = _layout_memory(model, nodes, layout, options)
-            if memory["fits"]:
-                best = total
-                key = (nodes_count, gpus_each)
-                if key not in found:
-                    found[key] = "{} node{} x {} GPU{} with TP={}, PP={}".format(
-                        nodes_count,
-                        "" if nodes_count == 1 else "s",
-                        gpus_each,
-                        "" if gpus_each == 1 else "s",
-                        layout["tp"],
-                        layout["pp"],
-                    )
-                break
-    if best is None:
-        return None, []
-    return best, [found[key] for key in sorted(found, key=lambda key: (key[0], -key[1]))]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# the plan
-
-
-def build_plan(
-    nodes,
-    model,
-    platform,
-    dtype="auto",
-    kv_cache_dtype="auto",
-    max_model_len=None,
-    gpu_memory_utilization=0.9,
-    tensor_parallel_size=None,
-    pipeline_parallel_size=None,
-    head_gpus=None,
-    max_gpus=None,
-    allow_cross_node_tp=False,
-    cpu_kvcache_space_gib=None,
-    runtime_overhead_gib=None,
-):
-    """The deployment plan as a dict (see the module's RETURN); raises PlanError with an actionable message."""
-    if platform not in PLATFORMS:
-        raise PlanError("platform={!r} is not one of {}.".format(platform, ", ".join(PLATFORMS)))
-    if dtype not in DTYPES:
-        raise PlanError("dtype={!r} is not one of {}.".format(dtype, ", ".join(DTYPES)))
-    if kv_cache_dtype not in KV_CACHE_DTYPES:
-        raise PlanError("kv_cache_dtype={!r} is not one of {}.".format(kv_cache_dtype, ", ".join(KV_CACHE_DTYPES)))
-    if not 0 < gpu_memory_utilization <= 1:
-        raise PlanError(
-            f"gpu_memory_utilization={gpu_memory_utilization} must be above 0 and at most 1 (vLLM's default is 0.9)."
-        )
-    if max_model_len is not None and max_model_len < 1:
-        raise PlanError(f"max_model_len={max_model_len} must be a positive number of tokens.")
-    if max_gpus is not None and max_gpus < 1:
-        raise PlanError(f"max_gpus={max_gpus} must be at least 1; leave it unset to use every GPU.")
-    if pipeline_parallel_size is not None and pipeline_parallel_size < 1:
-        raise PlanError(f"pipeline_parallel_size={pipeline_parallel_size} must be at least 1.")
-    head_gpus = normalise_head_gpus(head_gpus, platform)
-    nodes = normalise_nodes(nodes)
-    facts = model["facts"]
-
-    reasons = []
-    warnings = []
-    total_gpus = sum(node["gpus"] for node in nodes)
-    device = "GPU" if total_gpus else "CPU"
-    dtypes = resolve_dtypes(facts, model.get("weights"), dtype, kv_cache_dtype, device)
-    weight_bytes, embed_bytes, weight_source = serving_weight_bytes(
-        facts, model.get("weights"), model.get("params_b"), dtypes
-    )
-    sized = dict(model, weight_bytes=weight_bytes, embedding_bytes=embed_bytes, kv_bytes=dtypes["kv_bytes"])
-
-    reasons.append(_model_sentence(facts, weight_bytes, weight_source, dtypes))
-    reasons.extend(dtypes["notes"])
-
-    if tensor_parallel_size is not None:
-        problem = check_tensor_parallel_size(facts, tensor_parallel_size)
-        if problem:
-            raise PlanError(problem)
-    if pipeline_parallel_size is not None and pipeline_parallel_size > facts["num_hidden_layers"]:
-        raise PlanError(
-            "pipeline_parallel_size={} exceeds num_hidden_layers={} of the model; each stage needs at "
-            "least one layer, choose at most {}.".format(
-                pipeline_parallel_size, facts["num_hidden_layers"], facts["num_hidden_layers"]
-            )
-        )
-
-    model_max = facts.get("max_position_embeddings")
-    length_given = max_model_len is not None
-    if length_given and model_max and max_model_len > model_max:
-        raise PlanError(
-            f"max_model_len={max_model_len} exceeds the model's max_position_embeddings={model_max}; vLLM refuses "
-            f"a longer context. Choose at most {model_max}."
-        )
-    if not length_given:
-        if not model_max:
+    def __init__(self, mapping=None):
+        mapping = {} if mapping is None else mapping
+        if not isinstance(mapping, dict):
             raise PlanError(
-                "The model config has no max_position_embeddings; pass max_model_len (tokens per sequence) explicitly."
+                f"option_names must be a dict from option to the name messages use for it; got {mapping!r}."
             )
-        max_model_len = model_max
-
-    options = {
-        "gpu_memory_utilization": float(gpu_memory_utilization),
-        "max_model_len": int(max_model_len),
-        "runtime_overhead_gib": float(
-            runtime_overhead_gib
-            if runtime_overhead_gib is not None
-            else (DEFAULT_GPU_RUNTIME_OVERHEAD_GIB if device == "GPU" else DEFAULT_CPU_RUNTIME_OVERHEAD_GIB)
-        ),
-    }
-    if options["runtime_overhead_gib"] < 0:
-        raise PlanError(f"runtime_overhead_gib={runtime_overhead_gib} cannot be negative.")
-
-    if device == "CPU":
-        plan = _cpu_plan(
-            nodes,
-            sized,
-            platform,
-            tensor_parallel_size,
-            pipeline_parallel_size,
-            cpu_kvcache_space_gib,
-            options,
-            length_given,
-            reasons,
-            warnings,
-        )
-    else:
-        if cpu_kvcache_space_gib is not None:
-            warnings.append(
-                f"cpu_kvcache_space_gib={cpu_kvcache_space_gib} is ignored: the nodes have GPUs, whose KV cache is "
-                "sized by gpu_memory_utilization."
+        unknown = sorted(str(key) for key in mapping if key not in OPTION_NAMES)
+        if unknown:
+            raise PlanError(
+                "option_names has unknown key(s) {}; its keys are deployment_plan's options: {}.".format(
+                    ", ".join(unknown), ", ".join(OPTION_NAMES)
+                )
             )
-        plan = _gpu_plan(
-            nodes,
-            sized,
-            platform,
-            tensor_parallel_size,
-            pipeline_parallel_size,
-            head_gpus,
-            max_gpus,
-            allow_cross_node_tp,
-            options,
-            length_given,
-            reasons,
-            warnings,
+        for key, value in mapping.items():
+            if not isinstance(value, str) or not value.strip():
+                raise PlanError(
+                    f"option_names.{key} is {value!r}; give the name messages should use for {key}, such as the "
+                    "variable that sets it."
+                )
+        self.mapping = {key: value.strip() for key, value in mapping.items()}
+
+    def __call__(self, option):
+        return self.mapping.get(option, option)
+
+
+def normalise_nodes(nodes, name=own_name):
+    """Validated copies of the node dicts; raises PlanError naming the bad entry."""
+    option = name("nodes")
+    if not nodes:
+        raise PlanError(
+            f"{option} is empty; pass one entry per node ({{name, gpus, gpu_memory_mib, ...}}), for example "
+            "from the cuda_check facts of each host or from the Kubernetes nodes' allocatable."
         )
+    result = []
+    for position, node in enumerate(nodes):
+        where = f"{option}[{position}]"
+        node_name = _node_name(node, where)
+        if any(seen["name"] == node_name for seen in result):
+            raise PlanError(f"{where} repeats the name {node_name!r}; node names must be unique.")
+        result.append(_normalise_node(node, node_name, where))
+    return result
 
-    plan.update(
-        {
-            "changed": False,
-            "platform": platform,
-            "device": device,
-            "dtype": dtypes["serve"],
-            "kv_cache_dtype": dtypes["kv"],
-            "gpu_memory_utilization": options["gpu_memory_utilization"],
-            "model": {
-                "name": facts.get("name") or "",
-                "model_type": facts["model_type"],
-                "num_hidden_layers": facts["num_hidden_layers"],
-                "num_attention_heads": facts["num_attention_heads"],
-                "num_key_value_heads": facts["num_key_value_heads"],
-                "head_dim": facts["head_dim"],
-                "attention": facts["attention"],
-                "max_position_embeddings": model_max,
-                "quantization": (facts.get("quantization") or {}).get("method"),
-                "weights_gib": _round(gib(weight_bytes)),
-                "weights_source": weight_source,
-            },
-            "reasons": reasons,
-            "warnings": warnings,
-        }
-    )
-    plan["vllm_args"] = {
-        "tensor_parallel_size": plan["tensor_parallel_size"],
-        "pipeline_parallel_size": plan["pipeline_parallel_size"],
-        "max_model_len": plan["max_model_len"],
-        "gpu_memory_utilization": options["gpu_memory_utilization"],
-        "dtype": dtypes["serve"],
-        "kv_cache_dtype": kv_cache_dtype,
-        "quantization": "fp8" if dtypes["online_fp8"] else None,
+
+def _node_name(node, where):
+    if not isinstance(node, dict):
+        raise PlanError(f"{where} is {node!r}; each node must be a dict with at least name and gpus.")
+    node_name = str(node.get("name") or "").strip()
+    if not node_name:
+        raise PlanError(f"{where} has no name; give every node the name of its host or Kubernetes node.")
+    return node_name
+
+
+def _normalise_node(node, node_name, where):
+    gpus = int(node.get("gpus") or 0)
+    if gpus < 0:
+        raise PlanError(f"{where} ({node_name}) has gpus={gpus}; the GPU count cannot be negative.")
+    memory = node.get("gpu_memory_mib")
+    memory = int(memory) if memory not in (None, "") else None
+    if gpus and not memory:
+        raise PlanError(
+            f"{where} ({node_name}) has {gpus} GPU(s) but no gpu_memory_mib; pass the memory of one GPU in "
+            "MiB as nvidia-smi reports it (memory.total), e.g. 81920 for an A100-80GB."
+        )
+    return {
+        "name": node_name,
+        "gpus": gpus,
+        "gpu_memory_mib": memory,
+        "gpu_product": str(node.get("gpu_product") or ("GPU" if gpus else "")),
+        "cpus": node.get("cpus"),
+        "memory_mib": int(node["memory_mib"]) if node.get("memory_mib") not in (None, "") else None,
     }
-    plan["env"] = {}
-    if device == "CPU":
-        plan["env"]["VLLM_CPU_KVCACHE_SPACE"] = str(plan["memory"]["cpu_kvcache_space_gib"])
-    plan["table_lines"] = format_plan_table(plan).splitlines()
-    plan["table"] = "\n".join(plan["table_lines"])
-    return plan
 
 
-def normalise_head_gpus(head_gpus, platform):
+def normalise_head_gpus(head_gpus, platform, name=own_name):
     """True, False or a GPU count; the default is platform-specific (see the module documentation)."""
     if head_gpus is None or head_gpus == "":
         return platform == "hosts"
@@ -756,10 +303,1257 @@ def normalise_head_gpus(head_gpus, platform):
     try:
         count = int(text)
     except ValueError:
-        raise PlanError(f"head_gpus={head_gpus!r} must be true, false or a GPU count.") from None
+        raise PlanError(f"{name('head_gpus')}={head_gpus!r} must be true, false or a GPU count.") from None
     if count < 0:
-        raise PlanError(f"head_gpus={count} cannot be negative.")
+        raise PlanError(f"{name('head_gpus')}={count} cannot be negative.")
     return count if count else False
+
+
+def usable_gpus(nodes, platform, head_gpus):
+    """GPUs each node may give vLLM: all, except those of a hosts head beyond ``head_gpus``."""
+    usable = [node["gpus"] for node in nodes]
+    # On Kubernetes a head without a GPU request is a pod beside a worker pod, so every node's GPUs still serve.
+    if head_gpus is True or (platform == "kubernetes" and head_gpus is False):
+        return usable
+    cap = 0 if head_gpus is False else int(head_gpus)
+    usable[0] = min(cap, nodes[0]["gpus"])
+    return usable
+
+
+def resolve_model(model_path=None, model_config=None, model_params_b=None, model_name=None, name=own_name):
+    """``{"facts", "weights", "params_b"}``; ``weights`` is None when only a parameter count is known."""
+    model = _resolve_model(model_path, model_config, model_params_b, name)
+    if model_name:
+        model["facts"]["name"] = model_name
+    return model
+
+
+def _resolve_model(model_path, model_config, model_params_b, name):
+    path, config, params = name("model_path"), name("model_config"), name("model_params_b")
+    if model_path and model_config:
+        raise PlanError(f"Pass either {path} or {config}, not both.")
+    try:
+        if model_path:
+            loaded = load_model_dir(model_path)
+            return {"facts": loaded["facts"], "weights": loaded["weights"], "params_b": model_params_b}
+        if model_config is None:
+            raise PlanError(
+                f"Pass the model: {path} (a directory with config.json and safetensors files) or "
+                f"{config} (config.json as a dict) with {params}."
+            )
+        facts = architecture_facts(model_config)
+    except ModelFactsError as error:
+        raise PlanError(str(error)) from error
+    if not model_params_b or float(model_params_b) <= 0:
+        raise PlanError(
+            f"{config} was given without {params}; pass the parameter count in billions "
+            f"(e.g. {params}=70.6) or point {path} at the downloaded model for exact sizes."
+        )
+    return {"facts": facts, "weights": None, "params_b": float(model_params_b)}
+
+
+def unknown_quantization_message(model, name=own_name):
+    """The message when only a parameter count is known and the bytes per quantized weight are not, else None."""
+    quant = model["facts"].get("quantization")
+    if model.get("weights") is not None or not quant or quant["weight_bytes"] is not None:
+        return None
+    return (
+        "The checkpoint is quantized with {!r}, whose bytes per weight the planner does not know; pass "
+        "{} so the exact weight bytes are read from the safetensors files.".format(quant["method"], name("model_path"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sizing: dtypes and weight bytes
+
+
+def _dominant_safetensors_dtype_bytes(weights):
+    by_dtype = (weights or {}).get("bytes_by_dtype") or {}
+    if not by_dtype:
+        return None
+    dominant = max(by_dtype.items(), key=lambda item: item[1])[0]
+    return SAFETENSORS_DTYPE_BYTES.get(dominant)
+
+
+def resolve_dtypes(request):
+    """``{"serve", "serve_bytes", "stored", "stored_bytes", "online_fp8", "kv", "kv_bytes", "notes"}``.
+
+    ``serve`` is the activation dtype vLLM runs with (its --dtype); weights of a pre-quantized checkpoint or of an
+    online FP8 plan take fewer bytes than that.
+    """
+    facts, dtype = request.model["facts"], request.dtype
+    notes = []
+    stored = facts.get("torch_dtype")
+    stored_bytes = dtype_bytes(stored) or _dominant_safetensors_dtype_bytes(request.model.get("weights"))
+    if stored_bytes is None:
+        stored, stored_bytes = "bfloat16", 2
+        notes.append("The config names no torch_dtype, so the planner assumes the weights are stored as bfloat16.")
+    serve, note = _serving_dtype(stored, request)
+    notes.extend([note] if note else [])
+    online_fp8 = dtype == "fp8" and not facts.get("quantization")
+    if dtype == "fp8" and facts.get("quantization"):
+        notes.append(
+            "{}=fp8 is already how the checkpoint is quantized ({}); no online quantization is added.".format(
+                request.name("dtype"), facts["quantization"]["method"]
+            )
+        )
+    kv = serve if request.kv_cache_dtype == "auto" else request.kv_cache_dtype
+    return {
+        "serve": serve,
+        "serve_bytes": dtype_bytes(serve),
+        "stored": stored,
+        "stored_bytes": stored_bytes,
+        "online_fp8": online_fp8,
+        "kv": kv,
+        "kv_bytes": dtype_bytes(kv),
+        "notes": notes,
+    }
+
+
+def _serving_dtype(stored, request):
+    """``(dtype vLLM serves with, the note saying why when it is not what the checkpoint stores, or None)``."""
+    dtype = request.dtype
+    if dtype not in ("auto", "fp8"):
+        return dtype, None
+    serve = stored if dtype_bytes(stored) in (2, 4) else "bfloat16"
+    if serve == "float32" and request.device == "GPU":
+        # vLLM's auto dtype downcasts float32 checkpoints to the platform's preferred 16-bit type.
+        return (
+            "bfloat16",
+            f"{request.name('dtype')}=auto serves the float32 checkpoint as bfloat16 on GPUs, as vLLM does.",
+        )
+    if serve == "float32" and dtype == "fp8":
+        return "bfloat16", None
+    return serve, None
+
+
+def serving_weight_bytes(model, dtypes, name=own_name):
+    """``(total_bytes, embedding_bytes, source)`` of the weights as they sit in device memory."""
+    if model.get("weights") is not None:
+        return _loaded_weight_bytes(model, dtypes)
+    problem = unknown_quantization_message(model, name)
+    if problem:
+        raise PlanError(problem)
+    return _estimated_weight_bytes(model, dtypes, name)
+
+
+def _loaded_weight_bytes(model, dtypes):
+    facts, weights = model["facts"], model["weights"]
+    embed_params = embedding_parameters(facts)
+    serve_bytes = dtypes["serve_bytes"]
+    disk = weights["bytes"]
+    source = "exact, {}".format(weights["source"])
+    if facts.get("quantization"):
+        # A pre-quantized checkpoint loads as stored: quantized linears, 16-bit embeddings and norms.
+        embed = embed_params * serve_bytes
+        return disk, min(embed, disk), source
+    stored_bytes = dtypes["stored_bytes"]
+    embed_disk = min(embed_params * stored_bytes, disk)
+    if dtypes["online_fp8"]:
+        body = (disk - embed_disk) / float(stored_bytes)
+        embed = embed_disk / float(stored_bytes) * serve_bytes
+        return int(body + embed), int(embed), source + ", linear layers quantized to FP8 when loaded"
+    scale = float(serve_bytes) / stored_bytes
+    source_note = (
+        source if scale == 1 else "{}, stored {} and served {}".format(source, dtypes["stored"], dtypes["serve"])
+    )
+    return int(disk * scale), int(embed_disk * scale), source_note
+
+
+def _estimated_weight_bytes(model, dtypes, name):
+    facts, params_b = model["facts"], model["params_b"]
+    quant = facts.get("quantization")
+    serve_bytes = dtypes["serve_bytes"]
+    params = int(params_b * 1e9)
+    embed_params = min(embedding_parameters(facts), params)
+    embed = embed_params * serve_bytes
+    estimated = f"estimated from {name('model_params_b')}={params_b:g}"
+    if quant:
+        body = (params - embed_params) * quant["weight_bytes"]
+        return (
+            int(body + embed),
+            int(embed),
+            "{} with {} weights ({:g} byte(s) each)".format(estimated, quant["method"], quant["weight_bytes"]),
+        )
+    if dtypes["online_fp8"]:
+        return (
+            int(params - embed_params + embed),
+            int(embed),
+            f"{estimated}, linear layers quantized to FP8 when loaded",
+        )
+    return (
+        int(params * serve_bytes),
+        int(embed),
+        "{} at {} bytes per parameter ({})".format(estimated, serve_bytes, dtypes["serve"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# memory of one layout
+
+
+def stage_memory(model, tp, pp, budget, max_model_len):
+    """Memory per device of each pipeline stage (``budget``: a MemoryBudget); returns the tightest stage's numbers.
+
+    With ``budget.kv_space_bytes`` the KV cache has that fixed size (CPU); otherwise it is what is left of
+    ``budget.usable_bytes`` after weights and overhead.
+    """
+    layers = pipeline_stage_layers(model["facts"]["num_hidden_layers"], pp)
+    needed_blocks = int(math.ceil(max_model_len / float(budget.block_size)))
+    stages = []
+    for index, count in enumerate(layers):
+        weights_per_device, bytes_per_token = _stage_load(model, tp, layers, index)
+        stage = _stage_room(budget, weights_per_device, bytes_per_token, needed_blocks)
+        stage.update(stage=index, layers=count)
+        stages.append(stage)
+    tightest = min(stages, key=lambda stage: (stage["margin_bytes"], stage["tokens"]))
+    blocks = min(stage["blocks"] for stage in stages)
+    return {
+        "device_bytes": budget.device_bytes,
+        "usable_bytes": budget.usable_bytes,
+        "overhead_bytes": budget.overhead_bytes,
+        "weights_bytes": tightest["weights_bytes"],
+        "kv_cache_bytes": tightest["kv_cache_bytes"],
+        "bytes_per_token": tightest["bytes_per_token"],
+        "needed_bytes": tightest["needed_bytes"],
+        "margin_bytes": tightest["margin_bytes"],
+        "tokens": min(stage["tokens"] for stage in stages),
+        "blocks": blocks,
+        "block_size": budget.block_size,
+        "max_concurrency": blocks / float(needed_blocks) if needed_blocks else 0.0,
+        "fits": all(stage["blocks"] >= needed_blocks for stage in stages),
+        "stage_layers": layers,
+        "tightest_stage": tightest["stage"],
+    }
+
+
+def _stage_load(model, tp, layers, index):
+    """``(weight bytes per device, KV bytes per token)`` of pipeline stage ``index``."""
+    facts = model["facts"]
+    pp = len(layers)
+    embed_total = model["embedding_bytes"]
+    # The input embedding sits on the first stage and the output head on the last; tied embeddings mean each of the
+    # two stages holds a copy when they differ.
+    embed_one = embed_total if facts["tie_word_embeddings"] else embed_total / 2.0
+    body_per_layer = (model["weight_bytes"] - embed_total) / float(facts["num_hidden_layers"])
+    stage_weights = layers[index] * body_per_layer
+    if pp == 1:
+        stage_weights += embed_total
+    else:
+        if index == 0:
+            stage_weights += embed_one
+        if index == pp - 1:
+            stage_weights += embed_one
+    bytes_per_token = layers[index] * kv_elements_per_token_per_layer(facts, tp) * model["kv_bytes"]
+    return stage_weights / tp, bytes_per_token
+
+
+def _stage_room(budget, weights_per_device, bytes_per_token, needed_blocks):
+    if budget.kv_space_bytes is None:
+        kv_bytes = budget.usable_bytes - weights_per_device - budget.overhead_bytes
+    else:
+        kv_bytes = budget.kv_space_bytes
+    blocks = int(kv_bytes // (budget.block_size * bytes_per_token)) if kv_bytes > 0 else 0
+    needed_bytes = needed_blocks * budget.block_size * bytes_per_token
+    return {
+        "weights_bytes": weights_per_device,
+        "kv_cache_bytes": kv_bytes,
+        "bytes_per_token": bytes_per_token,
+        "blocks": blocks,
+        "tokens": blocks * budget.block_size,
+        "needed_bytes": needed_bytes,
+        "margin_bytes": kv_bytes - needed_bytes,
+    }
+
+
+def layout_memory(model, nodes, layout, settings):
+    """stage_memory of a GPU layout on the smallest GPU among its nodes (``settings``: a MemorySettings)."""
+    device_bytes = min(nodes[index]["gpu_memory_mib"] for index in layout["members"]) * MIB
+    budget = MemoryBudget(
+        device_bytes=device_bytes,
+        usable_bytes=device_bytes * settings.gpu_memory_utilization,
+        overhead_bytes=settings.runtime_overhead_gib * GIB,
+        block_size=GPU_BLOCK_SIZE,
+    )
+    return stage_memory(model, layout["tp"], layout["pp"], budget, settings.max_model_len)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# layouts
+
+
+def candidate_layouts(usable, facts, wish=ANY_LAYOUT):
+    """Every layout the nodes' ``usable`` GPUs allow (``wish``: a LayoutWish), in the order the planner prefers them.
+
+    A layout gives each Ray worker ``unit`` GPUs (one KubeRay worker pod, or a share of a host); a node holds
+    ``usable // unit`` workers. TP groups stay inside a worker unless TP exceeds every node (cross-node TP).
+    Preference: most GPUs first (the cluster is dedicated to the model), TP inside a node before TP across nodes,
+    bigger workers, then the largest TP (TP all-reduces every layer; PP only passes activations between stages).
+    Without a requested size every worker is used; a requested TP or PP may leave workers out.
+    """
+    return _LayoutSearch(usable, facts, wish).layouts()
+
+
+class _LayoutSearch:
+    """candidate_layouts' search: what it was asked for, and the model's limits it checks each layout against."""
+
+    def __init__(self, usable, facts, wish):
+        self.usable = usable
+        self.wish = wish
+        self.largest = max(usable) if usable else 0
+        self.valid_tp = sorted(valid_tensor_parallel_sizes(facts), reverse=True)
+        self.layers = facts["num_hidden_layers"]
+        self.max_gpus = wish.max_gpus
+        if wish.tp is not None and wish.pp is not None:
+            self.max_gpus = wish.tp * wish.pp if wish.max_gpus is None else min(wish.max_gpus, wish.tp * wish.pp)
+
+    def layouts(self):
+        layouts = []
+        for unit in range(self.largest, 0, -1):
+            for wanted in self._worker_counts(unit):
+                layouts.extend(self._layouts_for(self._place(unit, wanted), unit))
+        # Stable sort keeps bigger workers and then bigger TP first inside each world size.
+        layouts.sort(key=lambda layout: (-layout["world"], layout["cross_node_tp"]))
+        if not self.wish.cross_node and self.wish.tp is None:
+            layouts = [layout for layout in layouts if not layout["cross_node_tp"]]
+        return layouts
+
+    def _worker_counts(self, unit):
+        """How many workers of ``unit`` GPUs to try: all that fit, or every count down to one for a requested size."""
+        available = sum(count // unit for count in self.usable)
+        if self.max_gpus is not None:
+            available = min(available, self.max_gpus // unit)
+        if self.wish.tp is not None or self.wish.pp is not None:
+            return range(available, 0, -1)
+        return [available] if available > 0 else []
+
+    def _place(self, unit, wanted):
+        """``{node index: workers}``: ``wanted`` workers of ``unit`` GPUs, filling the nodes in order."""
+        units_by_node = {}
+        for index, count in enumerate(self.usable):
+            take = min(count // unit, wanted - sum(units_by_node.values()))
+            if take > 0:
+                units_by_node[index] = take
+        return units_by_node
+
+    def _layouts_for(self, units_by_node, unit):
+        units = sum(units_by_node.values())
+        world = unit * units
+        found = []
+        for size in self.valid_tp:
+            if self.wish.tp is not None and size != self.wish.tp:
+                continue
+            if not self._tp_placeable(size, unit, units):
+                continue
+            stages = world // size
+            if stages > self.layers or (self.wish.pp is not None and stages != self.wish.pp):
+                continue
+            found.append(
+                {
+                    "tp": size,
+                    "pp": stages,
+                    "unit": unit,
+                    "units_by_node": units_by_node,
+                    "members": sorted(units_by_node),
+                    "world": world,
+                    "cross_node_tp": size > unit,
+                }
+            )
+        return found
+
+    def _tp_placeable(self, size, unit, units):
+        if size <= unit:
+            return unit % size == 0
+        # A TP group wider than a worker only makes sense when it is wider than every node, over whole workers.
+        return size > self.largest and size % unit == 0 and units % (size // unit) == 0
+
+
+def used_gpus_by_node(nodes, layout):
+    """``{node name: GPUs the layout uses on it}``."""
+    return {nodes[index]["name"]: count * layout["unit"] for index, count in layout["units_by_node"].items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the smallest cluster that fits
+
+
+def largest_useful_world(facts, per_node):
+    """More GPUs than this cannot help: PP is at most the layers and TP stays inside a node."""
+    widest = max(valid_tensor_parallel_sizes(facts, limit=max(per_node, LARGEST_SINGLE_NODE)))
+    return min(LARGEST_CLUSTER_GPUS, facts["num_hidden_layers"] * widest)
+
+
+def smallest_fitting_cluster(model, template_node, per_node, settings):
+    """The fewest GPUs like ``template_node`` that fit the model: ``(gpus, [descriptions])`` or ``(None, [])``."""
+    per_node = max(per_node, 1)
+    if settings.runtime_overhead_gib * GIB >= template_node["gpu_memory_mib"] * MIB * settings.gpu_memory_utilization:
+        # The per-GPU reserve alone fills the usable memory: no number of these GPUs helps.
+        return None, []
+    found = {}
+    best = None
+    for total, nodes_count, gpus_each in _cluster_shapes(model["facts"], per_node):
+        if best is not None and total > best:
+            break
+        layout = _fitting_layout(model, template_node, (nodes_count, gpus_each), settings)
+        if layout is not None:
+            best = total
+            found.setdefault((nodes_count, gpus_each), _describe_cluster(nodes_count, gpus_each, layout))
+    if best is None:
+        return None, []
+    return best, [found[key] for key in sorted(found, key=lambda key: (key[0], -key[1]))]
+
+
+def _cluster_shapes(facts, per_node):
+    """``(total GPUs, nodes, GPUs each)``, smallest first: whole nodes like the template, or one node of 1 to 8."""
+    shapes = [
+        (nodes_count * per_node, nodes_count, per_node)
+        for nodes_count in range(1, largest_useful_world(facts, per_node) // per_node + 2)
+    ]
+    shapes.extend((gpus, 1, gpus) for gpus in range(1, LARGEST_SINGLE_NODE + 1))
+    return sorted(shapes)
+
+
+def _fitting_layout(model, template_node, shape, settings):
+    """The first layout using every GPU of ``shape`` (nodes, GPUs each) that fits, or None."""
+    nodes_count, gpus_each = shape
+    nodes = [dict(template_node, name=f"n{index}", gpus=gpus_each) for index in range(nodes_count)]
+    for layout in candidate_layouts([gpus_each] * nodes_count, model["facts"]):
+        if layout["world"] == nodes_count * gpus_each and layout_memory(model, nodes, layout, settings)["fits"]:
+            return layout
+    return None
+
+
+def _describe_cluster(nodes_count, gpus_each, layout):
+    return "{} node{} x {} GPU{} with TP={}, PP={}".format(
+        nodes_count,
+        "" if nodes_count == 1 else "s",
+        gpus_each,
+        "" if gpus_each == 1 else "s",
+        layout["tp"],
+        layout["pp"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the request: every option, validated once
+
+
+def _given_or(value, default):
+    return value if value is not None else default
+
+
+def smallest_ram_mib(nodes):
+    """The least memory_mib among the nodes that report one, or None."""
+    return min((node["memory_mib"] for node in nodes if node["memory_mib"]), default=None)
+
+
+@dataclasses.dataclass
+class PlanRequest:
+    """The planner's inputs, validated once: building one raises the PlanError of the first bad option.
+
+    Afterwards the fields hold checked values: ``nodes`` as normalise_nodes returns them, ``head_gpus`` True, False
+    or a count, ``max_model_len`` in tokens (the model's own limit when none was given; ``length_given`` says
+    which), ``gpu_memory_utilization`` and ``runtime_overhead_gib`` as floats (the overhead's default follows
+    ``device``), ``kuberay_layout`` None or the keys it sets, and ``usable_gpus`` the GPUs each node may serve with.
+    """
+
+    nodes: list
+    model: dict
+    platform: str
+    dtype: str = DEFAULT_DTYPE
+    kv_cache_dtype: str = DEFAULT_KV_CACHE_DTYPE
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    head_gpus: object = None
+    max_gpus: int | None = None
+    allow_cross_node_tp: bool = DEFAULT_ALLOW_CROSS_NODE_TP
+    cpu_kvcache_space_gib: int | None = None
+    runtime_overhead_gib: float | None = None
+    option_names: dict | None = None
+    kuberay_layout: dict | None = None
+
+    def __post_init__(self):
+        # The order of the checks decides which problem is reported when several options are wrong.
+        self._names = OptionNames(self.option_names)
+        self._check_choices()
+        self._check_ranges()
+        self.head_gpus = normalise_head_gpus(self.head_gpus, self.platform, self.name)
+        self.nodes = normalise_nodes(self.nodes, self.name)
+        self.device = "GPU" if sum(node["gpus"] for node in self.nodes) else "CPU"
+        self.allow_cross_node_tp = bool(self.allow_cross_node_tp)
+        self._check_against_model()
+        self._settle_numbers()
+        self.usable_gpus = usable_gpus(self.nodes, self.platform, self.head_gpus)
+        if self.device == "CPU":
+            self._check_cpu_kv_cache()
+        else:
+            self._check_gpus()
+        self.kuberay_layout = self._checked_kuberay_layout()
+
+    @classmethod
+    def from_params(cls, params):
+        """The request from the module's parameters (a dict shaped like its argument spec); resolves the model."""
+        names = OptionNames(params.get("option_names"))
+        model = resolve_model(
+            params.get("model_path"),
+            params.get("model_config"),
+            params.get("model_params_b"),
+            params.get("model_name"),
+            name=names,
+        )
+        return cls(
+            nodes=params.get("nodes"),
+            model=model,
+            platform=params.get("platform"),
+            dtype=params.get("dtype") or DEFAULT_DTYPE,
+            kv_cache_dtype=params.get("kv_cache_dtype") or DEFAULT_KV_CACHE_DTYPE,
+            max_model_len=params.get("max_model_len"),
+            gpu_memory_utilization=_given_or(params.get("gpu_memory_utilization"), DEFAULT_GPU_MEMORY_UTILIZATION),
+            tensor_parallel_size=params.get("tensor_parallel_size"),
+            pipeline_parallel_size=params.get("pipeline_parallel_size"),
+            head_gpus=params.get("head_gpus"),
+            max_gpus=params.get("max_gpus"),
+            allow_cross_node_tp=bool(params.get("allow_cross_node_tp")),
+            cpu_kvcache_space_gib=params.get("cpu_kvcache_space_gib"),
+            runtime_overhead_gib=params.get("runtime_overhead_gib"),
+            option_names=params.get("option_names"),
+            kuberay_layout=params.get("kuberay_layout"),
+        )
+
+    def name(self, option):
+        """How messages name ``option``: its option_names entry, else the option's own name."""
+        return self._names(option)
+
+    def _check_choices(self):
+        for option, value, choices in (
+            ("platform", self.platform, PLATFORMS),
+            ("dtype", self.dtype, DTYPES),
+            ("kv_cache_dtype", self.kv_cache_dtype, KV_CACHE_DTYPES),
+        ):
+            if value not in choices:
+                raise PlanError("{}={!r} is not one of {}.".format(self.name(option), value, ", ".join(choices)))
+
+    def _check_ranges(self):
+        name = self.name
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise PlanError(
+                f"{name('gpu_memory_utilization')}={self.gpu_memory_utilization} must be above 0 and at most 1 "
+                f"(vLLM's default is {DEFAULT_GPU_MEMORY_UTILIZATION})."
+            )
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise PlanError(f"{name('max_model_len')}={self.max_model_len} must be a positive number of tokens.")
+        if self.max_gpus is not None and self.max_gpus < 1:
+            raise PlanError(f"{name('max_gpus')}={self.max_gpus} must be at least 1; leave it unset to use every GPU.")
+        if self.pipeline_parallel_size is not None and self.pipeline_parallel_size < 1:
+            raise PlanError(f"{name('pipeline_parallel_size')}={self.pipeline_parallel_size} must be at least 1.")
+
+    def _check_against_model(self):
+        facts = self.model["facts"]
+        problem = unknown_quantization_message(self.model, self.name)
+        if problem is None and self.tensor_parallel_size is not None:
+            problem = check_tensor_parallel_size(facts, self.tensor_parallel_size, self.name)
+        if problem:
+            raise PlanError(problem)
+        layers = facts["num_hidden_layers"]
+        if self.pipeline_parallel_size is not None and self.pipeline_parallel_size > layers:
+            raise PlanError(
+                "{}={} exceeds num_hidden_layers={} of the model; each stage needs at least one layer, choose at "
+                "most {}.".format(self.name("pipeline_parallel_size"), self.pipeline_parallel_size, layers, layers)
+            )
+        model_max = facts.get("max_position_embeddings")
+        option = self.name("max_model_len")
+        if self.max_model_len is not None and model_max and self.max_model_len > model_max:
+            raise PlanError(
+                f"{option}={self.max_model_len} exceeds the model's max_position_embeddings={model_max}; vLLM "
+                f"refuses a longer context. Choose at most {model_max}."
+            )
+        if self.max_model_len is None and not model_max:
+            raise PlanError(
+                f"The model config has no max_position_embeddings; pass {option} (tokens per sequence) explicitly."
+            )
+
+    def _settle_numbers(self):
+        """max_model_len, gpu_memory_utilization and runtime_overhead_gib as the planner computes with them."""
+        self.length_given = self.max_model_len is not None
+        model_max = self.model["facts"].get("max_position_embeddings")
+        self.max_model_len = int(self.max_model_len if self.length_given else model_max)
+        self.gpu_memory_utilization = float(self.gpu_memory_utilization)
+        given = self.runtime_overhead_gib
+        default = DEFAULT_GPU_RUNTIME_OVERHEAD_GIB if self.device == "GPU" else DEFAULT_CPU_RUNTIME_OVERHEAD_GIB
+        self.runtime_overhead_gib = float(_given_or(given, default))
+        if self.runtime_overhead_gib < 0:
+            raise PlanError(f"{self.name('runtime_overhead_gib')}={given} cannot be negative.")
+
+    def _check_cpu_kv_cache(self):
+        space = self.cpu_kvcache_space_gib
+        option = self.name("cpu_kvcache_space_gib")
+        if space is None and not smallest_ram_mib(self.nodes):
+            raise PlanError(
+                f"The nodes have no GPUs and no memory_mib, so the CPU KV cache cannot be sized; pass {option} "
+                "(vLLM's VLLM_CPU_KVCACHE_SPACE) or the nodes' memory_mib."
+            )
+        if space is not None and space < 1:
+            raise PlanError(f"{option}={space} must be at least 1 (vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB).")
+
+    def _check_gpus(self):
+        """The GPUs the head leaves to vLLM, and the requested sizes, against the nodes."""
+        nodes, usable, name = self.nodes, self.usable_gpus, self.name
+        tp, pp = self.tensor_parallel_size, self.pipeline_parallel_size
+        if sum(usable) == 0:
+            raise PlanError(
+                "No GPU is available to vLLM: the nodes offer {} GPU(s) ({}) and {}={} keeps the "
+                "head's; add GPU workers or set {}=true.".format(
+                    sum(node["gpus"] for node in nodes),
+                    _describe_nodes(nodes, [node["gpus"] for node in nodes]),
+                    name("head_gpus"),
+                    str(self.head_gpus).lower(),
+                    name("head_gpus"),
+                )
+            )
+        if tp is not None and tp > max(usable) and not self.allow_cross_node_tp:
+            raise PlanError(self._tp_across_nodes_message())
+        if tp is not None and pp is not None and tp * pp > sum(usable):
+            raise PlanError(
+                f"{name('tensor_parallel_size')}={tp} x {name('pipeline_parallel_size')}={pp} = {tp * pp} GPUs, but "
+                f"the nodes offer {sum(usable)} usable GPU(s) ({_describe_nodes(nodes, usable)}); lower the sizes or "
+                "add nodes."
+            )
+
+    def _tp_across_nodes_message(self):
+        tp, largest = self.tensor_parallel_size, max(self.usable_gpus)
+        stages_hint = tp if largest == 1 else tp // math.gcd(tp, largest)
+        tp_name, pp_name = self.name("tensor_parallel_size"), self.name("pipeline_parallel_size")
+        return (
+            f"{tp_name}={tp} needs {tp} GPUs in one node, but the largest node offers {largest} "
+            f"({_describe_nodes(self.nodes, self.usable_gpus)}); TP all-reduces every layer and over the network it "
+            f"is slow. Set {self.name('allow_cross_node_tp')}=true to accept that, or use pipeline parallelism across "
+            f"nodes instead (e.g. {tp_name}={math.gcd(tp, largest)}, {pp_name}={stages_hint})."
+        )
+
+    def _checked_kuberay_layout(self):
+        """None, or the keys the kuberay_layout override sets, checked on their own (the plan checks the rest)."""
+        if not self.kuberay_layout:
+            return None
+        option, platform = self.name("kuberay_layout"), self.name("platform")
+        if self.platform != "kubernetes":
+            raise PlanError(
+                f"{option} is set, but {platform}={self.platform}: a KubeRay layout only exists on kubernetes, "
+                f"where it overrides the plan's ray_layout.kuberay, while on hosts Ray follows ray_layout.hosts. "
+                f"Remove {option}, or plan with {platform}=kubernetes."
+            )
+        return normalise_kuberay_layout(self.kuberay_layout, option)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the planner
+
+
+class Planner:
+    """Plans one PlanRequest (validated when it was built): size the model, choose the layout, check a KubeRay
+    override against that choice, assemble the result. The planner owns ``reasons`` and ``warnings``; each step
+    appends the sentences of what it decided."""
+
+    def __init__(self, request):
+        self.request = request
+        self.name = request.name
+        self.reasons = []
+        self.warnings = []
+        # The memory check's settings; choose lowers max_model_len when the model's own limit does not fit.
+        self.settings = MemorySettings(
+            request.gpu_memory_utilization, request.runtime_overhead_gib, request.max_model_len
+        )
+
+    def plan(self):
+        """The deployment plan as a dict (see the module's RETURN); raises PlanError with an actionable message."""
+        sized = self.size()
+        placement = self.choose(sized["model"])
+        placement["ray_layout"] = self.override_kuberay(placement)
+        return self.assemble(sized, placement)
+
+    # --- size: dtypes and weight bytes
+
+    def size(self):
+        """``{"model", "dtypes", "weight_source"}``: the model with its bytes in memory, and the dtypes served."""
+        model = self.request.model
+        dtypes = resolve_dtypes(self.request)
+        weight_bytes, embed_bytes, source = serving_weight_bytes(model, dtypes, self.name)
+        self.reasons.append(_model_sentence(model["facts"], weight_bytes, source, dtypes))
+        self.reasons.extend(dtypes["notes"])
+        sized = dict(model, weight_bytes=weight_bytes, embedding_bytes=embed_bytes, kv_bytes=dtypes["kv_bytes"])
+        return {"model": sized, "dtypes": dtypes, "weight_source": source}
+
+    def choose(self, model):
+        """The placement: TP, PP, the GPUs and nodes used, max_model_len, memory and the Ray layout."""
+        if self.request.device == "GPU":
+            return self._choose_gpu_layout(model)
+        return self._choose_cpu_layout(model)
+
+    # --- choose on GPUs
+
+    def _choose_gpu_layout(self, model):
+        request = self.request
+        self._explain_gpu_inputs()
+        wish = self._wish(cross_node=request.allow_cross_node_tp or request.tensor_parallel_size is not None)
+        layouts = candidate_layouts(request.usable_gpus, model["facts"], wish)
+        if not layouts:
+            raise PlanError(self._no_layout_message())
+        chosen, memory = self._first_fitting(model, layouts)
+        if not memory["fits"]:
+            memory = self._shorten_to_fit(model, chosen, memory)
+        self._explain_gpu_count(chosen)
+        self._explain_tp_and_pp(chosen)
+        self.reasons.append(_fit_sentence(memory, self.settings, "GPU"))
+        return {
+            "tensor_parallel_size": chosen["tp"],
+            "pipeline_parallel_size": chosen["pp"],
+            "world_size": chosen["world"],
+            "gpus_total": sum(node["gpus"] for node in request.nodes),
+            "gpus_used": chosen["world"],
+            "nodes_total": len(request.nodes),
+            "nodes_used": len(chosen["members"]),
+            "cross_node_tensor_parallel": chosen["cross_node_tp"],
+            "max_model_len": self.settings.max_model_len,
+            "memory": _memory_result(memory, self.settings.max_model_len, "GPU"),
+            "ray_layout": self._ray_layout(chosen),
+        }
+
+    def _wish(self, cross_node):
+        request = self.request
+        return LayoutWish(request.tensor_parallel_size, request.pipeline_parallel_size, request.max_gpus, cross_node)
+
+    def _explain_gpu_inputs(self):
+        request = self.request
+        head = request.nodes[0]
+        if request.cpu_kvcache_space_gib is not None:
+            self.warnings.append(
+                f"{self.name('cpu_kvcache_space_gib')}={request.cpu_kvcache_space_gib} is ignored: the nodes have "
+                f"GPUs, whose KV cache is sized by {self.name('gpu_memory_utilization')}."
+            )
+        if request.usable_gpus[0] < head["gpus"]:
+            head_gpus = "{}={}".format(self.name("head_gpus"), str(request.head_gpus).lower())
+            self.reasons.append(
+                "The head {} registers {} of its {} GPU(s) with Ray ({}).".format(
+                    head["name"], request.usable_gpus[0], head["gpus"], head_gpus
+                )
+            )
+            self.warnings.append(
+                "{} GPU(s) of the head {} stay idle because {}; set {}=true to serve with them.".format(
+                    head["gpus"] - request.usable_gpus[0], head["name"], head_gpus, self.name("head_gpus")
+                )
+            )
+
+    def _layout_memory(self, model, layout):
+        return layout_memory(model, self.request.nodes, layout, self.settings)
+
+    def _first_fitting(self, model, layouts):
+        """``(layout, memory)`` of the preferred layout that fits; without a requested max_model_len, of the first
+        that holds at least one KV block (max_model_len is lowered to it). Raises PlanError when none does."""
+        evaluated = [(layout, self._layout_memory(model, layout)) for layout in layouts]
+        for layout, memory in evaluated:
+            if memory["fits"]:
+                return layout, memory
+        if not self.request.length_given:
+            for layout, memory in evaluated:
+                if memory["blocks"] > 0:
+                    return layout, memory
+        layout, memory = evaluated[0]
+        raise PlanError(
+            self._does_not_fit_message(model, layout, memory),
+            {
+                "tensor_parallel_size": layout["tp"],
+                "pipeline_parallel_size": layout["pp"],
+                "memory": _memory_result(memory, self.settings.max_model_len, "GPU"),
+            },
+        )
+
+    def _shorten_to_fit(self, model, chosen, memory):
+        """No max_model_len was asked for: shorten the model's own limit to what the KV cache holds."""
+        fitting = memory["blocks"] * memory["block_size"]
+        option = self.name("max_model_len")
+        self.warnings.append(
+            "The model's max_position_embeddings={} does not fit the KV cache ({} tokens per GPU); {} is "
+            "lowered to {}. Pass {} to choose it yourself, or add GPUs.".format(
+                _fmt_int(self.settings.max_model_len), _fmt_int(memory["tokens"]), option, _fmt_int(fitting), option
+            )
+        )
+        self.settings = self.settings._replace(max_model_len=fitting)
+        return self._layout_memory(model, chosen)
+
+    # --- why this layout
+
+    def _explain_gpu_count(self, chosen):
+        request = self.request
+        usable_total = sum(request.usable_gpus)
+        described = _describe_nodes(request.nodes, request.usable_gpus)
+        world = chosen["world"]
+        if world == usable_total:
+            self.reasons.append(
+                f"The nodes offer {usable_total} usable GPU(s) ({described}); the plan uses all of "
+                "them because the cluster is dedicated to this model."
+            )
+            return
+        if request.max_gpus is not None and world <= request.max_gpus < usable_total:
+            why = f"{self.name('max_gpus')}={request.max_gpus} caps it"
+        elif request.tensor_parallel_size is not None or request.pipeline_parallel_size is not None:
+            why = "the requested {}/{} use that many".format(
+                self.name("tensor_parallel_size"), self.name("pipeline_parallel_size")
+            )
+        else:
+            why = (
+                "every Ray worker gets the same number of GPUs ({} here), a multiple of a TP size that divides "
+                "the {} attention heads, and no larger layout fits".format(
+                    chosen["unit"], request.model["facts"]["num_attention_heads"]
+                )
+            )
+        self.reasons.append(f"The plan uses {world} of the {usable_total} usable GPU(s) ({described}) because {why}.")
+        self.warnings.append(f"{usable_total - world} GPU(s) stay idle: {why}.")
+
+    def _explain_tp_and_pp(self, chosen):
+        facts = self.request.model["facts"]
+        unit = chosen["unit"]
+        if chosen["cross_node_tp"]:
+            self.reasons.append(
+                "TP={} spans {} nodes of {} GPU(s) as requested; PP={}.".format(
+                    chosen["tp"], chosen["tp"] // unit, unit, chosen["pp"]
+                )
+            )
+            self.warnings.append(
+                "Tensor parallelism crosses nodes: every layer all-reduces over the network between {} "
+                "nodes, so throughput depends on its bandwidth (InfiniBand/RoCE recommended); pipeline "
+                "parallelism across nodes sends far less.".format(chosen["tp"] // unit)
+            )
+        elif self.request.tensor_parallel_size is None:
+            self.reasons.append(
+                f"{_why_tp(chosen, facts)}: tensor parallelism all-reduces every layer, so it stays inside a node on "
+                f"the fast interconnect; {_why_pp(chosen)}."
+            )
+        else:
+            self.reasons.append(
+                "TP={} and PP={} as requested; they are valid for the model and fit the nodes.".format(
+                    chosen["tp"], chosen["pp"]
+                )
+            )
+        if chosen["pp"] > 1:
+            self.reasons.append(
+                "PP={} splits the {} layers as {} per stage, as vLLM does.".format(
+                    chosen["pp"],
+                    facts["num_hidden_layers"],
+                    "/".join(str(count) for count in pipeline_stage_layers(facts["num_hidden_layers"], chosen["pp"])),
+                )
+            )
+
+    def _no_layout_message(self):
+        request = self.request
+        tp, pp, max_gpus = request.tensor_parallel_size, request.pipeline_parallel_size, request.max_gpus
+        tp_name, pp_name = self.name("tensor_parallel_size"), self.name("pipeline_parallel_size")
+        described = _describe_nodes(request.nodes, request.usable_gpus)
+        capped = f" with {self.name('max_gpus')}={max_gpus}" if max_gpus else ""
+        if tp is not None and pp is not None:
+            return (
+                f"No placement of {tp_name}={tp} x {pp_name}={pp} fits the nodes ({described}): every Ray worker "
+                "gets the same number of GPUs, a multiple of the TP size, and a node holds whole workers. Choose "
+                "sizes whose product the nodes can hold that way."
+            )
+        if tp is not None:
+            return (
+                f"{tp_name}={tp} cannot be placed on the nodes ({described}){capped}: every Ray worker gets the same "
+                "number of GPUs, a multiple of the TP size. Choose a TP size that divides the GPUs per node."
+            )
+        if pp is not None:
+            return (
+                "{}={} cannot be placed on the nodes ({}){} with a TP size valid for the model ({}); leave {} unset to "
+                "let the planner choose.".format(
+                    pp_name,
+                    pp,
+                    described,
+                    capped,
+                    ", ".join(str(size) for size in valid_tensor_parallel_sizes(request.model["facts"])),
+                    pp_name,
+                )
+            )
+        return f"No layout fits the nodes ({described}); check their gpus and {self.name('max_gpus')}."
+
+    def _does_not_fit_message(self, model, layout, memory):
+        text = self._shortfall_sentence(model, layout, memory)
+        request = self.request
+        if request.tensor_parallel_size is not None or request.pipeline_parallel_size is not None:
+            # The requested sizes do not fit; say so when the planner's own choice would.
+            wish = LayoutWish(max_gpus=request.max_gpus, cross_node=request.allow_cross_node_tp)
+            for other in candidate_layouts(request.usable_gpus, model["facts"], wish):
+                if self._layout_memory(model, other)["fits"]:
+                    return text + (
+                        f" These nodes hold it with TP={other['tp']}, PP={other['pp']}: leave "
+                        f"{self.name('tensor_parallel_size')} and {self.name('pipeline_parallel_size')} unset to get "
+                        "that plan."
+                    )
+        return text
+
+    def _shortfall_sentence(self, model, layout, memory):
+        """What one GPU of ``layout`` misses, and the smallest cluster of the same GPUs that would hold the model."""
+        facts, nodes, settings = model["facts"], self.request.nodes, self.settings
+        product = _product(nodes, layout["members"])
+        text = (
+            "{} does not fit on {} x {} with TP={}, PP={}: each GPU needs {} of weights + {} runtime overhead + {} of "
+            "KV cache for one {}-token sequence, but {:.2g} x {} = {} is usable (short by {}).".format(
+                facts.get("name") or "The model",
+                layout["world"],
+                product,
+                layout["tp"],
+                layout["pp"],
+                _fmt_gib(memory["weights_bytes"]),
+                _fmt_gib(memory["overhead_bytes"]),
+                _fmt_gib(memory["needed_bytes"]),
+                _fmt_int(settings.max_model_len),
+                settings.gpu_memory_utilization,
+                _fmt_gib(memory["device_bytes"]),
+                _fmt_gib(memory["usable_bytes"]),
+                _fmt_gib(memory["needed_bytes"] - memory["kv_cache_bytes"]),
+            )
+        )
+        per_node = max(node["gpus"] for node in nodes)
+        gpus, shapes = smallest_fitting_cluster(model, dict(nodes[layout["members"][0]]), per_node, settings)
+        if gpus is None:
+            return text + (
+                f" No number of these GPUs holds it (beyond {largest_useful_world(facts, per_node)} GPUs neither PP, "
+                "at most one stage per layer, nor TP inside a node can split it further); use GPUs with more memory, "
+                f"a shorter {self.name('max_model_len')} or a quantized model."
+            )
+        return text + " It needs {} x {}: {}.".format(gpus, product, ", or ".join(shapes))
+
+    # --- the Ray layout
+
+    def _ray_layout(self, chosen):
+        if self.request.platform == "hosts":
+            return {"hosts": self._hosts_layout(chosen)}
+        return {"kuberay": self._kuberay_layout(chosen)}
+
+    def _hosts_layout(self, chosen):
+        nodes = self.request.nodes
+        head = nodes[0]
+        used = used_gpus_by_node(nodes, chosen)
+        head_used = used.get(head["name"], 0)
+        workers = [{"name": node["name"], "num_gpus": used[node["name"]]} for node in nodes[1:] if node["name"] in used]
+        idle = [node["name"] for node in nodes if node["name"] not in used and node["gpus"]]
+        self.reasons.append(
+            "Ray on hosts: the head {} starts with --num-gpus={} and {} worker host(s) with --num-gpus={}, so Ray "
+            "registers exactly the {} GPUs of the plan.".format(
+                head["name"],
+                head_used,
+                len(workers),
+                "/".join(sorted({str(w["num_gpus"]) for w in workers})) or "-",
+                chosen["world"],
+            )
+        )
+        return {"head": {"name": head["name"], "num_gpus": head_used}, "workers": workers, "idle": idle}
+
+    def _kuberay_layout(self, chosen):
+        nodes = self.request.nodes
+        head = nodes[0]
+        unit = chosen["unit"]
+        # One Ray worker pod per unit of GPUs; the head pod carries one unit only when head_gpus asks for it.
+        head_used = used_gpus_by_node(nodes, chosen).get(head["name"], 0)
+        head_pod_gpus = unit if self.request.head_gpus is not False and head_used else 0
+        pods_per_node = _worker_pods_per_node(nodes, chosen, head_pod_gpus)
+        replicas = sum(pods_per_node.values())
+        self._explain_kuberay(chosen, head_pod_gpus, pods_per_node)
+        cpus, memories = _pod_shares(nodes, pods_per_node)
+        return {
+            "head": {"num_gpus": head_pod_gpus, "node": head["name"] if head_pod_gpus else None},
+            "worker_group": {
+                "replicas": replicas,
+                "min_replicas": replicas,
+                "max_replicas": replicas,
+                "num_of_hosts": 1,
+                "num_gpus": unit,
+                "gpu_product": _product(nodes, chosen["members"]),
+                "cpus": round(min(cpus), 3) if cpus else None,
+                "memory_mib": min(memories) if memories else None,
+                "pods_per_node": pods_per_node,
+            },
+        }
+
+    def _explain_kuberay(self, chosen, head_pod_gpus, pods_per_node):
+        replicas = sum(pods_per_node.values())
+        ray_nodes = replicas + (1 if head_pod_gpus else 0)
+        if head_pod_gpus:
+            self.reasons.append(
+                f"KubeRay: the head pod requests {head_pod_gpus} GPU(s) on {self.request.nodes[0]['name']} and is "
+                f"itself one of the {ray_nodes} Ray nodes with GPUs, so the worker group has replicas={replicas}, not "
+                f"{ray_nodes}: counting the head again would ask for a pod no node can hold."
+            )
+        else:
+            self.reasons.append(
+                "KubeRay: the head pod requests no GPU (num-gpus 0) and schedules beside a worker, so it is not "
+                "counted as a GPU node; the {} GPU(s) of the plan run in replicas={} worker pod(s) ({}).".format(
+                    chosen["world"], replicas, ", ".join("{}: {}".format(*item) for item in pods_per_node.items())
+                )
+            )
+        self.reasons.append(
+            "KubeRay worker group: numOfHosts=1 because each replica is one pod on one node (numOfHosts>1 multiplies "
+            f"pods per replica for multi-host slices), and num-gpus={chosen['unit']} per pod equals its "
+            "nvidia.com/gpu limit, which is what Ray detects in the container."
+        )
+
+    # --- choose on CPUs
+
+    def _choose_cpu_layout(self, model):
+        request = self.request
+        tp = request.tensor_parallel_size or 1
+        pp = request.pipeline_parallel_size or 1
+        shape = {"tp": tp, "pp": pp, "world": tp * pp}
+        if shape["world"] > 1:
+            self.warnings.append(
+                f"TP={tp} x PP={pp} on CPU: vLLM's CPU backend runs one worker per NUMA node or host; check the "
+                "nodes have that many."
+            )
+        kv_space_gib = self._cpu_kv_space(model, shape)
+        memory = self._cpu_memory(model, shape, kv_space_gib)
+        self._check_cpu_ram(memory, kv_space_gib)
+        result_memory = _memory_result(memory, self.settings.max_model_len, "CPU")
+        result_memory["cpu_kvcache_space_gib"] = int(kv_space_gib)
+        nodes = request.nodes
+        used = nodes[: shape["world"]] if shape["world"] <= len(nodes) else nodes
+        self.reasons.append(
+            f"No node has a GPU, so vLLM runs on CPU with TP={tp}, PP={pp} (world size {shape['world']})."
+        )
+        return {
+            "tensor_parallel_size": tp,
+            "pipeline_parallel_size": pp,
+            "world_size": shape["world"],
+            "gpus_total": 0,
+            "gpus_used": 0,
+            "nodes_total": len(nodes),
+            "nodes_used": len(used),
+            "cross_node_tensor_parallel": False,
+            "max_model_len": self.settings.max_model_len,
+            "memory": result_memory,
+            "ray_layout": _cpu_ray_layout(nodes, request.platform),
+        }
+
+    def _cpu_kv_space(self, model, shape):
+        """VLLM_CPU_KVCACHE_SPACE in GiB: cpu_kvcache_space_gib, else what vLLM would take of the smallest RAM."""
+        given = self.request.cpu_kvcache_space_gib
+        if given is not None:
+            self.reasons.append(
+                f"On CPU the KV cache is VLLM_CPU_KVCACHE_SPACE={given} GiB per worker, not a share of "
+                f"{self.name('gpu_memory_utilization')}."
+            )
+            return given
+        ram_mib = smallest_ram_mib(self.request.nodes)
+        utilization = self.settings.gpu_memory_utilization
+        # Without VLLM_CPU_KVCACHE_SPACE vLLM takes gpu_memory_utilization of RAM minus what the process holds.
+        kv_bytes = (
+            ram_mib * MIB * utilization
+            - model["weight_bytes"] / float(shape["world"])
+            - self.settings.runtime_overhead_gib * GIB
+        )
+        kv_space_gib = max(int(kv_bytes // GIB), 0)
+        self.reasons.append(
+            "No {} given: {:.2g} of {} RAM minus weights and overhead leaves {} GiB, passed to vLLM as "
+            "VLLM_CPU_KVCACHE_SPACE.".format(
+                self.name("cpu_kvcache_space_gib"), utilization, _fmt_gib(ram_mib * MIB), kv_space_gib
+            )
+        )
+        return kv_space_gib
+
+    def _cpu_stage_memory(self, model, shape, kv_space_gib):
+        weights_per_worker = model["weight_bytes"] / float(shape["world"])
+        overhead = self.settings.runtime_overhead_gib * GIB
+        kv_bytes = int(kv_space_gib) * GIB
+        budget = MemoryBudget(
+            device_bytes=(smallest_ram_mib(self.request.nodes) or 0) * MIB,
+            usable_bytes=kv_bytes + weights_per_worker + overhead,
+            overhead_bytes=overhead,
+            block_size=CPU_BLOCK_SIZE,
+            kv_space_bytes=kv_bytes,
+        )
+        return stage_memory(model, shape["tp"], shape["pp"], budget, self.settings.max_model_len)
+
+    def _cpu_memory(self, model, shape, kv_space_gib):
+        """The CPU worker's memory; without a requested max_model_len, lowered to what the KV cache holds."""
+        memory = self._cpu_stage_memory(model, shape, kv_space_gib)
+        if memory["fits"]:
+            return memory
+        length, space = self.name("max_model_len"), self.name("cpu_kvcache_space_gib")
+        if self.request.length_given:
+            raise PlanError(
+                "The CPU KV cache of {} GiB holds {} tokens per worker, less than one {}={} sequence "
+                "({}); raise {} to at least {} or lower {}.".format(
+                    kv_space_gib,
+                    _fmt_int(memory["tokens"]),
+                    length,
+                    _fmt_int(self.settings.max_model_len),
+                    _fmt_gib(memory["needed_bytes"]),
+                    space,
+                    int(math.ceil(gib(memory["needed_bytes"]))),
+                    length,
+                )
+            )
+        fitting = memory["blocks"] * CPU_BLOCK_SIZE
+        if fitting < 1:
+            raise PlanError(f"The CPU KV cache of {kv_space_gib} GiB holds less than one block; raise {space}.")
+        self.warnings.append(
+            f"The model's max_position_embeddings={_fmt_int(self.settings.max_model_len)} does not fit the CPU KV "
+            f"cache; {length} is lowered to {_fmt_int(fitting)}."
+        )
+        self.settings = self.settings._replace(max_model_len=fitting)
+        return self._cpu_stage_memory(model, shape, kv_space_gib)
+
+    def _check_cpu_ram(self, memory, kv_space_gib):
+        ram_mib = smallest_ram_mib(self.request.nodes)
+        overhead = self.settings.runtime_overhead_gib * GIB
+        needed_ram = memory["weights_bytes"] + int(kv_space_gib) * GIB + overhead
+        if not ram_mib:
+            self.warnings.append(
+                f"The nodes report no memory_mib, so the planner cannot check that {_fmt_gib(needed_ram)} of RAM per "
+                "worker is there."
+            )
+            return
+        parts = (_fmt_gib(memory["weights_bytes"]), kv_space_gib, _fmt_gib(overhead), _fmt_gib(ram_mib * MIB))
+        if needed_ram > ram_mib * MIB:
+            raise PlanError(
+                "The CPU plan needs {} of RAM per worker ({} weights + {} GiB KV cache + {} overhead) but the "
+                "smallest node has {}; lower {} or use a node with more memory.".format(
+                    _fmt_gib(needed_ram), *parts, self.name("cpu_kvcache_space_gib")
+                )
+            )
+        self.reasons.append(
+            "Each CPU worker holds {} of weights + {} GiB KV cache + {} overhead in {} of RAM: {} tokens, "
+            "{:.2f} sequences of {} tokens.".format(
+                *parts,
+                _fmt_int(memory["tokens"]),
+                memory["max_concurrency"],
+                _fmt_int(self.settings.max_model_len),
+            )
+        )
+
+    # --- a user's KubeRay layout
+
+    def override_kuberay(self, placement):
+        """The placement's ray_layout, or the user's kuberay_layout merged over it once it holds the plan."""
+        override = self.request.kuberay_layout
+        if not override:
+            return placement["ray_layout"]
+        layout = merge_kuberay_layout(placement["ray_layout"]["kuberay"], override)
+        check = KuberayLayoutCheck(self.request, placement, layout)
+        check.run()
+        self.warnings.extend(check.warnings)
+        self.reasons.append(check.reason())
+        return {"kuberay": layout}
+
+    # --- assemble
+
+    def assemble(self, sized, placement):
+        """The result dict: the placement, then what was served and why, the vLLM arguments and the table."""
+        request, dtypes = self.request, sized["dtypes"]
+        plan = dict(placement)
+        plan.update(
+            {
+                "changed": False,
+                "platform": request.platform,
+                "device": request.device,
+                "dtype": dtypes["serve"],
+                "kv_cache_dtype": dtypes["kv"],
+                "gpu_memory_utilization": request.gpu_memory_utilization,
+                "model": _model_result(sized["model"], sized["weight_source"]),
+                "reasons": self.reasons,
+                "warnings": self.warnings,
+            }
+        )
+        plan["vllm_args"] = {
+            "tensor_parallel_size": plan["tensor_parallel_size"],
+            "pipeline_parallel_size": plan["pipeline_parallel_size"],
+            "max_model_len": plan["max_model_len"],
+            "gpu_memory_utilization": request.gpu_memory_utilization,
+            "dtype": dtypes["serve"],
+            "kv_cache_dtype": request.kv_cache_dtype,
+            "quantization": "fp8" if dtypes["online_fp8"] else None,
+        }
+        plan["env"] = {}
+        if request.device == "CPU":
+            plan["env"]["VLLM_CPU_KVCACHE_SPACE"] = str(plan["memory"]["cpu_kvcache_space_gib"])
+        plan["table_lines"] = format_plan_table(plan).splitlines()
+        plan["table"] = "\n".join(plan["table_lines"])
+        return plan
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the planner's sentences and result parts
+
+
+def _why_tp(chosen, facts):
+    if chosen["tp"] == chosen["unit"]:
+        return "TP={} fills the {} GPU(s) of each Ray worker".format(chosen["tp"], chosen["unit"])
+    return (
+        "TP={} is the largest size up to the {} GPU(s) of a Ray worker that divides the {} attention "
+        "heads and suits the {} KV heads".format(
+            chosen["tp"], chosen["unit"], facts["num_attention_heads"], facts["num_key_value_heads"]
+        )
+    )
+
+
+def _why_pp(chosen):
+    if chosen["pp"] == 1:
+        return "PP=1 because one TP group holds the whole model"
+    if len(chosen["members"]) > 1:
+        return "PP={} spreads the layers over the {} nodes, whose stages pass only activations between them".format(
+            chosen["pp"], len(chosen["members"])
+        )
+    return "PP={} splits the layers inside the node".format(chosen["pp"])
+
+
+def _worker_pods_per_node(nodes, chosen, head_pod_gpus):
+    """``{node name: KubeRay worker pods}``: one pod per unit of GPUs, less the unit the head pod carries."""
+    pods_per_node = {}
+    for index in chosen["members"]:
+        pods = chosen["units_by_node"][index] - (1 if head_pod_gpus and index == 0 else 0)
+        if pods:
+            pods_per_node[nodes[index]["name"]] = pods
+    return pods_per_node
+
+
+def _pod_shares(nodes, pods_per_node):
+    """``(CPUs, memory MiB)`` per worker pod on each node that reports them: its allocatable over its pods."""
+    by_name = {node["name"]: node for node in nodes}
+    cpus = [
+        float(by_name[name]["cpus"]) / pods
+        for name, pods in pods_per_node.items()
+        if by_name[name].get("cpus") not in (None, "")
+    ]
+    memories = [
+        by_name[name]["memory_mib"] // pods for name, pods in pods_per_node.items() if by_name[name].get("memory_mib")
+    ]
+    return cpus, memories
+
+
+def _cpu_ray_layout(nodes, platform):
+    """A CPU plan's Ray layout: every node joins, without GPUs."""
+    if platform == "hosts":
+        return {
+            "hosts": {
+                "head": {"name": nodes[0]["name"], "num_gpus": 0},
+                "workers": [{"name": node["name"], "num_gpus": 0} for node in nodes[1:]],
+                "idle": [],
+            }
+        }
+    return {
+        "kuberay": {
+            "head": {"num_gpus": 0, "node": None},
+            "worker_group": {
+                "replicas": len(nodes),
+                "min_replicas": len(nodes),
+                "max_replicas": len(nodes),
+                "num_of_hosts": 1,
+                "num_gpus": 0,
+                "gpu_product": "",
+                "cpus": min((node["cpus"] for node in nodes if node["cpus"]), default=None),
+                "memory_mib": smallest_ram_mib(nodes),
+                "pods_per_node": {node["name"]: 1 for node in nodes},
+            },
+        }
+    }
 
 
 def _model_sentence(facts, weight_bytes, weight_source, dtypes):
@@ -780,6 +1574,23 @@ def _model_sentence(facts, weight_bytes, weight_source, dtypes):
         weight_source,
         dtypes["kv"],
     )
+
+
+def _model_result(model, weight_source):
+    facts = model["facts"]
+    return {
+        "name": facts.get("name") or "",
+        "model_type": facts["model_type"],
+        "num_hidden_layers": facts["num_hidden_layers"],
+        "num_attention_heads": facts["num_attention_heads"],
+        "num_key_value_heads": facts["num_key_value_heads"],
+        "head_dim": facts["head_dim"],
+        "attention": facts["attention"],
+        "max_position_embeddings": facts.get("max_position_embeddings"),
+        "quantization": (facts.get("quantization") or {}).get("method"),
+        "weights_gib": _round(gib(model["weight_bytes"])),
+        "weights_source": weight_source,
+    }
 
 
 def _memory_result(memory, max_model_len, device):
@@ -804,9 +1615,9 @@ def _memory_result(memory, max_model_len, device):
     }
 
 
-def _fit_sentence(memory, options, device_label):
+def _fit_sentence(memory, settings, device_label):
     usable = "{:.2g} x {} = {}".format(
-        options["gpu_memory_utilization"], _fmt_gib(memory["device_bytes"]), _fmt_gib(memory["usable_bytes"])
+        settings.gpu_memory_utilization, _fmt_gib(memory["device_bytes"]), _fmt_gib(memory["usable_bytes"])
     )
     text = (
         "Each {} holds {} of weights + {} runtime overhead within {}, leaving {} of KV cache: {} tokens, {:.2f} "
@@ -818,7 +1629,7 @@ def _fit_sentence(memory, options, device_label):
             _fmt_gib(max(memory["kv_cache_bytes"], 0)),
             _fmt_int(memory["tokens"]),
             memory["max_concurrency"],
-            _fmt_int(options["max_model_len"]),
+            _fmt_int(settings.max_model_len),
         )
     )
     if memory["fits"]:
@@ -826,472 +1637,276 @@ def _fit_sentence(memory, options, device_label):
     return text + " (misses by {}).".format(_fmt_gib(-memory["margin_bytes"]))
 
 
-def _gpu_plan(
-    nodes, model, platform, tp, pp, head_gpus, max_gpus, allow_cross_node_tp, options, length_given, reasons, warnings
-):
-    facts = model["facts"]
-    usable, head_note = _usable_gpus(nodes, platform, head_gpus)
-    total_gpus = sum(node["gpus"] for node in nodes)
-    usable_total = sum(usable)
-    if head_note:
-        reasons.append(head_note)
-        if usable[0] < nodes[0]["gpus"]:
-            warnings.append(
-                "{} GPU(s) of the head {} stay idle because head_gpus={}; set head_gpus=true to serve "
-                "with them.".format(nodes[0]["gpus"] - usable[0], nodes[0]["name"], str(head_gpus).lower())
-            )
-    if usable_total == 0:
+# ---------------------------------------------------------------------------------------------------------------------
+# a user's KubeRay layout (kuberay_layout)
+
+KUBERAY_SHAPE = (
+    "{head: {num_gpus, node}, worker_group: {replicas, min_replicas, max_replicas, num_of_hosts, num_gpus, "
+    "gpu_product, cpus, memory_mib, pods_per_node}}"
+)
+
+
+def normalise_kuberay_layout(layout, label):
+    """``{"head": {...}, "worker_group": {...}}`` with only the keys the override sets, counts as ints; raises
+    PlanError naming an unknown key or a bad value (``label`` is how messages name the option)."""
+    if not isinstance(layout, dict):
         raise PlanError(
-            "No GPU is available to vLLM: the nodes offer {} GPU(s) ({}) and head_gpus={} keeps the "
-            "head's; add GPU workers or set head_gpus=true.".format(
-                total_gpus, _describe_nodes(nodes, [node["gpus"] for node in nodes]), str(head_gpus).lower()
-            )
+            f"{label} must be a dict shaped like the plan's ray_layout.kuberay: expected {KUBERAY_SHAPE}, seen "
+            f"{layout!r}; pass such a dict with only the keys to change."
         )
-    largest_node = max(usable)
-    if tp is not None and tp > largest_node and not allow_cross_node_tp:
-        stages_hint = tp if largest_node == 1 else tp // math.gcd(tp, largest_node)
+    _refuse_unknown_keys(layout, tuple(KUBERAY_KEYS), label)
+    result = {}
+    for part, keys in KUBERAY_KEYS.items():
+        where = f"{label}.{part}"
+        given = layout.get(part)
+        given = {} if given is None else given
+        if not isinstance(given, dict):
+            raise PlanError(
+                f"{where} must be a dict: expected keys among {', '.join(keys)}, seen {given!r}; pass a dict or "
+                "leave it out."
+            )
+        _refuse_unknown_keys(given, keys, where)
+        result[part] = {key: _kuberay_value(f"{where}.{key}", key, value) for key, value in given.items()}
+    return result
+
+
+def _refuse_unknown_keys(given, known, where):
+    unknown = sorted(str(key) for key in given if key not in known)
+    if unknown:
         raise PlanError(
-            f"tensor_parallel_size={tp} needs {tp} GPUs in one node, but the largest node offers {largest_node} "
-            f"({_describe_nodes(nodes, usable)}); TP all-reduces every layer and over the network it is slow. Set "
-            "allow_cross_node_tp=true to accept that, or use pipeline parallelism across nodes instead (e.g. "
-            f"tensor_parallel_size={math.gcd(tp, largest_node)}, pipeline_parallel_size={stages_hint})."
-        )
-    if tp is not None and pp is not None and tp * pp > usable_total:
-        raise PlanError(
-            f"tensor_parallel_size={tp} x pipeline_parallel_size={pp} = {tp * pp} GPUs, but the nodes offer "
-            f"{usable_total} usable GPU(s) ({_describe_nodes(nodes, usable)}); lower the sizes or add nodes."
+            "{} has unknown key(s) {}: expected only {}, seen {}; remove or rename the unknown ones.".format(
+                where, ", ".join(unknown), ", ".join(known), ", ".join(str(key) for key in given)
+            )
         )
 
-    layouts = candidate_layouts(
-        nodes, usable, facts, tp=tp, pp=pp, max_gpus=max_gpus, allow_cross_node_tp=allow_cross_node_tp or tp is not None
+
+def _kuberay_value(where, key, value):
+    if key in KUBERAY_MINIMUMS:
+        return _whole_number(where, value, KUBERAY_MINIMUMS[key])
+    if key == "memory_mib":
+        return None if value is None else _whole_number(where, value, 1)
+    if key == "pods_per_node":
+        if not isinstance(value, dict):
+            raise PlanError(
+                f"{where}={value!r} is not a dict: expected {{node name: worker pods}}, seen {value!r}; pass one "
+                "entry per node that runs worker pods, or leave it out."
+            )
+        return {node: _whole_number(f"{where}.{node}", count, 1) for node, count in value.items()}
+    if key == "cpus":
+        if value is None or (_is_number(value) and value > 0):
+            return value
+        raise PlanError(
+            f"{where}={value!r} is not a CPU count: expected a number above 0 or null, seen {value!r}; set the "
+            "CPUs one worker pod may use, or null to use the ray_cluster role's default."
+        )
+    if value is None or isinstance(value, str):
+        return value
+    raise PlanError(f"{where}={value!r} is not a name: expected a string or null, seen {value!r}; quote it.")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole_number(where, value, minimum):
+    if not (_is_number(value) and float(value).is_integer() and value >= minimum):
+        raise PlanError(
+            f"{where}={value!r} is not a whole number of at least {minimum}: expected a whole number >= {minimum}, "
+            f"seen {value!r}; set it to one, or leave it out to keep the plan's value."
+        )
+    return int(value)
+
+
+def merge_kuberay_layout(planned, override):
+    """The plan's KubeRay layout with the override's keys on top.
+
+    Keys the override leaves out come from the plan, with three exceptions that keep the layout consistent: an
+    overridden replicas also sets min_replicas and max_replicas (the plan's cluster has a fixed size); pods_per_node,
+    the plan's placement, is emptied (Kubernetes places the pods) when the override changes the number of worker
+    pods or their GPUs; and a head left without GPUs is pinned to no node.
+    """
+    head = dict(planned["head"], **override["head"])
+    group = dict(planned["worker_group"], **override["worker_group"])
+    given = override["worker_group"]
+    for key in ("min_replicas", "max_replicas"):
+        if "replicas" in given and key not in given:
+            group[key] = given["replicas"]
+    planned_group = planned["worker_group"]
+    moved = (
+        group["replicas"] * group["num_of_hosts"] != planned_group["replicas"] * planned_group["num_of_hosts"]
+        or group["num_gpus"] != planned_group["num_gpus"]
     )
-    if not layouts:
-        raise PlanError(_no_layout_message(nodes, usable, facts, tp, pp, max_gpus))
+    group["pods_per_node"] = {} if moved and "pods_per_node" not in given else dict(group["pods_per_node"])
+    if "node" not in override["head"] and not head["num_gpus"]:
+        head["node"] = None
+    return {"head": head, "worker_group": group}
 
-    evaluated = [(layout, _layout_memory(model, nodes, layout, options)) for layout in layouts]
-    chosen = chosen_memory = None
-    for layout, memory in evaluated:
-        if memory["fits"]:
-            chosen, chosen_memory = layout, memory
-            break
-    if chosen is None and not length_given:
-        # No max_model_len was asked for: shorten the model's own limit to what the KV cache of the most
-        # GPUs holds, as long as at least one block fits.
-        for layout, memory in evaluated:
-            if memory["blocks"] > 0:
-                chosen, chosen_memory = layout, memory
-                break
-    if chosen is None:
-        layout, memory = evaluated[0]
-        message = _does_not_fit_message(model, nodes, layout, memory, options)
-        if tp is not None or pp is not None:
-            # The requested sizes do not fit; say so when the planner's own choice would.
-            for other in candidate_layouts(
-                nodes, usable, facts, max_gpus=max_gpus, allow_cross_node_tp=allow_cross_node_tp
-            ):
-                if _layout_memory(model, nodes, other, options)["fits"]:
-                    message += (
-                        f" These nodes hold it with TP={other['tp']}, PP={other['pp']}: leave tensor_parallel_size "
-                        "and pipeline_parallel_size unset to get that plan."
-                    )
-                    break
+
+class KuberayLayoutCheck:
+    """A merged kuberay_layout against the plan (TP, PP, world size) and the nodes; ``run`` raises PlanError
+    saying what was expected, what was seen and the fix, and collects a warning for GPUs the plan leaves idle."""
+
+    def __init__(self, request, placement, layout):
+        self.request = request
+        self.label = request.name("kuberay_layout")
+        self.head = layout["head"]
+        self.group = layout["worker_group"]
+        self.tp = placement["tensor_parallel_size"]
+        self.pp = placement["pipeline_parallel_size"]
+        self.world = placement["world_size"]
+        self.warnings = []
+
+    def run(self):
+        self._check_replica_range()
+        self._check_head_node()
+        self._check_pods_per_node()
+        self._check_pod_gpus()
+        self._check_total_gpus()
+        if self.request.device == "GPU":
+            self._check_world_size()
+            self._check_tp_groups()
+
+    def gpus(self):
+        """GPUs the layout gives Ray: the head pod's and every worker pod's."""
+        group = self.group
+        return self.head["num_gpus"] + group["replicas"] * group["num_of_hosts"] * group["num_gpus"]
+
+    def _gpu_sum(self):
+        return "{} on the head pod + replicas={} x num_of_hosts={} x num_gpus={}".format(
+            self.head["num_gpus"], self.group["replicas"], self.group["num_of_hosts"], self.group["num_gpus"]
+        )
+
+    def reason(self):
+        group = self.group
+        pods = "replicas={} x numOfHosts={} worker pod(s)".format(group["replicas"], group["num_of_hosts"])
+        if self.request.device == "CPU":
+            return (
+                f"ray_layout.kuberay comes from the user option {self.label}, merged over the planned layout and "
+                f"checked against the nodes: {pods} without GPUs serve the CPU plan (TP={self.tp} x PP={self.pp})."
+            )
+        return (
+            f"ray_layout.kuberay comes from the user option {self.label}, merged over the planned layout and checked "
+            f"against the plan and the nodes: the head pod has {self.head['num_gpus']} GPU(s) and {pods} have "
+            f"{group['num_gpus']} GPU(s) each, {self.gpus()} GPUs for the world size of {self.world} "
+            f"(TP={self.tp} x PP={self.pp})."
+        )
+
+    def _check_replica_range(self):
+        low, count, high = self.group["min_replicas"], self.group["replicas"], self.group["max_replicas"]
+        if low <= count <= high:
+            return
+        fix = f"lower min_replicas to {count} or less" if low > count else f"raise max_replicas to {count} or more"
         raise PlanError(
-            message,
-            {
-                "tensor_parallel_size": layout["tp"],
-                "pipeline_parallel_size": layout["pp"],
-                "memory": _memory_result(memory, options["max_model_len"], "GPU"),
-            },
+            f"{self.label}.worker_group has min_replicas={low}, replicas={count}, max_replicas={high}: expected "
+            f"min_replicas <= replicas <= max_replicas, seen {low} <= {count} <= {high}; {fix}, or change replicas."
         )
 
-    if not chosen_memory["fits"]:
-        fitting = _largest_fitting_len(model, chosen_memory)
-        warnings.append(
-            "The model's max_position_embeddings={} does not fit the KV cache ({} tokens per GPU); max_model_len is "
-            "lowered to {}. Pass max_model_len to choose it yourself, or add GPUs.".format(
-                _fmt_int(options["max_model_len"]), _fmt_int(chosen_memory["tokens"]), _fmt_int(fitting)
-            )
-        )
-        options["max_model_len"] = fitting
-        chosen_memory = _layout_memory(model, nodes, chosen, options)
-
-    _gpu_decision_sentences(nodes, usable, chosen, facts, tp, pp, max_gpus, usable_total, reasons, warnings)
-    reasons.append(_fit_sentence(chosen_memory, options, "GPU"))
-
-    ray_layout = _ray_layout(nodes, chosen, platform, head_gpus, reasons)
-    return {
-        "tensor_parallel_size": chosen["tp"],
-        "pipeline_parallel_size": chosen["pp"],
-        "world_size": chosen["world"],
-        "gpus_total": total_gpus,
-        "gpus_used": chosen["world"],
-        "nodes_total": len(nodes),
-        "nodes_used": len(chosen["members"]),
-        "cross_node_tensor_parallel": chosen["cross_node_tp"],
-        "max_model_len": options["max_model_len"],
-        "memory": _memory_result(chosen_memory, options["max_model_len"], "GPU"),
-        "ray_layout": ray_layout,
-    }
-
-
-def _gpu_decision_sentences(nodes, usable, chosen, facts, tp, pp, max_gpus, usable_total, reasons, warnings):
-    world = chosen["world"]
-    unit = chosen["unit"]
-    if world == usable_total:
-        reasons.append(
-            f"The nodes offer {usable_total} usable GPU(s) ({_describe_nodes(nodes, usable)}); the plan uses all of "
-            "them because the cluster is dedicated to this model."
-        )
-    else:
-        if max_gpus is not None and world <= max_gpus < usable_total:
-            why = f"max_gpus={max_gpus} caps it"
-        elif tp is not None or pp is not None:
-            why = "the requested tensor_parallel_size/pipeline_parallel_size use that many"
-        else:
-            why = (
-                "every Ray worker gets the same number of GPUs ({} here), a multiple of a TP size that divides "
-                "the {} attention heads, and no larger layout fits".format(unit, facts["num_attention_heads"])
-            )
-        reasons.append(
-            f"The plan uses {world} of the {usable_total} usable GPU(s) ({_describe_nodes(nodes, usable)}) "
-            f"because {why}."
-        )
-        warnings.append(f"{usable_total - world} GPU(s) stay idle: {why}.")
-    if chosen["cross_node_tp"]:
-        reasons.append(
-            "TP={} spans {} nodes of {} GPU(s) as requested; PP={}.".format(
-                chosen["tp"], chosen["tp"] // unit, unit, chosen["pp"]
-            )
-        )
-        warnings.append(
-            "Tensor parallelism crosses nodes: every layer all-reduces over the network between {} "
-            "nodes, so throughput depends on its bandwidth (InfiniBand/RoCE recommended); pipeline "
-            "parallelism across nodes sends far less.".format(chosen["tp"] // unit)
-        )
-    elif tp is None:
-        if chosen["tp"] == unit:
-            why_tp = "TP={} fills the {} GPU(s) of each Ray worker".format(chosen["tp"], unit)
-        else:
-            why_tp = (
-                "TP={} is the largest size up to the {} GPU(s) of a Ray worker that divides the {} attention "
-                "heads and suits the {} KV heads".format(
-                    chosen["tp"], unit, facts["num_attention_heads"], facts["num_key_value_heads"]
-                )
-            )
-        if chosen["pp"] == 1:
-            why_pp = "PP=1 because one TP group holds the whole model"
-        elif len(chosen["members"]) > 1:
-            why_pp = (
-                "PP={} spreads the layers over the {} nodes, whose stages pass only activations between them".format(
-                    chosen["pp"], len(chosen["members"])
-                )
-            )
-        else:
-            why_pp = "PP={} splits the layers inside the node".format(chosen["pp"])
-        reasons.append(
-            f"{why_tp}: tensor parallelism all-reduces every layer, so it stays inside a node on the fast "
-            f"interconnect; {why_pp}."
-        )
-    else:
-        reasons.append(
-            "TP={} and PP={} as requested; they are valid for the model and fit the nodes.".format(
-                chosen["tp"], chosen["pp"]
-            )
-        )
-    if chosen["pp"] > 1:
-        reasons.append(
-            "PP={} splits the {} layers as {} per stage, as vLLM does.".format(
-                chosen["pp"],
-                facts["num_hidden_layers"],
-                "/".join(str(count) for count in pipeline_stage_layers(facts["num_hidden_layers"], chosen["pp"])),
-            )
-        )
-
-
-def _no_layout_message(nodes, usable, facts, tp, pp, max_gpus):
-    described = _describe_nodes(nodes, usable)
-    if tp is not None and pp is not None:
-        return (
-            f"No placement of tensor_parallel_size={tp} x pipeline_parallel_size={pp} fits the nodes ({described}): "
-            "every Ray worker gets the same number of GPUs, a multiple of the TP size, and a node holds whole "
-            "workers. Choose sizes whose product the nodes can hold that way."
-        )
-    if tp is not None:
-        return (
-            "tensor_parallel_size={} cannot be placed on the nodes ({}){}: every Ray worker gets the same number "
-            "of GPUs, a multiple of the TP size. Choose a TP size that divides the GPUs per node.".format(
-                tp, described, f" with max_gpus={max_gpus}" if max_gpus else ""
-            )
-        )
-    if pp is not None:
-        return (
-            "pipeline_parallel_size={} cannot be placed on the nodes ({}){} with a TP size valid for the model "
-            "({}); leave pipeline_parallel_size unset to let the planner choose.".format(
-                pp,
-                described,
-                f" with max_gpus={max_gpus}" if max_gpus else "",
-                ", ".join(str(size) for size in valid_tensor_parallel_sizes(facts)),
-            )
-        )
-    return f"No layout fits the nodes ({described}); check their gpus and max_gpus."
-
-
-def _does_not_fit_message(model, nodes, layout, memory, options):
-    facts = model["facts"]
-    product = _product(nodes, layout["members"])
-    short = memory["needed_bytes"] - memory["kv_cache_bytes"]
-    text = (
-        "{} does not fit on {} x {} with TP={}, PP={}: each GPU needs {} of weights + {} runtime overhead + {} of KV "
-        "cache for one {}-token sequence, but {:.2g} x {} = {} is usable (short by {}).".format(
-            facts.get("name") or "The model",
-            layout["world"],
-            product,
-            layout["tp"],
-            layout["pp"],
-            _fmt_gib(memory["weights_bytes"]),
-            _fmt_gib(memory["overhead_bytes"]),
-            _fmt_gib(memory["needed_bytes"]),
-            _fmt_int(options["max_model_len"]),
-            options["gpu_memory_utilization"],
-            _fmt_gib(memory["device_bytes"]),
-            _fmt_gib(memory["usable_bytes"]),
-            _fmt_gib(short),
-        )
-    )
-    template = dict(nodes[layout["members"][0]])
-    per_node = max(node["gpus"] for node in nodes)
-    gpus, shapes = smallest_fitting_cluster(model, template, per_node, options)
-    if gpus is None:
-        return (
-            text + f" No number of these GPUs holds it (beyond {largest_useful_world(facts, per_node)} GPUs neither "
-            "PP, at most one stage per layer, nor TP inside a node can split it further); use GPUs with more memory, "
-            "a shorter max_model_len or a quantized model."
-        )
-    return text + " It needs {} x {}: {}.".format(gpus, product, ", or ".join(shapes))
-
-
-def _ray_layout(nodes, chosen, platform, head_gpus, reasons):
-    head = nodes[0]
-    unit = chosen["unit"]
-    used = used_gpus_by_node(nodes, chosen)
-    head_used = used.get(head["name"], 0)
-    if platform == "hosts":
-        workers = [{"name": node["name"], "num_gpus": used[node["name"]]} for node in nodes[1:] if node["name"] in used]
-        idle = [node["name"] for node in nodes if node["name"] not in used and node["gpus"]]
-        reasons.append(
-            "Ray on hosts: the head {} starts with --num-gpus={} and {} worker host(s) with --num-gpus={}, so Ray "
-            "registers exactly the {} GPUs of the plan.".format(
-                head["name"],
-                head_used,
-                len(workers),
-                "/".join(sorted({str(w["num_gpus"]) for w in workers})) or "-",
-                chosen["world"],
-            )
-        )
-        return {"hosts": {"head": {"name": head["name"], "num_gpus": head_used}, "workers": workers, "idle": idle}}
-    # One Ray worker pod per unit of GPUs; the head pod carries one unit only when head_gpus asks for it.
-    head_pod_gpus = unit if head_gpus is not False and head_used else 0
-    pods_per_node = {}
-    for index in chosen["members"]:
-        name = nodes[index]["name"]
-        pods = chosen["units_by_node"][index] - (1 if head_pod_gpus and index == 0 else 0)
-        if pods:
-            pods_per_node[name] = pods
-    replicas = sum(pods_per_node.values())
-    by_name = {node["name"]: node for node in nodes}
-    cpus = [
-        float(by_name[name]["cpus"]) / pods
-        for name, pods in pods_per_node.items()
-        if by_name[name].get("cpus") not in (None, "")
-    ]
-    memories = [
-        by_name[name]["memory_mib"] // pods for name, pods in pods_per_node.items() if by_name[name].get("memory_mib")
-    ]
-    ray_nodes = replicas + (1 if head_pod_gpus else 0)
-    if head_pod_gpus:
-        reasons.append(
-            f"KubeRay: the head pod requests {head_pod_gpus} GPU(s) on {head['name']} and is itself one of the "
-            f"{ray_nodes} Ray nodes with GPUs, so the worker group has replicas={replicas}, not {ray_nodes}: counting "
-            "the head again would ask for a pod no node can hold."
-        )
-    else:
-        reasons.append(
-            "KubeRay: the head pod requests no GPU (num-gpus 0) and schedules beside a worker, so it is not counted "
-            "as a GPU node; the {} GPU(s) of the plan run in replicas={} worker pod(s) ({}).".format(
-                chosen["world"], replicas, ", ".join("{}: {}".format(*item) for item in pods_per_node.items())
-            )
-        )
-    reasons.append(
-        "KubeRay worker group: numOfHosts=1 because each replica is one pod on one node (numOfHosts>1 multiplies "
-        f"pods per replica for multi-host slices), and num-gpus={unit} per pod equals its nvidia.com/gpu limit, which "
-        "is what Ray detects in the container."
-    )
-    return {
-        "kuberay": {
-            "head": {"num_gpus": head_pod_gpus, "node": head["name"] if head_pod_gpus else None},
-            "worker_group": {
-                "replicas": replicas,
-                "min_replicas": replicas,
-                "max_replicas": replicas,
-                "num_of_hosts": 1,
-                "num_gpus": unit,
-                "gpu_product": _product(nodes, chosen["members"]),
-                "cpus": round(min(cpus), 3) if cpus else None,
-                "memory_mib": min(memories) if memories else None,
-                "pods_per_node": pods_per_node,
-            },
-        }
-    }
-
-
-def _cpu_plan(nodes, model, platform, tp, pp, kv_space_gib, options, length_given, reasons, warnings):
-    tp = tp or 1
-    pp = pp or 1
-    world = tp * pp
-    if world > 1:
-        warnings.append(
-            f"TP={tp} x PP={pp} on CPU: vLLM's CPU backend runs one worker per NUMA node or host; check the "
-            "nodes have that many."
-        )
-    head = nodes[0]
-    ram_mib = min((node["memory_mib"] for node in nodes if node["memory_mib"]), default=None)
-    weights_per_worker = model["weight_bytes"] / float(world)
-    overhead = options["runtime_overhead_gib"] * GIB
-    if kv_space_gib is None:
-        if not ram_mib:
+    def _check_head_node(self):
+        node_name = self.head.get("node")
+        if node_name is None:
+            return
+        by_name = {node["name"]: node for node in self.request.nodes}
+        where = f"{self.label}.head"
+        if node_name not in by_name:
             raise PlanError(
-                "The nodes have no GPUs and no memory_mib, so the CPU KV cache cannot be sized; pass "
-                "cpu_kvcache_space_gib (vLLM's VLLM_CPU_KVCACHE_SPACE) or the nodes' memory_mib."
+                f"{where}.node={node_name!r} is not one of the nodes: expected one of {', '.join(by_name)}, seen "
+                f"{node_name!r}; name the node the head pod must run on, or null."
             )
-        # Without VLLM_CPU_KVCACHE_SPACE vLLM takes gpu_memory_utilization of RAM minus what the process holds.
-        kv_bytes = ram_mib * MIB * options["gpu_memory_utilization"] - weights_per_worker - overhead
-        kv_space_gib = max(int(kv_bytes // GIB), 0)
-        reasons.append(
-            "No cpu_kvcache_space_gib given: {:.2g} of {} RAM minus weights and overhead leaves {} GiB, "
-            "passed to vLLM as VLLM_CPU_KVCACHE_SPACE.".format(
-                options["gpu_memory_utilization"], _fmt_gib(ram_mib * MIB), kv_space_gib
+        gpus, wanted = by_name[node_name]["gpus"], self.head["num_gpus"]
+        if wanted > gpus:
+            raise PlanError(
+                f"{where}.num_gpus={wanted} is more than its node {node_name} has: expected at most {gpus}, seen "
+                f"{wanted}; lower {where}.num_gpus or set {where}.node to a node with more GPUs."
             )
-        )
-    elif kv_space_gib < 1:
+
+    def _check_pods_per_node(self):
+        pods = self.group["pods_per_node"]
+        if not pods:
+            return
+        where = f"{self.label}.worker_group.pods_per_node"
+        names = [node["name"] for node in self.request.nodes]
+        unknown = [name for name in pods if name not in names]
+        if unknown:
+            raise PlanError(
+                f"{where} names {', '.join(unknown)}, not among the nodes: expected names from {', '.join(names)}, "
+                f"seen {', '.join(pods)}; use the nodes' names."
+            )
+        expected = self.group["replicas"] * self.group["num_of_hosts"]
+        if sum(pods.values()) != expected:
+            raise PlanError(
+                f"{where} places {sum(pods.values())} pod(s), but replicas={self.group['replicas']} x "
+                f"num_of_hosts={self.group['num_of_hosts']} makes {expected}: expected {expected}, seen "
+                f"{sum(pods.values())}; make them agree, or leave pods_per_node out."
+            )
+        for node in self.request.nodes:
+            self._check_node_pods(node, pods.get(node["name"], 0), where)
+
+    def _check_node_pods(self, node, pods, where):
+        gpus_each = self.group["num_gpus"]
+        head_gpus = self.head["num_gpus"] if self.head.get("node") == node["name"] else 0
+        if pods * gpus_each + head_gpus <= node["gpus"]:
+            return
+        room = max(node["gpus"] - head_gpus, 0) // gpus_each
         raise PlanError(
-            f"cpu_kvcache_space_gib={kv_space_gib} must be at least 1 (vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB)."
-        )
-    else:
-        reasons.append(
-            f"On CPU the KV cache is VLLM_CPU_KVCACHE_SPACE={kv_space_gib} GiB per worker, not a share of "
-            "gpu_memory_utilization."
-        )
-    kv_bytes = int(kv_space_gib) * GIB
-
-    def cpu_stage_memory(max_model_len):
-        return stage_memory(
-            model,
-            tp,
-            pp,
-            (ram_mib or 0) * MIB,
-            kv_bytes + weights_per_worker + overhead,
-            overhead,
-            CPU_BLOCK_SIZE,
-            max_model_len,
-            kv_space_bytes=kv_bytes,
+            f"{where} puts {pods} pod(s) of {gpus_each} GPU(s) on {node['name']}, which has {node['gpus']}"
+            f"{' beside the head pod' if head_gpus else ''}: expected at most {room} pod(s) there, seen {pods}; move "
+            "pods to other nodes."
         )
 
-    memory = cpu_stage_memory(options["max_model_len"])
-    if not memory["fits"]:
-        if length_given:
-            raise PlanError(
-                "The CPU KV cache of {} GiB holds {} tokens per worker, less than one max_model_len={} sequence "
-                "({}); raise cpu_kvcache_space_gib to at least {} or lower max_model_len.".format(
-                    kv_space_gib,
-                    _fmt_int(memory["tokens"]),
-                    _fmt_int(options["max_model_len"]),
-                    _fmt_gib(memory["needed_bytes"]),
-                    int(math.ceil(gib(memory["needed_bytes"]))),
+    def _check_pod_gpus(self):
+        largest = max(self.request.nodes, key=lambda node: node["gpus"])
+        for where, wanted in (
+            (f"{self.label}.worker_group.num_gpus", self.group["num_gpus"]),
+            (f"{self.label}.head.num_gpus", self.head["num_gpus"]),
+        ):
+            if wanted > largest["gpus"]:
+                raise PlanError(
+                    f"{where}={wanted} asks for more GPUs in one pod than any node has: expected at most "
+                    f"{largest['gpus']} (the GPUs of {largest['name']}), seen {wanted}; lower {where} to "
+                    f"{largest['gpus']} or less."
                 )
-            )
-        fitting = memory["blocks"] * CPU_BLOCK_SIZE
-        if fitting < 1:
+
+    def _check_total_gpus(self):
+        nodes = self.request.nodes
+        total = sum(node["gpus"] for node in nodes)
+        if self.gpus() > total:
             raise PlanError(
-                f"The CPU KV cache of {kv_space_gib} GiB holds less than one block; raise cpu_kvcache_space_gib."
+                f"{self.label} asks for {self.gpus()} GPUs ({self._gpu_sum()}) but the nodes have {total} "
+                f"({_describe_nodes(nodes, [node['gpus'] for node in nodes])}): expected at most {total}, seen "
+                f"{self.gpus()}; lower {self.label}.worker_group.replicas or num_gpus."
             )
-        warnings.append(
-            "The model's max_position_embeddings={} does not fit the CPU KV cache; max_model_len is "
-            "lowered to {}.".format(_fmt_int(options["max_model_len"]), _fmt_int(fitting))
-        )
-        options["max_model_len"] = fitting
-        memory = cpu_stage_memory(options["max_model_len"])
-    needed_ram = memory["weights_bytes"] + kv_bytes + overhead
-    if ram_mib:
-        if needed_ram > ram_mib * MIB:
+
+    def _check_world_size(self):
+        have = self.gpus()
+        sizes = f"TP={self.tp} x PP={self.pp}"
+        if have < self.world:
             raise PlanError(
-                "The CPU plan needs {} of RAM per worker ({} weights + {} GiB KV cache + {} overhead) but the "
-                "smallest node has {}; lower cpu_kvcache_space_gib or use a node with more memory.".format(
-                    _fmt_gib(needed_ram),
-                    _fmt_gib(memory["weights_bytes"]),
-                    kv_space_gib,
-                    _fmt_gib(overhead),
-                    _fmt_gib(ram_mib * MIB),
+                f"{self.label} gives Ray {have} GPUs ({self._gpu_sum()}), fewer than the plan's world size: expected "
+                f"at least {self.world} ({sizes}), seen {have}; raise {self.label}.worker_group.replicas or "
+                f"num_gpus, or set {self.request.name('tensor_parallel_size')} and "
+                f"{self.request.name('pipeline_parallel_size')} to sizes whose product is at most {have}."
+            )
+        if have > self.world:
+            self.warnings.append(
+                f"{self.label} gives Ray {have} GPUs ({self._gpu_sum()}), {have - self.world} more than the plan's "
+                f"world size of {self.world} ({sizes}); the extra GPU(s) stay idle."
+            )
+
+    def _check_tp_groups(self):
+        largest = max(node["gpus"] for node in self.request.nodes)
+        if self.tp > largest or self.request.allow_cross_node_tp:
+            return
+        for where, gpus in (
+            (f"{self.label}.worker_group.num_gpus", self.group["num_gpus"] if self.group["replicas"] else 0),
+            (f"{self.label}.head.num_gpus", self.head["num_gpus"]),
+        ):
+            if gpus % self.tp:
+                raise PlanError(
+                    f"{where}={gpus} is not a multiple of TP={self.tp}, so a tensor-parallel group would be split "
+                    f"across pods although TP={self.tp} fits in one node: expected a multiple of {self.tp}, seen "
+                    f"{gpus}; set {where} to {max(self.tp, gpus // self.tp * self.tp)}, or set "
+                    f"{self.request.name('allow_cross_node_tp')}=true to accept TP across pods."
                 )
-            )
-        reasons.append(
-            "Each CPU worker holds {} of weights + {} GiB KV cache + {} overhead in {} of RAM: {} tokens, "
-            "{:.2f} sequences of {} tokens.".format(
-                _fmt_gib(memory["weights_bytes"]),
-                kv_space_gib,
-                _fmt_gib(overhead),
-                _fmt_gib(ram_mib * MIB),
-                _fmt_int(memory["tokens"]),
-                memory["max_concurrency"],
-                _fmt_int(options["max_model_len"]),
-            )
-        )
-    else:
-        warnings.append(
-            f"The nodes report no memory_mib, so the planner cannot check that {_fmt_gib(needed_ram)} of RAM per "
-            "worker is there."
-        )
-    result_memory = _memory_result(memory, options["max_model_len"], "CPU")
-    result_memory["cpu_kvcache_space_gib"] = int(kv_space_gib)
-    used = nodes[:world] if world <= len(nodes) else nodes
-    if platform == "hosts":
-        ray_layout = {
-            "hosts": {
-                "head": {"name": head["name"], "num_gpus": 0},
-                "workers": [{"name": node["name"], "num_gpus": 0} for node in nodes[1:]],
-                "idle": [],
-            }
-        }
-    else:
-        ray_layout = {
-            "kuberay": {
-                "head": {"num_gpus": 0, "node": None},
-                "worker_group": {
-                    "replicas": len(nodes),
-                    "min_replicas": len(nodes),
-                    "max_replicas": len(nodes),
-                    "num_of_hosts": 1,
-                    "num_gpus": 0,
-                    "gpu_product": "",
-                    "cpus": min((node["cpus"] for node in nodes if node["cpus"]), default=None),
-                    "memory_mib": ram_mib,
-                    "pods_per_node": {node["name"]: 1 for node in nodes},
-                },
-            }
-        }
-    reasons.append(f"No node has a GPU, so vLLM runs on CPU with TP={tp}, PP={pp} (world size {world}).")
-    return {
-        "tensor_parallel_size": tp,
-        "pipeline_parallel_size": pp,
-        "world_size": world,
-        "gpus_total": 0,
-        "gpus_used": 0,
-        "nodes_total": len(nodes),
-        "nodes_used": len(used),
-        "cross_node_tensor_parallel": False,
-        "max_model_len": options["max_model_len"],
-        "memory": result_memory,
-        "ray_layout": ray_layout,
-    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1333,6 +1948,23 @@ def kv_capacity_from_vllm_log(log_text):
 
 def format_plan_table(plan):
     """A short fixed-width table of the plan: nodes, GPUs used, TP, PP, memory per GPU and KV tokens."""
+    header, row = _table_cells(plan)
+    widths = [max(len(a), len(b)) for a, b in zip(header, row)]
+    title = "deployment plan: {} on {} ({}, KV {})".format(
+        (plan.get("model") or {}).get("name") or "model",
+        plan.get("platform", ""),
+        plan.get("dtype", ""),
+        plan.get("kv_cache_dtype", ""),
+    )
+    lines = [
+        title,
+        "  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip(),
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(),
+    ]
+    return "\n".join(lines)
+
+
+def _table_cells(plan):
     memory = plan["memory"]
     device = plan.get("device", "GPU")
     if device == "GPU":
@@ -1363,41 +1995,18 @@ def format_plan_table(plan):
         _fmt_int(memory["kv_cache_tokens"]),
         "{:.2f} x {}".format(memory["max_concurrency"], _fmt_int(plan["max_model_len"])),
     ]
-    widths = [max(len(a), len(b)) for a, b in zip(header, row)]
-    title = "deployment plan: {} on {} ({}, KV {})".format(
-        (plan.get("model") or {}).get("name") or "model",
-        plan.get("platform", ""),
-        plan.get("dtype", ""),
-        plan.get("kv_cache_dtype", ""),
-    )
-    lines = [
-        title,
-        "  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip(),
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(),
-    ]
-    return "\n".join(lines)
+    return header, row
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the ways in
+
+
+def build_plan(nodes, model, platform, **options):
+    """The plan for an already resolved ``model`` (resolve_model); ``options`` are PlanRequest's other fields."""
+    return Planner(PlanRequest(nodes, model, platform, **options)).plan()
 
 
 def plan_from_options(params):
-    """Build the plan from the module's parameters (a dict shaped like its argument spec)."""
-    model = resolve_model(
-        params.get("model_path"), params.get("model_config"), params.get("model_params_b"), params.get("model_name")
-    )
-    return build_plan(
-        nodes=params.get("nodes"),
-        model=model,
-        platform=params.get("platform"),
-        dtype=params.get("dtype") or "auto",
-        kv_cache_dtype=params.get("kv_cache_dtype") or "auto",
-        max_model_len=params.get("max_model_len"),
-        gpu_memory_utilization=params.get("gpu_memory_utilization")
-        if params.get("gpu_memory_utilization") is not None
-        else 0.9,
-        tensor_parallel_size=params.get("tensor_parallel_size"),
-        pipeline_parallel_size=params.get("pipeline_parallel_size"),
-        head_gpus=params.get("head_gpus"),
-        max_gpus=params.get("max_gpus"),
-        allow_cross_node_tp=bool(params.get("allow_cross_node_tp")),
-        cpu_kvcache_space_gib=params.get("cpu_kvcache_space_gib"),
-        runtime_overhead_gib=params.get("runtime_overhead_gib"),
-    )
+    """The plan from the module's parameters (a dict shaped like its argument spec)."""
+    return Planner(PlanRequest.from_params(params)).plan()

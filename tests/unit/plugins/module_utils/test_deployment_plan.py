@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 
 import pytest
@@ -809,3 +810,419 @@ def test_cpu_plan_needs_ram_for_weights_and_kv():
             max_model_len=2048,
             cpu_kvcache_space_gib=4,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the request and the planner
+
+
+def test_request_is_validated_once_and_holds_checked_values():
+    request = dp.PlanRequest(nodes=gpu_nodes("A100-80GB", 1, 1), model=distill_70b(), platform="hosts")
+    assert (request.device, request.head_gpus, request.usable_gpus) == ("GPU", True, [1, 1])
+    assert (request.max_model_len, request.length_given) == (131072, False)
+    assert (request.gpu_memory_utilization, request.runtime_overhead_gib) == (dp.DEFAULT_GPU_MEMORY_UTILIZATION, 3.0)
+    assert request.kuberay_layout is None
+    with pytest.raises(dp.PlanError, match="gpu_memory_utilization=1.5 must be above 0 and at most 1"):
+        dp.PlanRequest(
+            nodes=gpu_nodes("A100-80GB", 1), model=distill_70b(), platform="hosts", gpu_memory_utilization=1.5
+        )
+
+
+def test_input_problems_are_raised_by_the_request_not_the_planner():
+    # TP against the nodes is an input check too: it fails before a Planner exists.
+    with pytest.raises(dp.PlanError, match="tensor_parallel_size=2 needs 2 GPUs in one node"):
+        dp.PlanRequest(
+            nodes=gpu_nodes("A100-80GB", 1, 1), model=distill_70b(), platform="hosts", tensor_parallel_size=2
+        )
+
+
+def test_planner_owns_its_reasons_and_warnings():
+    request = dp.PlanRequest(nodes=gpu_nodes("H200", 8, 8), model=deepseek_r1(), platform="kubernetes", max_gpus=8)
+    planner = dp.Planner(request)
+    plan = planner.plan()
+    assert plan["reasons"] is planner.reasons and plan["warnings"] is planner.warnings
+    assert planner.warnings == ["8 GPU(s) stay idle: max_gpus=8 caps it."]
+    # The request is not changed by planning: a second planner makes the same plan.
+    assert dp.Planner(request).plan() == plan
+
+
+def test_module_parameters_default_to_the_constants():
+    params = {"nodes": gpu_nodes("A100-80GB", 1, 1), "platform": "hosts", "max_model_len": 8096}
+    params["model_path"] = model_dir("deepseek-r1-distill-llama-70b")
+    request = dp.PlanRequest.from_params(params)
+    assert request.gpu_memory_utilization == dp.DEFAULT_GPU_MEMORY_UTILIZATION == 0.9
+    assert (request.dtype, request.kv_cache_dtype) == (dp.DEFAULT_DTYPE, dp.DEFAULT_KV_CACHE_DTYPE)
+    assert request.allow_cross_node_tp is dp.DEFAULT_ALLOW_CROSS_NODE_TP
+    assert dp.plan_from_options(params)["vllm_args"]["gpu_memory_utilization"] == 0.9
+
+
+def test_planner_functions_stay_small():
+    """No function of the planner takes more than 5 parameters or runs to 40 lines (issue 10)."""
+    import ast
+
+    with open(dp.__file__, encoding="utf-8") as stream:
+        tree = ast.parse(stream.read())
+    too_big = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            arguments = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            count = len([argument for argument in arguments if argument.arg not in ("self", "cls")])
+            lines = node.end_lineno - node.lineno + 1
+            if count > 5 or lines >= 40:
+                too_big.append(f"{node.name}: {count} parameters, {lines} lines")
+    assert too_big == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# option_names: messages name the playbook's variables
+
+PLAYBOOK_NAMES = {
+    "tensor_parallel_size": "vllm_serve_tensor_parallel_size",
+    "pipeline_parallel_size": "vllm_serve_pipeline_parallel_size",
+    "max_model_len": "vllm_serve_max_model_len",
+    "kuberay_layout": "ray_cluster_kuberay_layout",
+}
+
+
+def test_option_names_rename_a_refusal():
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(
+            model=smollm2(),
+            nodes=gpu_nodes("L40S", 4),
+            platform="hosts",
+            tensor_parallel_size=2,
+            option_names=PLAYBOOK_NAMES,
+        )
+    assert error.value.msg == (
+        "vllm_serve_tensor_parallel_size=2 does not divide num_attention_heads=9 of the model; choose one of 1, 3, 9."
+    )
+
+
+# Every option mapped to a name of its own, so a message still naming an option by itself is easy to find.
+EVERY_NAME = {option: "var_" + option for option in dp.OPTION_NAMES}
+# "nodes" is left out: it is also the word for the nodes themselves in the prose.
+BARE_OPTION = re.compile(r"\b({})\b".format("|".join(option for option in dp.OPTION_NAMES if option != "nodes")))
+
+
+@pytest.mark.parametrize("options, message", FAILURES)
+def test_option_names_reach_every_failure(options, message):
+    options = dict(options)
+    model = options.pop("model")()
+    with pytest.raises(dp.PlanError) as plain:
+        dp.build_plan(model=model, **options)
+    with pytest.raises(dp.PlanError) as renamed:
+        dp.build_plan(model=model, option_names=EVERY_NAME, **options)
+    assert BARE_OPTION.findall(renamed.value.msg) == []
+    # Only the names change.
+    assert re.sub(r"\bvar_", "", renamed.value.msg) == plain.value.msg
+
+
+@pytest.mark.parametrize("options, top, memory, layout", PLANS)
+def test_option_names_reach_every_reason_and_warning(options, top, memory, layout):
+    options = dict(options)
+    model = options.pop("model")()
+    plain = dp.build_plan(model=model, **options)
+    renamed = dp.build_plan(model=model, option_names=EVERY_NAME, **options)
+    for key in ("reasons", "warnings"):
+        assert [BARE_OPTION.findall(text) for text in renamed[key]] == [[] for _ in renamed[key]], key
+        assert [re.sub(r"\bvar_", "", text) for text in renamed[key]] == plain[key]
+    assert re.sub(r"\bvar_", "", renamed["model"]["weights_source"]) == plain["model"]["weights_source"]
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            dict(model=distill_70b, nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts"),
+            "vllm_serve_max_model_len is lowered to 21,568. Pass vllm_serve_max_model_len to choose it yourself",
+        ),
+        (
+            dict(model=deepseek_r1, nodes=gpu_nodes("H200", 8, 8), platform="kubernetes", max_gpus=8),
+            "8 GPU(s) stay idle: ray_vllm_max_gpus=8 caps it.",
+        ),
+        (
+            dict(model=smollm2, nodes=cpu_node(8 * 1024), platform="hosts", dtype="float32", max_model_len=2048),
+            "No vllm_serve_cpu_kvcache_space_gib given: 0.9 of 8.0 GiB RAM",
+        ),
+        (
+            dict(model=llama31_70b, nodes=gpu_nodes("H100-80GB", 4), platform="hosts", max_model_len=32768),
+            "estimated from ray_vllm_model_params_b=70.55 at 2 bytes per parameter",
+        ),
+    ],
+)
+def test_option_names_in_reasons_and_warnings(options, expected):
+    options = dict(options)
+    model = options.pop("model")()
+    names = dict(
+        PLAYBOOK_NAMES,
+        max_gpus="ray_vllm_max_gpus",
+        cpu_kvcache_space_gib="vllm_serve_cpu_kvcache_space_gib",
+        model_params_b="ray_vllm_model_params_b",
+    )
+    plan = dp.build_plan(model=model, option_names=names, **options)
+    assert expected in " ".join(plan["reasons"] + plan["warnings"])
+
+
+def test_option_names_reach_model_resolution():
+    with pytest.raises(dp.PlanError) as error:
+        dp.plan_from_options(
+            {
+                "nodes": gpu_nodes("A100-80GB", 1),
+                "platform": "hosts",
+                "model_config": model_config("deepseek-r1"),
+                "option_names": {"model_config": "ray_vllm_model_config", "model_params_b": "ray_vllm_model_params_b"},
+            }
+        )
+    assert error.value.msg.startswith("ray_vllm_model_config was given without ray_vllm_model_params_b; ")
+
+
+def test_empty_option_names_change_nothing():
+    options = dict(nodes=gpu_nodes("A100-80GB", 1, 1, 1), platform="kubernetes", max_model_len=8096)
+    assert dp.build_plan(model=distill_70b(), option_names={}, **options) == dp.build_plan(
+        model=distill_70b(), **options
+    )
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (
+            {"tensor_parallel": "vllm_serve_tensor_parallel_size"},
+            "option_names has unknown key(s) tensor_parallel; its keys are deployment_plan's options: nodes, "
+            "model_path, model_config, model_params_b, model_name, dtype, kv_cache_dtype, max_model_len, "
+            "gpu_memory_utilization, tensor_parallel_size, pipeline_parallel_size, platform, head_gpus, max_gpus, "
+            "allow_cross_node_tp, cpu_kvcache_space_gib, runtime_overhead_gib, kuberay_layout.",
+        ),
+        ({"max_model_len": ""}, "option_names.max_model_len is ''; give the name messages should use"),
+        ({"max_model_len": 5}, "option_names.max_model_len is 5; give the name messages should use"),
+        (["max_model_len"], "option_names must be a dict from option to the name messages use for it"),
+    ],
+)
+def test_bad_option_names_are_refused(names, message):
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(model=smollm2(), nodes=gpu_nodes("L40S", 1), platform="hosts", option_names=names)
+    assert message in error.value.msg
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# kuberay_layout: a user's KubeRay layout, checked against the plan
+
+
+def kuberay_plan(layout, model=deepseek_r1, nodes=None, **options):
+    return dp.build_plan(
+        model=model(),
+        nodes=nodes or gpu_nodes("H200", 8, 8),
+        platform="kubernetes",
+        kuberay_layout=layout,
+        **options,
+    )
+
+
+def recursive_merge(base, override):
+    """What ray_cluster does with the layout (Ansible's combine(recursive=true))."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = recursive_merge(base[key], value) if isinstance(value, dict) and key in base else value
+    return merged
+
+
+def test_kuberay_layout_is_merged_over_the_plan_and_explained():
+    planned = kuberay_plan(None)["ray_layout"]["kuberay"]
+    override = {"worker_group": {"cpus": 24, "memory_mib": 196608, "gpu_product": "NVIDIA H200"}}
+    plan = kuberay_plan(override, option_names=PLAYBOOK_NAMES)
+    assert plan["ray_layout"]["kuberay"] == recursive_merge(planned, override)
+    assert (plan["tensor_parallel_size"], plan["pipeline_parallel_size"], plan["world_size"]) == (8, 2, 16)
+    assert plan["reasons"][-1] == (
+        "ray_layout.kuberay comes from the user option ray_cluster_kuberay_layout, merged over the planned layout and "
+        "checked against the plan and the nodes: the head pod has 0 GPU(s) and replicas=2 x numOfHosts=1 worker "
+        "pod(s) have 8 GPU(s) each, 16 GPUs for the world size of 16 (TP=8 x PP=2)."
+    )
+    assert plan["warnings"] == []
+    # The ray_cluster role merges the user's layout over the plan's again: that must change nothing.
+    assert recursive_merge(plan["ray_layout"]["kuberay"], override) == plan["ray_layout"]["kuberay"]
+
+
+def test_kuberay_layout_with_more_gpus_than_the_world_size_warns():
+    # TP=1 x PP=2 asked for on three one-GPU nodes, but the user wants a worker pod on each.
+    plan = kuberay_plan(
+        {"worker_group": {"replicas": 3}},
+        model=distill_70b,
+        nodes=gpu_nodes("A100-80GB", 1, 1, 1),
+        max_model_len=8096,
+        tensor_parallel_size=1,
+        pipeline_parallel_size=2,
+    )
+    group = plan["ray_layout"]["kuberay"]["worker_group"]
+    # min and max follow the overridden replicas; the plan's placement of 2 pods no longer holds.
+    assert (group["replicas"], group["min_replicas"], group["max_replicas"], group["pods_per_node"]) == (3, 3, 3, {})
+    assert plan["world_size"] == 2
+    assert plan["warnings"][-1] == (
+        "kuberay_layout gives Ray 3 GPUs (0 on the head pod + replicas=3 x num_of_hosts=1 x num_gpus=1), 1 more than "
+        "the plan's world size of 2 (TP=1 x PP=2); the extra GPU(s) stay idle."
+    )
+
+
+def test_kuberay_layout_may_split_tp_across_pods_when_allowed():
+    plan = kuberay_plan({"worker_group": {"replicas": 4, "num_gpus": 4}}, allow_cross_node_tp=True)
+    assert plan["ray_layout"]["kuberay"]["worker_group"]["num_gpus"] == 4
+    assert plan["tensor_parallel_size"] == 8
+
+
+def test_kuberay_layout_on_a_cpu_plan():
+    nodes = [dict(cpu_node()[0], name=f"cpu-{index}") for index in range(2)]
+    plan = kuberay_plan(
+        {"worker_group": {"cpus": 1.5}}, model=smollm2, nodes=nodes, dtype="float32", max_model_len=2048
+    )
+    assert plan["ray_layout"]["kuberay"]["worker_group"]["cpus"] == 1.5
+    assert "without GPUs serve the CPU plan (TP=1 x PP=1)" in plan["reasons"][-1]
+    with pytest.raises(dp.PlanError, match=r"num_gpus=1 asks for more GPUs in one pod than any node has"):
+        kuberay_plan({"worker_group": {"num_gpus": 1}}, model=smollm2, nodes=nodes, max_model_len=2048)
+
+
+KUBERAY_FAILURES = [
+    pytest.param(
+        {"worker_group": {"num_gpus": 16, "replicas": 1}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.num_gpus=16 asks for more GPUs in one pod than any node has: "
+        "expected at most 8 (the GPUs of gpu-0), seen 16; lower ray_cluster_kuberay_layout.worker_group.num_gpus to "
+        "8 or less.",
+        id="pod-larger-than-a-node",
+    ),
+    pytest.param(
+        {"worker_group": {"replicas": 3}},
+        {},
+        "ray_cluster_kuberay_layout asks for 24 GPUs (0 on the head pod + replicas=3 x num_of_hosts=1 x num_gpus=8) "
+        "but the nodes have 16 (gpu-0: 8, gpu-1: 8): expected at most 16, seen 24; lower "
+        "ray_cluster_kuberay_layout.worker_group.replicas or num_gpus.",
+        id="more-gpus-than-the-nodes",
+    ),
+    pytest.param(
+        {"worker_group": {"replicas": 1}},
+        {},
+        "ray_cluster_kuberay_layout gives Ray 8 GPUs (0 on the head pod + replicas=1 x num_of_hosts=1 x num_gpus=8), "
+        "fewer than the plan's world size: expected at least 16 (TP=8 x PP=2), seen 8; raise "
+        "ray_cluster_kuberay_layout.worker_group.replicas or num_gpus, or set vllm_serve_tensor_parallel_size and "
+        "vllm_serve_pipeline_parallel_size to sizes whose product is at most 8.",
+        id="fewer-gpus-than-the-world-size",
+    ),
+    pytest.param(
+        {"worker_group": {"replicas": 4, "num_gpus": 4}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.num_gpus=4 is not a multiple of TP=8, so a tensor-parallel group "
+        "would be split across pods although TP=8 fits in one node: expected a multiple of 8, seen 4; set "
+        "ray_cluster_kuberay_layout.worker_group.num_gpus to 8, or set allow_cross_node_tp=true to accept TP across "
+        "pods.",
+        id="tp-group-split-across-pods",
+    ),
+    pytest.param(
+        # Three nodes for TP=8 x PP=2: room for a head pod with 4 GPUs beside two worker pods of 8.
+        {"head": {"num_gpus": 4}, "worker_group": {"replicas": 2}},
+        {"nodes": gpu_nodes("H200", 8, 8, 8), "tensor_parallel_size": 8, "pipeline_parallel_size": 2},
+        "ray_cluster_kuberay_layout.head.num_gpus=4 is not a multiple of TP=8",
+        id="head-splits-a-tp-group",
+    ),
+    pytest.param(
+        {"worker_group": {"replicas": 1.5}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.replicas=1.5 is not a whole number of at least 0: expected a whole "
+        "number >= 0, seen 1.5; set it to one, or leave it out to keep the plan's value.",
+        id="replicas-not-whole",
+    ),
+    pytest.param(
+        {"worker_group": {"replicas": "2"}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.replicas='2' is not a whole number",
+        id="replicas-a-string",
+    ),
+    pytest.param(
+        {"worker_group": {"num_of_hosts": 0}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.num_of_hosts=0 is not a whole number of at least 1",
+        id="no-hosts",
+    ),
+    pytest.param(
+        {"worker_group": {"num_gpus": True}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.num_gpus=True is not a whole number",
+        id="gpus-a-bool",
+    ),
+    pytest.param(
+        {"worker_group": {"replicas": 2, "min_replicas": 3}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group has min_replicas=3, replicas=2, max_replicas=2: expected "
+        "min_replicas <= replicas <= max_replicas, seen 3 <= 2 <= 2; lower min_replicas to 2 or less, or change "
+        "replicas.",
+        id="min-above-replicas",
+    ),
+    pytest.param(
+        {"worker_group": {"max_replicas": 1}},
+        {},
+        "seen 2 <= 2 <= 1; raise max_replicas to 2 or more, or change replicas.",
+        id="replicas-above-max",
+    ),
+    pytest.param(
+        {"worker_group": {"replica": 2}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group has unknown key(s) replica: expected only replicas, min_replicas, "
+        "max_replicas, num_of_hosts, num_gpus, gpu_product, cpus, memory_mib, pods_per_node, seen replica; remove or "
+        "rename the unknown ones.",
+        id="unknown-key",
+    ),
+    pytest.param(
+        {"workers": {}},
+        {},
+        "ray_cluster_kuberay_layout has unknown key(s) workers: expected only head, worker_group",
+        id="unknown-part",
+    ),
+    pytest.param(
+        [1],
+        {},
+        "ray_cluster_kuberay_layout must be a dict shaped like the plan's ray_layout.kuberay",
+        id="not-a-dict",
+    ),
+    pytest.param(
+        {"head": {"num_gpus": 8, "node": "gpu-9"}, "worker_group": {"replicas": 1}},
+        {},
+        "ray_cluster_kuberay_layout.head.node='gpu-9' is not one of the nodes: expected one of gpu-0, gpu-1, seen "
+        "'gpu-9'",
+        id="head-on-an-unknown-node",
+    ),
+    pytest.param(
+        {"worker_group": {"pods_per_node": {"gpu-0": 2}}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.pods_per_node puts 2 pod(s) of 8 GPU(s) on gpu-0, which has 8: "
+        "expected at most 1 pod(s) there, seen 2; move pods to other nodes.",
+        id="two-pods-on-one-node",
+    ),
+    pytest.param(
+        {"worker_group": {"pods_per_node": {"gpu-0": 1}}},
+        {},
+        "ray_cluster_kuberay_layout.worker_group.pods_per_node places 1 pod(s), but replicas=2 x num_of_hosts=1 "
+        "makes 2: expected 2, seen 1",
+        id="pods-per-node-disagree",
+    ),
+    pytest.param(
+        {"worker_group": {"cpus": 4}},
+        {"platform": "hosts"},
+        "ray_cluster_kuberay_layout is set, but platform=hosts: a KubeRay layout only exists on kubernetes, where it "
+        "overrides the plan's ray_layout.kuberay, while on hosts Ray follows ray_layout.hosts. Remove "
+        "ray_cluster_kuberay_layout, or plan with platform=kubernetes.",
+        id="refused-on-hosts",
+    ),
+]
+
+
+@pytest.mark.parametrize("layout, options, message", KUBERAY_FAILURES)
+def test_kuberay_layout_failures_say_expected_seen_and_fix(layout, options, message):
+    options = dict({"platform": "kubernetes", "nodes": gpu_nodes("H200", 8, 8)}, **options)
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(model=deepseek_r1(), kuberay_layout=layout, option_names=PLAYBOOK_NAMES, **options)
+    assert message in error.value.msg
+
+
+def test_kuberay_layout_is_checked_against_an_explicit_tp():
+    # TP=4 asked for: pods of 4 GPUs keep each TP group whole, so the user's smaller pods are fine.
+    plan = kuberay_plan({"worker_group": {"replicas": 4, "num_gpus": 4}}, tensor_parallel_size=4)
+    assert (plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == (4, 4)
+    with pytest.raises(dp.PlanError, match="num_gpus=2 is not a multiple of TP=4"):
+        kuberay_plan({"worker_group": {"replicas": 8, "num_gpus": 2}}, tensor_parallel_size=4)
