@@ -859,8 +859,8 @@ class PlanRequest:
         layers = facts["num_hidden_layers"]
         if self.pipeline_parallel_size is not None and self.pipeline_parallel_size > layers:
             raise PlanError(
-                "{}={} exceeds num_hidden_layers={} of the model; each stage needs at least one layer, choose at "
-                "most {}.".format(self.name("pipeline_parallel_size"), self.pipeline_parallel_size, layers, layers)
+                f"{self.name('pipeline_parallel_size')}={self.pipeline_parallel_size} exceeds num_hidden_layers="
+                f"{layers} of the model; each stage needs at least one layer, choose at most {layers}."
             )
         model_max = facts.get("max_position_embeddings")
         option = self.name("max_model_len")
@@ -1073,10 +1073,9 @@ class Planner:
         fitting = memory["blocks"] * memory["block_size"]
         option = self.name("max_model_len")
         self.warnings.append(
-            "The model's max_position_embeddings={} does not fit the KV cache ({} tokens per GPU); {} is "
-            "lowered to {}. Pass {} to choose it yourself, or add GPUs.".format(
-                _fmt_int(self.settings.max_model_len), _fmt_int(memory["tokens"]), option, _fmt_int(fitting), option
-            )
+            f"The model's max_position_embeddings={_fmt_int(self.settings.max_model_len)} does not fit the KV cache "
+            f"({_fmt_int(memory['tokens'])} tokens per GPU); {option} is lowered to {_fmt_int(fitting)}. Pass {option} "
+            "to choose it yourself, or add GPUs."
         )
         self.settings = self.settings._replace(max_model_len=fitting)
         return self._layout_memory(model, chosen)
@@ -1162,16 +1161,10 @@ class Planner:
                 "number of GPUs, a multiple of the TP size. Choose a TP size that divides the GPUs per node."
             )
         if pp is not None:
+            valid = ", ".join(str(size) for size in valid_tensor_parallel_sizes(request.model["facts"]))
             return (
-                "{}={} cannot be placed on the nodes ({}){} with a TP size valid for the model ({}); leave {} unset to "
-                "let the planner choose.".format(
-                    pp_name,
-                    pp,
-                    described,
-                    capped,
-                    ", ".join(str(size) for size in valid_tensor_parallel_sizes(request.model["facts"])),
-                    pp_name,
-                )
+                f"{pp_name}={pp} cannot be placed on the nodes ({described}){capped} with a TP size valid for the "
+                f"model ({valid}); leave {pp_name} unset to let the planner choose."
             )
         return f"No layout fits the nodes ({described}); check their gpus and {self.name('max_gpus')}."
 
@@ -1378,18 +1371,11 @@ class Planner:
             return memory
         length, space = self.name("max_model_len"), self.name("cpu_kvcache_space_gib")
         if self.request.length_given:
+            needed = memory["needed_bytes"]
             raise PlanError(
-                "The CPU KV cache of {} GiB holds {} tokens per worker, less than one {}={} sequence "
-                "({}); raise {} to at least {} or lower {}.".format(
-                    kv_space_gib,
-                    _fmt_int(memory["tokens"]),
-                    length,
-                    _fmt_int(self.settings.max_model_len),
-                    _fmt_gib(memory["needed_bytes"]),
-                    space,
-                    int(math.ceil(gib(memory["needed_bytes"]))),
-                    length,
-                )
+                f"The CPU KV cache of {kv_space_gib} GiB holds {_fmt_int(memory['tokens'])} tokens per worker, less "
+                f"than one {length}={_fmt_int(self.settings.max_model_len)} sequence ({_fmt_gib(needed)}); raise "
+                f"{space} to at least {int(math.ceil(gib(needed)))} or lower {length}."
             )
         fitting = memory["blocks"] * CPU_BLOCK_SIZE
         if fitting < 1:
