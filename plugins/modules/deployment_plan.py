@@ -21,6 +21,10 @@ description:
     again (the C(numOfHosts) and C(replicas) pitfall).
   - Nodes without GPUs make a CPU plan, whose KV cache is C(VLLM_CPU_KVCACHE_SPACE) GiB rather than a share of
     O(gpu_memory_utilization).
+  - On O(platform=kubernetes) a user's O(kuberay_layout) replaces the planned KubeRay layout once it is checked
+    against the plan's TP and PP and the nodes' GPUs.
+  - Error messages and RV(reasons) name options as O(option_names) says, so a playbook can have them name the
+    variables its users set.
   - Pure computation from its options and the model files; it contacts no cluster and changes nothing.
 version_added: 0.1.0
 author:
@@ -153,6 +157,33 @@ options:
       - Defaults to V(3.0) on GPUs, a conservative estimate at vLLM's default batch settings, and V(2.0) on CPUs
         for the Python process and its threads.
     type: float
+  option_names:
+    description:
+      - "How error messages, RV(reasons) and RV(warnings) name each option, as C({option: name}). A playbook passes
+        for example C({tensor_parallel_size: vllm_serve_tensor_parallel_size, max_model_len:
+        vllm_serve_max_model_len}) so that a refusal reads C(vllm_serve_tensor_parallel_size=2 does not divide
+        num_attention_heads=9 ...)."
+      - The keys are this module's option names; an unknown key is refused with the list of valid ones. Options
+        left out keep their own names, so with no entries every message reads as without this option.
+    type: dict
+    default: {}
+  kuberay_layout:
+    description:
+      - "With O(platform=kubernetes): the user's KubeRay layout, replacing the plan's RV(ray_layout.kuberay), shaped
+        like it: C({head: {num_gpus, node}, worker_group: {replicas, min_replicas, max_replicas, num_of_hosts,
+        num_gpus, gpu_product, cpus, memory_mib, pods_per_node}}). Keys left out are filled from the plan's layout,
+        except that an overridden C(replicas) also sets C(min_replicas) and C(max_replicas) when they are left out,
+        and the plan's C(pods_per_node) is dropped (V({})) when the number of worker pods or their GPUs change."
+      - The planner first chooses TP and PP as usual (keeping O(tensor_parallel_size) and O(pipeline_parallel_size)
+        when given), then fails, saying what it expected, what it saw and the fix, when a pod asks for more GPUs than
+        the largest node has, the pods need more GPUs than the nodes have, the layout's GPUs
+        (C(head.num_gpus + replicas x num_of_hosts x num_gpus)) are fewer than TP x PP, a pod's GPUs are not a
+        multiple of TP while TP fits in a node (a TP group would be split across pods; allowed with
+        O(allow_cross_node_tp=true)), a count is not a whole number at or above its minimum (C(num_of_hosts) 1, the
+        others 0), or C(min_replicas <= replicas <= max_replicas) does not hold. More GPUs than TP x PP are accepted
+        with a warning that the extra GPUs stay idle.
+      - Refused with O(platform=hosts). An empty dict is the same as none.
+    type: dict
 notes:
   - KV bytes per token and layer are 2 x KV heads x head_dim x dtype bytes per GPU, with KV heads divided by TP
     (replicated when TP exceeds them); multi-head latent attention (DeepSeek-V2/V3/R1) caches
@@ -179,6 +210,18 @@ EXAMPLES = r"""
 - name: Show the plan
   ansible.builtin.debug:
     msg: "{{ plan.table_lines }}"
+
+- name: Plan with a user's KubeRay layout, naming the playbook's variables in messages
+  llmops.ray_vllm.deployment_plan:
+    platform: kubernetes
+    nodes: "{{ cuda_check_facts.nodes }}"
+    model_path: /models/DeepSeek-R1-Distill-Llama-70B
+    max_model_len: "{{ vllm_serve_max_model_len }}"
+    kuberay_layout: "{{ ray_cluster_kuberay_layout }}"
+    option_names:
+      max_model_len: vllm_serve_max_model_len
+      kuberay_layout: ray_cluster_kuberay_layout
+  register: plan
 
 - name: Plan the CPU demo with a 1 GiB KV cache
   llmops.ray_vllm.deployment_plan:
@@ -396,7 +439,9 @@ ray_layout:
   type: dict
   contains:
     kuberay:
-      description: The RayCluster's head and its one worker group.
+      description:
+        - The RayCluster's head and its one worker group; with O(kuberay_layout), that layout merged over the
+          plan's, once checked.
       returned: when O(platform=kubernetes)
       type: dict
       contains:
@@ -431,11 +476,42 @@ ray_layout:
           elements: str
           sample: []
 vllm_args:
-  description: The vLLM server arguments the plan implies (C(quantization) is V(fp8) for online FP8, else null).
+  description:
+    - The vLLM server arguments the plan implies, the one source of vLLM's parallelism and memory arguments; the
+      vllm_serve role builds its command line from it.
   returned: success
   type: dict
   sample: {tensor_parallel_size: 1, pipeline_parallel_size: 2, max_model_len: 8096, gpu_memory_utilization: 0.9,
            dtype: bfloat16, kv_cache_dtype: auto, quantization: null}
+  contains:
+    tensor_parallel_size:
+      description: C(--tensor-parallel-size), the same as RV(tensor_parallel_size).
+      type: int
+      sample: 1
+    pipeline_parallel_size:
+      description: C(--pipeline-parallel-size), the same as RV(pipeline_parallel_size).
+      type: int
+      sample: 2
+    max_model_len:
+      description: C(--max-model-len), the same as RV(max_model_len).
+      type: int
+      sample: 8096
+    gpu_memory_utilization:
+      description: C(--gpu-memory-utilization), the O(gpu_memory_utilization) the plan was sized with.
+      type: float
+      sample: 0.9
+    dtype:
+      description: C(--dtype), the serving dtype the plan resolved (never V(auto)).
+      type: str
+      sample: bfloat16
+    kv_cache_dtype:
+      description: C(--kv-cache-dtype) as O(kv_cache_dtype) asked for it (V(auto) stays V(auto)).
+      type: str
+      sample: auto
+    quantization:
+      description: C(--quantization), V(fp8) when O(dtype=fp8) quantizes an unquantized checkpoint online, else null.
+      type: str
+      sample: null
 env:
   description: Environment variables vLLM needs for the plan (C(VLLM_CPU_KVCACHE_SPACE) on CPU).
   returned: success
@@ -467,11 +543,16 @@ table_lines:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan import (
+    DEFAULT_ALLOW_CROSS_NODE_TP,
+    DEFAULT_DTYPE,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_KV_CACHE_DTYPE,
     DTYPES,
     KV_CACHE_DTYPES,
     PLATFORMS,
     PlanError,
-    plan_from_options,
+    Planner,
+    PlanRequest,
 )
 
 NODE_OPTIONS = dict(
@@ -489,18 +570,20 @@ ARGUMENT_SPEC = dict(
     model_config=dict(type="dict"),
     model_params_b=dict(type="float"),
     model_name=dict(type="str"),
-    dtype=dict(type="str", default="auto", choices=list(DTYPES)),
-    kv_cache_dtype=dict(type="str", default="auto", choices=list(KV_CACHE_DTYPES)),
+    dtype=dict(type="str", default=DEFAULT_DTYPE, choices=list(DTYPES)),
+    kv_cache_dtype=dict(type="str", default=DEFAULT_KV_CACHE_DTYPE, choices=list(KV_CACHE_DTYPES)),
     max_model_len=dict(type="int"),
-    gpu_memory_utilization=dict(type="float", default=0.9),
+    gpu_memory_utilization=dict(type="float", default=DEFAULT_GPU_MEMORY_UTILIZATION),
     tensor_parallel_size=dict(type="int"),
     pipeline_parallel_size=dict(type="int"),
     platform=dict(type="str", required=True, choices=list(PLATFORMS)),
     head_gpus=dict(type="raw"),
     max_gpus=dict(type="int"),
-    allow_cross_node_tp=dict(type="bool", default=False),
+    allow_cross_node_tp=dict(type="bool", default=DEFAULT_ALLOW_CROSS_NODE_TP),
     cpu_kvcache_space_gib=dict(type="int"),
     runtime_overhead_gib=dict(type="float"),
+    option_names=dict(type="dict", default={}),
+    kuberay_layout=dict(type="dict"),
 )
 
 
@@ -513,7 +596,8 @@ def main():
         supports_check_mode=True,
     )
     try:
-        plan = plan_from_options(module.params)
+        # Every option is checked while the request is built; the planner then sizes, chooses and assembles.
+        plan = Planner(PlanRequest.from_params(module.params)).plan()
     except PlanError as error:
         module.fail_json(msg=error.msg, reasons=[], **error.facts)
     # Ansible shows these as warnings and returns them under the warnings key.

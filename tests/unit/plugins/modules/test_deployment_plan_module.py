@@ -13,6 +13,7 @@ import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
 from ansible_collections.llmops.ray_vllm.plugins.modules import deployment_plan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -171,3 +172,82 @@ def test_documentation_returns_every_key_of_a_plan():
     documented = set(yaml.safe_load(deployment_plan.RETURN))
     result = run(seed_args())
     assert set(result) - {"changed", "invocation"} <= documented
+
+
+def test_documented_defaults_are_the_planner_constants():
+    """The documentation must spell defaults out; the argument spec takes them from the planner's constants."""
+    options = documented_options()
+    assert options["gpu_memory_utilization"]["default"] == dp.DEFAULT_GPU_MEMORY_UTILIZATION
+    assert deployment_plan.ARGUMENT_SPEC["gpu_memory_utilization"]["default"] is dp.DEFAULT_GPU_MEMORY_UTILIZATION
+    for option, constant in (
+        ("dtype", dp.DEFAULT_DTYPE),
+        ("kv_cache_dtype", dp.DEFAULT_KV_CACHE_DTYPE),
+        ("allow_cross_node_tp", dp.DEFAULT_ALLOW_CROSS_NODE_TP),
+    ):
+        assert options[option]["default"] == constant == deployment_plan.ARGUMENT_SPEC[option]["default"], option
+
+
+def test_option_names_are_every_option_but_itself():
+    assert set(dp.OPTION_NAMES) == set(deployment_plan.ARGUMENT_SPEC) - {"option_names"}
+
+
+def test_vllm_args_are_documented_as_the_one_source():
+    returned = yaml.safe_load(deployment_plan.RETURN)["vllm_args"]
+    assert "the one source of vLLM's parallelism and memory arguments; the vllm_serve role builds its command line" in (
+        " ".join(returned["description"])
+    )
+    assert set(returned["contains"]) == set(run(seed_args())["vllm_args"])
+
+
+def smollm2_args(**extra):
+    with open(os.path.join(MODELS, "smollm2-135m-instruct", "config.json"), encoding="utf-8") as stream:
+        config = json.load(stream)
+    args = {
+        "platform": "hosts",
+        "nodes": [dict(A100, name="gpu-node-0", gpus=4)],
+        "model_config": config,
+        "model_params_b": 0.135,
+    }
+    args.update(extra)
+    return args
+
+
+def test_option_names_name_the_playbook_variables():
+    result = run(
+        smollm2_args(tensor_parallel_size=2, option_names={"tensor_parallel_size": "vllm_serve_tensor_parallel_size"}),
+        FailJson,
+    )
+    assert result["msg"] == (
+        "vllm_serve_tensor_parallel_size=2 does not divide num_attention_heads=9 of the model; choose one of 1, 3, 9."
+    )
+
+
+def test_unknown_option_names_fail_with_the_valid_ones():
+    result = run(smollm2_args(option_names={"tp": "vllm_serve_tensor_parallel_size"}), FailJson)
+    assert result["msg"].startswith("option_names has unknown key(s) tp; its keys are deployment_plan's options: ")
+    assert "tensor_parallel_size" in result["msg"]
+
+
+def test_kuberay_layout_replaces_the_planned_one():
+    result = run(
+        seed_args(
+            kuberay_layout={"worker_group": {"cpus": 6, "memory_mib": 65536}},
+            option_names={"kuberay_layout": "ray_cluster_kuberay_layout"},
+        )
+    )
+    group = result["ray_layout"]["kuberay"]["worker_group"]
+    assert (group["cpus"], group["memory_mib"], group["replicas"], group["num_gpus"]) == (6, 65536, 2, 1)
+    assert result["reasons"][-1].startswith("ray_layout.kuberay comes from the user option ray_cluster_kuberay_layout")
+
+
+def test_kuberay_layout_that_misses_the_world_size_fails():
+    result = run(seed_args(kuberay_layout={"worker_group": {"replicas": 1}}), FailJson)
+    assert result["msg"].startswith(
+        "kuberay_layout gives Ray 1 GPUs (0 on the head pod + replicas=1 x num_of_hosts=1 x num_gpus=1), fewer than "
+        "the plan's world size: expected at least 2 (TP=1 x PP=2), seen 1;"
+    )
+
+
+def test_kuberay_layout_is_refused_on_hosts():
+    result = run(seed_args(platform="hosts", kuberay_layout={"worker_group": {"replicas": 2}}), FailJson)
+    assert result["msg"].startswith("kuberay_layout is set, but platform=hosts")
