@@ -36,7 +36,7 @@ RENDER = textwrap.dedent(
     from ansible.template import Templar, trust_as_template
     role = sys.argv[1]
     names = {"job": "llm-model-download", "namespace": "llm", "labels": {"app.kubernetes.io/name": "models"}}
-    variables = {"role_path": role, "ansible_search_path": [role], "model_storage_k8s": names}
+    variables = {"role_path": role, "ansible_search_path": [role], "_model_storage_k8s": names}
     with open(role + "/templates/configmap.yaml.j2") as template:
         print(Templar(loader=DataLoader(), variables=variables).template(trust_as_template(template.read())))
     """
@@ -111,7 +111,7 @@ class Job:
         }
         # -S: no site-packages, so the script and the marker module can only use the standard library.
         command = [sys.executable, "-S", str(self.shipped / "download_model.py")]
-        return subprocess.run(command, env=env, capture_output=True, text=True, cwd="/")
+        return subprocess.run(command, env=env, capture_output=True, text=True, cwd="/", check=False)
 
     def hub_calls(self):
         return self.hub_log.read_text().split() if self.hub_log.exists() else []
