@@ -1,9 +1,9 @@
 """The Kubernetes download Job's script, run from the files the model_storage role ships in its ConfigMap.
 
-The ConfigMap template is rendered with Ansible's own templating (its file lookups included), its files are laid out
-as the kubelet mounts a ConfigMap (a timestamped folder behind ``..data`` links), and download_model.py runs there
-with the standard library only (``python -S``) and a stand-in ModelScope SDK on PYTHONPATH. The marker it writes is
-the one the hosts platform's model_download accepts: both use the one shipped _model_marker.py.
+The data of the ConfigMap template is rendered with Ansible's own templating (its file lookups included), its files
+are laid out as the kubelet mounts a ConfigMap (a timestamped folder behind ``..data`` links), and download_model.py
+runs there with the standard library only (``python -S``) and a stand-in ModelScope SDK on PYTHONPATH. The marker it
+writes is the one the hosts platform's model_download accepts: both use the one shipped _model_marker.py.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[4]
 ROLE = REPO / "roles" / "model_storage"
 
 # Runs in its own interpreter: Ansible's plugin loader takes over the ansible_collections imports of the process.
+# Only the ConfigMap's data is rendered: what the Job gets does not depend on the role's naming facts.
 RENDER = textwrap.dedent(
     """
     import sys
@@ -35,10 +36,11 @@ RENDER = textwrap.dedent(
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
     role = sys.argv[1]
-    names = {"job": "llm-model-download", "namespace": "llm", "labels": {"app.kubernetes.io/name": "models"}}
-    variables = {"role_path": role, "ansible_search_path": [role], "_model_storage_k8s": names}
     with open(role + "/templates/configmap.yaml.j2") as template:
-        print(Templar(loader=DataLoader(), variables=variables).template(trust_as_template(template.read())))
+        text = template.read()
+    data = text[text.index("\\ndata:") :]
+    variables = {"role_path": role, "ansible_search_path": [role]}
+    print(Templar(loader=DataLoader(), variables=variables).template(trust_as_template(data)))
     """
 )
 
