@@ -351,13 +351,9 @@ def _smp_map(original: dict, patch: dict, schema):
         for key in [key for key in original if key not in retained]:
             del original[key]
 
-    for key, values in patch.items():
-        if key.startswith(DELETE_FROM_PRIMITIVE_LIST_PREFIX):
-            field = key[len(DELETE_FROM_PRIMITIVE_LIST_PREFIX) :]
-            if not isinstance(values, list):
-                raise PatchError(f"{key} must be a list", code=400)
-            if isinstance(original.get(field), list):
-                original[field] = [item for item in original[field] if not _contains(values, item)]
+    for field, values in _list_directives(patch, DELETE_FROM_PRIMITIVE_LIST_PREFIX):
+        if isinstance(original.get(field), list):
+            original[field] = [item for item in original[field] if not _contains(values, item)]
 
     for key, value in patch.items():
         if _is_directive_key(key):
@@ -371,17 +367,22 @@ def _smp_map(original: dict, patch: dict, schema):
         else:
             original[key] = merged
 
-    for key, order in patch.items():
-        if key.startswith(SET_ELEMENT_ORDER_PREFIX):
-            field = key[len(SET_ELEMENT_ORDER_PREFIX) :]
-            if not isinstance(order, list):
-                raise PatchError(f"{key} must be a list", code=400)
-            if isinstance(original.get(field), list):
-                field_schema = _field_schema(schema, field) or {}
-                original[field] = _apply_element_order(
-                    original[field], order, field_schema.get("x-kubernetes-patch-merge-key")
-                )
+    for field, order in _list_directives(patch, SET_ELEMENT_ORDER_PREFIX):
+        if isinstance(original.get(field), list):
+            field_schema = _field_schema(schema, field) or {}
+            original[field] = _apply_element_order(
+                original[field], order, field_schema.get("x-kubernetes-patch-merge-key")
+            )
     return original
+
+
+def _list_directives(patch: dict, prefix: str):
+    """(field, list) for each ``<prefix>/<field>`` directive of a patch map, refusing a value that is no list."""
+    for key, values in patch.items():
+        if key.startswith(prefix):
+            if not isinstance(values, list):
+                raise PatchError(f"{key} must be a list", code=400)
+            yield key[len(prefix) :], values
 
 
 def _smp_value(original, patch, schema):

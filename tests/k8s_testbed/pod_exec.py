@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from aiohttp import WSMsgType, web
 
 from .quantity import parse_quantity
+from .store import api_status
 from .timestamps import parse_timestamp
 
 SUPPORTED_PROTOCOLS = (
@@ -72,22 +73,6 @@ NODE_ALLOCATABLE = {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "100Gi"}
 
 
 # --------------------------------------------------------------------------------------------------- Status JSON
-
-
-def api_status(code: int, reason: str, message: str, details: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """A ``kind: Status`` failure body as the apiserver writes it for HTTP errors."""
-    body: Dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-    }
-    if details:
-        body["details"] = details
-    body["code"] = code
-    return body
 
 
 def status_response(code: int, reason: str, message: str) -> web.Response:

@@ -28,7 +28,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .pod_exec import api_status
+from .pod_exec import status_response
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -58,10 +58,6 @@ class ProxyError(ValueError):
 
     def response(self) -> web.Response:
         return status_response(self.code, self.reason, self.message)
-
-
-def status_response(code: int, reason: str, message: str) -> web.Response:
-    return web.json_response(api_status(code, reason, message), status=code)
 
 
 def _go_quote(text: str) -> str:

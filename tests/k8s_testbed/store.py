@@ -26,6 +26,16 @@ CRD_TYPE_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 
+def api_status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
+    """A ``kind: Status`` failure body, its fields in the order the apiserver writes them."""
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message}
+    body["reason"] = reason
+    if details is not None:
+        body["details"] = details
+    body["code"] = code
+    return body
+
+
 class ApiError(Exception):
     """An error the API answers with a Status object."""
 
@@ -37,18 +47,7 @@ class ApiError(Exception):
         self.details = details
 
     def status(self) -> dict:
-        status = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details is not None:
-            status["details"] = self.details
-        return status
+        return api_status(self.code, self.reason, self.message, self.details)
 
 
 def qualified_plural(resource_type) -> str:

@@ -21,6 +21,8 @@ import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
 
+from .store import api_status
+
 K8S_SCHEMA_VERSION = "1.33.0"  # the emulator reports v1.33
 
 CRD_DIR = Path(__file__).resolve().parent / "crds"
@@ -175,31 +177,26 @@ OBJECT_META_FIELDS = {
 }
 
 
-def _dns_label_msgs(value: str) -> list:
+def _checked_name_msgs(value: str, limit: int, pattern: re.Pattern, message: str) -> list:
+    """What apimachinery's name validators say: too long, and not matching the name pattern."""
     msgs = []
-    if len(value) > 63:
-        msgs.append("must be no more than 63 characters")
-    if not DNS1123_LABEL.match(value):
-        msgs.append(MSG_LABEL)
+    if len(value) > limit:
+        msgs.append(f"must be no more than {limit} characters")
+    if not pattern.match(value):
+        msgs.append(message)
     return msgs
+
+
+def _dns_label_msgs(value: str) -> list:
+    return _checked_name_msgs(value, 63, DNS1123_LABEL, MSG_LABEL)
 
 
 def _dns1035_msgs(value: str) -> list:
-    msgs = []
-    if len(value) > 63:
-        msgs.append("must be no more than 63 characters")
-    if not DNS1035_LABEL.match(value):
-        msgs.append(MSG_DNS1035)
-    return msgs
+    return _checked_name_msgs(value, 63, DNS1035_LABEL, MSG_DNS1035)
 
 
 def _subdomain_msgs(value: str) -> list:
-    msgs = []
-    if len(value) > 253:
-        msgs.append("must be no more than 253 characters")
-    if not DNS1123_SUBDOMAIN.match(value):
-        msgs.append(MSG_SUBDOMAIN)
-    return msgs
+    return _checked_name_msgs(value, 253, DNS1123_SUBDOMAIN, MSG_SUBDOMAIN)
 
 
 def _path_segment_msgs(value: str) -> list:
@@ -678,30 +675,14 @@ def status_for_errors(kind: str, name: str, group: str, errors: list) -> dict:
     if group:
         details["group"] = group
     details["causes"] = [{"reason": e["reason"], "message": e["message"], "field": e.get("field", "")} for e in errors]
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f'{qualified} "{name}" is invalid: {aggregate}',
-        "reason": "Invalid",
-        "details": details,
-        "code": 422,
-    }
+    return api_status(422, "Invalid", f'{qualified} "{name}" is invalid: {aggregate}', details)
 
 
 def status_for_unknown_fields(kind: str, version: str, errors: list) -> dict:
     """The 400 BadRequest Status a real server answers with when Strict field validation finds unknown fields."""
     fields = ", ".join(e["message"] for e in errors if is_unknown_field(e))
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {fields}',
-        "reason": "BadRequest",
-        "code": 400,
-    }
+    message = f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {fields}'
+    return api_status(400, "BadRequest", message)
 
 
 # --- bundled CRDs -----------------------------------------------------------------------------------------------

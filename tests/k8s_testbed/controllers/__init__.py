@@ -20,7 +20,7 @@ from .base import Controller
 from .gpu_operator import GpuOperatorController
 from .kubelet import KubeletController
 from .kuberay import KubeRayController, ray_start_command
-from .nodes import NodesController, node_index, node_status_fields
+from .nodes import NodesController, node_status_fields
 from .storage import StorageController
 from .workloads import WorkloadsController
 
@@ -46,5 +46,5 @@ def apply_seed(state: TestBedState) -> None:
     for obj in seed_objects(state.seed or {}):
         is_node = obj["kind"] == "Node"
         if is_node:
-            obj["status"].update(node_status_fields(obj, node_index(obj), ready=True))
+            obj["status"].update(node_status_fields(obj, ready=True))
         writer.ensure(obj, keep_status=is_node)

@@ -80,8 +80,17 @@ def set_condition(
     return result
 
 
+def set_pod_condition(conditions: list, kind: str, status: str, reason: str = "", message: str = "") -> list:
+    """A pod condition: it carries lastProbeTime (null), which the kubelet writes on every pod condition."""
+    return set_condition(conditions, kind, status, reason, message, probe_time=True)
+
+
 def find_condition(obj: dict, kind: str) -> dict | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
+    return condition_in((obj.get("status") or {}).get("conditions"), kind)
+
+
+def condition_in(conditions: list | None, kind: str) -> dict | None:
+    for condition in conditions or []:
         if condition.get("type") == kind:
             return condition
     return None
@@ -116,12 +125,29 @@ def pod_ready(pod: dict) -> bool:
     return condition_true(pod, "Ready")
 
 
+def phase_of(obj: dict) -> str | None:
+    return (obj.get("status") or {}).get("phase")
+
+
 def pod_running_and_ready(pod: dict) -> bool:
-    return (pod.get("status") or {}).get("phase") == "Running" and pod_ready(pod)
+    return phase_of(pod) == "Running" and pod_ready(pod)
 
 
 def pod_terminal(pod: dict) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return phase_of(pod) in ("Succeeded", "Failed")
+
+
+def terminated_state(exit_code: int, reason: str, started_at: str, finished_at: str, container_id) -> dict:
+    """A container's ``terminated`` state as the kubelet reports it."""
+    return {
+        "terminated": {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started_at,
+            "finishedAt": finished_at,
+            "containerID": container_id,
+        }
+    }
 
 
 def deleting(obj: dict) -> bool:
@@ -138,10 +164,9 @@ def pod_claims(pod: dict) -> list:
 
 def deletion_order(pod: dict) -> tuple:
     """Which pods a scale-down removes first: unscheduled, pending, not ready, then the newest."""
-    status = pod.get("status") or {}
     return (
         bool(pod["spec"].get("nodeName")),
-        status.get("phase") == "Running",
+        phase_of(pod) == "Running",
         pod_ready(pod),
         "".join(chr(255 - ord(c)) for c in pod["metadata"].get("creationTimestamp", "")),
     )
@@ -247,56 +272,61 @@ class Controller:
     ) -> None:
         """Record a core/v1 Event; the same reason and message for the same object bump its count instead
         (only when ``repeat_after`` seconds have passed since the last bump; None: never bump)."""
-        event_type = self.rtype("v1", "Event")
-        metadata = involved["metadata"]
-        namespace = metadata.get("namespace") or "default"
-        for existing in self.store.iter_objects(event_type):
+        uid = involved["metadata"].get("uid")
+        for existing in self.objects("v1", "Event"):
             ref = existing.get("involvedObject") or {}
-            if (
-                ref.get("uid") == metadata.get("uid")
-                and existing.get("reason") == reason
-                and existing.get("message") == message
-            ):
-                if repeat_after is None or clock() - _EVENT_BUMPS.get(existing["metadata"]["uid"], 0) < repeat_after:
-                    return
-                _EVENT_BUMPS[existing["metadata"]["uid"]] = clock()
-                bumped = copy.deepcopy(existing)
-                bumped["count"] = int(existing.get("count") or 1) + 1
-                bumped["lastTimestamp"] = now_rfc3339()
-                self.update(bumped)
+            if ref.get("uid") == uid and existing.get("reason") == reason and existing.get("message") == message:
+                self._bump(existing, repeat_after)
                 return
-        stamp = now_rfc3339()
-        component = component or self.name
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{metadata['name']}.{time.time_ns():x}", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": metadata["name"],
-                "namespace": metadata.get("namespace") or "",
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "source": {"component": component},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "type": kind,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": "",
-        }
-        if not metadata.get("namespace"):
-            body["involvedObject"].pop("namespace")
         try:
-            created = self.create(body)
+            created = self.create(_event_body(involved, reason, message, kind, component or self.name))
         except ApiError:
             return
         _EVENT_BUMPS[created["metadata"]["uid"]] = clock()
 
+    def _bump(self, event: dict, repeat_after: float | None) -> None:
+        uid = event["metadata"]["uid"]
+        if repeat_after is None or clock() - _EVENT_BUMPS.get(uid, 0) < repeat_after:
+            return
+        _EVENT_BUMPS[uid] = clock()
+        bumped = copy.deepcopy(event)
+        bumped["count"] = int(event.get("count") or 1) + 1
+        bumped["lastTimestamp"] = now_rfc3339()
+        self.update(bumped)
 
-_EVENT_BUMPS: dict = {}
+
+_EVENT_BUMPS: dict = {}  # event uid -> clock() of its creation or last bump
+
+
+def _event_body(involved: dict, reason: str, message: str, kind: str, component: str) -> dict:
+    metadata = involved["metadata"]
+    stamp = now_rfc3339()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{metadata['name']}.{time.time_ns():x}",
+            "namespace": metadata.get("namespace") or "default",
+        },
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": metadata["name"],
+            "namespace": metadata.get("namespace") or "",
+            "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "source": {"component": component},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "type": kind,
+        "eventTime": None,
+        "reportingComponent": component,
+        "reportingInstance": "",
+    }
+    if not metadata.get("namespace"):
+        body["involvedObject"].pop("namespace")
+    return body

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 
 from ..seeding import GPU_OPERATOR_VERSION, seed_gpu_nodes
-from .base import Controller, owner_reference, set_condition
+from .base import Controller, labels_of, owner_reference, set_condition
 
 _OPERANDS = (
     # name, app label, image, deploy label
@@ -111,35 +111,22 @@ class GpuOperatorController(Controller):
 
     def reconcile(self) -> None:
         policies = self.live("nvidia.com/v1", "ClusterPolicy")
-        installed = bool(policies)
-        gpu_nodes = seed_gpu_nodes(self.state.seed or {})
+        gpu_nodes = seed_gpu_nodes(self.state.seed or {}) if policies else {}
         mig = ((policies[0].get("spec") or {}).get("mig") or {}).get("strategy", "single") if policies else "single"
         for node in list(self.objects("v1", "Node")):
-            gpu = gpu_nodes.get(node["metadata"]["name"]) if installed else None
-            self._node(node, gpu, mig)
+            self._node(node, gpu_nodes.get(node["metadata"]["name"]), mig)
         namespace = self._namespace()
         for policy in policies:
             if namespace:
                 for operand in _OPERANDS:
-                    self._operand(policy, namespace, *operand)
-            status = copy.deepcopy(policy.get("status") or {})
-            status["state"] = "ready"
-            status["namespace"] = namespace or ""
-            status["conditions"] = set_condition(
-                status.get("conditions"),
-                "Ready",
-                "True",
-                "Reconciled",
-                "ClusterPolicy is ready as all resources have been successfully reconciled",
-                meta=True,
-            )
-            status["conditions"] = set_condition(status["conditions"], "Error", "False", "Ready", meta=True)
-            self.write_status(policy, status)
+                    self.ensure(_operand_daemon_set(policy, namespace, *operand))
+            self.write_status(policy, _ready_status(policy, namespace))
 
     def _namespace(self) -> str:
+        """Where the operator runs: its Deployment's namespace, else the seed's namespace for it if that exists."""
         wanted = (self.state.seed.get("platform") or {}).get("gpu_operator_namespace") if self.state.seed else None
         for deployment in self.objects("apps/v1", "Deployment"):
-            labels = deployment["metadata"].get("labels") or {}
+            labels = labels_of(deployment)
             if labels.get("app") == "gpu-operator" or labels.get("app.kubernetes.io/component") == "gpu-operator":
                 return deployment["metadata"]["namespace"]
         if wanted and self.peek("v1", "Namespace", None, wanted) is not None:
@@ -147,7 +134,8 @@ class GpuOperatorController(Controller):
         return ""
 
     def _node(self, node: dict, gpu: dict | None, mig: str) -> None:
-        labels = dict(node["metadata"].get("labels") or {})
+        """GPU feature discovery labels and nvidia.com/gpu capacity on a GPU node, none on any other."""
+        labels = dict(labels_of(node))
         wanted = {k: v for k, v in labels.items() if not _is_gpu_label(k)}
         if gpu is not None:
             wanted.update(gfd_labels(gpu, mig))
@@ -164,41 +152,41 @@ class GpuOperatorController(Controller):
                 resources.pop("nvidia.com/gpu", None)
         self.write_status(node, status)
 
-    def _operand(self, policy: dict, namespace: str, name: str, app: str, image: str, deploy: str) -> None:
-        if self.peek("apps/v1", "DaemonSet", namespace, name) is not None:
-            return
-        body = {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {
-                    "app": app,
-                    "app.kubernetes.io/managed-by": "gpu-operator",
-                    "app.kubernetes.io/part-of": "nvidia-gpu",
+
+def _ready_status(policy: dict, namespace: str) -> dict:
+    status = copy.deepcopy(policy.get("status") or {})
+    status["state"] = "ready"
+    status["namespace"] = namespace or ""
+    message = "ClusterPolicy is ready as all resources have been successfully reconciled"
+    status["conditions"] = set_condition(status.get("conditions"), "Ready", "True", "Reconciled", message, meta=True)
+    status["conditions"] = set_condition(status["conditions"], "Error", "False", "Ready", meta=True)
+    return status
+
+
+def _operand_daemon_set(policy: dict, namespace: str, name: str, app: str, image: str, deploy: str) -> dict:
+    """One operand DaemonSet, on the nodes GPU feature discovery marks for it."""
+    labels = {"app": app, "app.kubernetes.io/managed-by": "gpu-operator", "app.kubernetes.io/part-of": "nvidia-gpu"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner_reference(policy)],
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": app}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "nodeSelector": {f"nvidia.com/gpu.deploy.{deploy}": "true"},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "priorityClassName": "system-node-critical",
+                    "serviceAccountName": app.replace("-daemonset", ""),
+                    "containers": [{"name": deploy.replace("operator-", ""), "image": image}],
                 },
-                "ownerReferences": [owner_reference(policy)],
             },
-            "spec": {
-                "selector": {"matchLabels": {"app": app}},
-                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-                "template": {
-                    "metadata": {
-                        "labels": {
-                            "app": app,
-                            "app.kubernetes.io/managed-by": "gpu-operator",
-                            "app.kubernetes.io/part-of": "nvidia-gpu",
-                        }
-                    },
-                    "spec": {
-                        "nodeSelector": {f"nvidia.com/gpu.deploy.{deploy}": "true"},
-                        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                        "priorityClassName": "system-node-critical",
-                        "serviceAccountName": app.replace("-daemonset", ""),
-                        "containers": [{"name": deploy.replace("operator-", ""), "image": image}],
-                    },
-                },
-            },
-        }
-        self.create(body)
+        },
+    }

@@ -18,13 +18,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from .. import defaults
 from ..quantity import parse_quantity
 from ..timestamps import now_rfc3339
 from . import base
-from .base import Controller, deleting, pod_claims, pod_terminal, set_condition
+from .base import (
+    Controller,
+    deleting,
+    labels_of,
+    pod_claims,
+    pod_terminal,
+    set_pod_condition,
+    terminated_state,
+)
 from .nodes import node_index, node_internal_ip, node_ready
 
 if TYPE_CHECKING:
@@ -33,66 +42,10 @@ if TYPE_CHECKING:
 SCHEDULER = "default-scheduler"
 EVENT_REPEAT_SECONDS = 60.0  # a repeated FailedScheduling bumps its Event's count at most this often
 CRASH_RESTART_SECONDS = 1.0  # a crash-looping container restarts this often
+_CONDITION_ORDER = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
 
 
-def _match_expression(expression: dict, value, present: bool) -> bool:
-    operator = expression.get("operator")
-    values = [str(v) for v in expression.get("values") or []]
-    if operator == "In":
-        return present and value in values
-    if operator == "NotIn":
-        return not present or value not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and values:
-        try:
-            left, right = int(value), int(values[0])
-        except ValueError:
-            return False
-        return left > right if operator == "Gt" else left < right
-    return False
-
-
-def _image_ref(image: str) -> str:
-    """The image as containerd reports it: with registry and tag."""
-    name = image or "busybox"
-    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    first = name.split("/", 1)[0]
-    if "/" not in name:
-        name = "docker.io/library/" + name
-    elif "." not in first and ":" not in first and first != "localhost":
-        name = "docker.io/" + name
-    return name
-
-
-def _image_id(image: str) -> str:
-    ref = _image_ref(image)
-    repository = ref.split("@", 1)[0].rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
-    return f"{repository}@sha256:{hashlib.sha256(ref.encode()).hexdigest()}"
-
-
-def container_requests(container: dict) -> dict:
-    resources = container.get("resources") or {}
-    requests = {k: parse_quantity(v) for k, v in (resources.get("limits") or {}).items()}
-    requests.update({k: parse_quantity(v) for k, v in (resources.get("requests") or {}).items()})
-    return requests
-
-
-def pod_requests(spec: dict) -> dict:
-    """What the scheduler counts: the sum over containers, at least the largest init container, plus overhead."""
-    total: dict = {}
-    for container in spec.get("containers") or []:
-        for key, value in container_requests(container).items():
-            total[key] = total.get(key, 0) + value
-    for container in spec.get("initContainers") or []:
-        for key, value in container_requests(container).items():
-            total[key] = max(total.get(key, 0), value)
-    for key, value in (spec.get("overhead") or {}).items():
-        total[key] = total.get(key, 0) + parse_quantity(value)
-    return total
+# ---- scheduling predicates (the DaemonSet controller uses them too) ---------------------------------------------
 
 
 def tolerates(tolerations: list, taint: dict) -> bool:
@@ -118,28 +71,242 @@ def untolerated_taint(node: dict, tolerations: list, effects=("NoSchedule", "NoE
     return None
 
 
+def required_node_terms(spec: dict) -> list:
+    """The nodeSelectorTerms of a pod spec's required node affinity."""
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    return (affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+
+
 def node_matches_affinity(node: dict, spec: dict) -> bool:
-    labels = node["metadata"].get("labels") or {}
+    """nodeSelector, and one of the required node affinity's terms (an empty term matches no node)."""
+    labels = labels_of(node)
     for key, value in (spec.get("nodeSelector") or {}).items():
         if labels.get(key) != value:
             return False
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = required.get("nodeSelectorTerms") or []
+    terms = required_node_terms(spec)
     if not terms:
         return True
     fields = {"metadata.name": node["metadata"]["name"]}
-    for term in terms:
-        expressions = term.get("matchExpressions") or []
-        field_expressions = term.get("matchFields") or []
-        if not expressions and not field_expressions:
-            continue
-        if all(_match_expression(e, labels.get(e.get("key")), e.get("key") in labels) for e in expressions) and all(
-            _match_expression(e, fields.get(e.get("key")), e.get("key") in fields) for e in field_expressions
-        ):
-            return True
+    return any(_term_matches(term, labels, fields) for term in terms)
+
+
+def _term_matches(term: dict, labels: dict, fields: dict) -> bool:
+    expressions, field_expressions = term.get("matchExpressions") or [], term.get("matchFields") or []
+    if not expressions and not field_expressions:
+        return False
+    return _all_match(expressions, labels) and _all_match(field_expressions, fields)
+
+
+def _all_match(expressions: list, values: dict) -> bool:
+    return all(_match_expression(e, values.get(e.get("key")), e.get("key") in values) for e in expressions)
+
+
+def _match_expression(expression: dict, value, present: bool) -> bool:
+    """A NodeSelectorRequirement (In, NotIn, Exists, DoesNotExist, Gt, Lt) against one label or field."""
+    operator = expression.get("operator")
+    values = [str(v) for v in expression.get("values") or []]
+    if operator == "In":
+        return present and value in values
+    if operator == "NotIn":
+        return not present or value not in values
+    if operator == "Exists":
+        return present
+    if operator == "DoesNotExist":
+        return not present
+    if operator in ("Gt", "Lt") and present and values:
+        try:
+            left, right = int(value), int(values[0])
+        except ValueError:
+            return False
+        return left > right if operator == "Gt" else left < right
     return False
+
+
+def container_requests(container: dict) -> dict:
+    resources = container.get("resources") or {}
+    requests = {k: parse_quantity(v) for k, v in (resources.get("limits") or {}).items()}
+    requests.update({k: parse_quantity(v) for k, v in (resources.get("requests") or {}).items()})
+    return requests
+
+
+def pod_requests(spec: dict) -> dict:
+    """What the scheduler counts: the sum over containers, at least the largest init container, plus overhead."""
+    total: dict = {}
+    for container in spec.get("containers") or []:
+        _add_into(total, container_requests(container))
+    for container in spec.get("initContainers") or []:
+        for key, value in container_requests(container).items():
+            total[key] = max(total.get(key, 0), value)
+    _add_into(total, {key: parse_quantity(value) for key, value in (spec.get("overhead") or {}).items()})
+    return total
+
+
+def _add_into(total: dict, amounts: dict) -> None:
+    for key, value in amounts.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _fit(node: dict, spec: dict, requests: dict, used: dict, count: int) -> tuple:
+    """(reasons the pod does not fit on the node, whether preemption could help)."""
+    if (node.get("spec") or {}).get("unschedulable") and not tolerates(
+        spec.get("tolerations"), {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+    ):
+        return ["node(s) were unschedulable"], False
+    taint = untolerated_taint(node, spec.get("tolerations"))
+    if taint is not None:
+        return [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"], False
+    if not node_matches_affinity(node, spec):
+        return ["node(s) didn't match Pod's node affinity/selector"], False
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    reasons = []
+    if count + 1 > int(parse_quantity(allocatable.get("pods", 110))):
+        reasons.append("Too many pods")
+    for key in sorted(requests):
+        if requests[key] <= 0:
+            continue
+        if key not in allocatable and key not in ("cpu", "memory", "ephemeral-storage"):
+            reasons.append(f"Insufficient {key}")
+            continue
+        if requests[key] > parse_quantity(allocatable.get(key, 0)) - used.get(key, 0):
+            reasons.append(f"Insufficient {key}")
+    return reasons, True
+
+
+def _free_score(node: dict, used: dict, requests: dict) -> tuple:
+    """Least allocated first: the node with the most free of cpu and memory after the pod, then by name."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    score = 0
+    for key in ("cpu", "memory"):
+        capacity = parse_quantity(allocatable.get(key, 0))
+        if capacity:
+            score += (capacity - used.get(key, 0) - requests.get(key, 0)) / capacity
+    return (-score, node["metadata"]["name"])
+
+
+def _unavailable_message(total: int, reasons, preemption) -> str:
+    """kube-scheduler's FailedScheduling text: how many nodes failed for what, and why preemption does not help."""
+    first = ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
+    second = ", ".join(sorted(f"{count} {reason}" for reason, count in preemption.items()))
+    return f"0/{total} nodes are available: {first}. preemption: 0/{total} nodes are available: {second}."
+
+
+# ---- container statuses -----------------------------------------------------------------------------------------
+
+
+def _image_ref(image: str) -> str:
+    """The image as containerd reports it: with registry and tag."""
+    name = image or "busybox"
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = "docker.io/library/" + name
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = "docker.io/" + name
+    return name
+
+
+def _image_id(image: str) -> str:
+    ref = _image_ref(image)
+    repository = ref.split("@", 1)[0].rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
+    return f"{repository}@sha256:{hashlib.sha256(ref.encode()).hexdigest()}"
+
+
+def _container_id() -> str:
+    return f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}"
+
+
+def _waiting_status(container: dict, reason: str) -> dict:
+    """A container the runtime has not created yet."""
+    return {
+        "name": container["name"],
+        "image": container.get("image", ""),
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": {"waiting": {"reason": reason}},
+        "lastState": {},
+    }
+
+
+def _created_status(container: dict, container_id: str, started: bool, state: dict) -> dict:
+    """A container the runtime created: its image resolved and pinned, its ID."""
+    return {
+        "name": container["name"],
+        "image": _image_ref(container.get("image", "")),
+        "imageID": _image_id(container.get("image", "")),
+        "containerID": container_id,
+        "ready": True,
+        "restartCount": 0,
+        "started": started,
+        "state": state,
+        "lastState": {},
+    }
+
+
+def _completed_init_status(container: dict, stamp: str) -> dict:
+    container_id = _container_id()
+    return _created_status(container, container_id, False, terminated_state(0, "Completed", stamp, stamp, container_id))
+
+
+def _running_status(container: dict, stamp: str) -> dict:
+    return _created_status(container, _container_id(), True, {"running": {"startedAt": stamp}})
+
+
+def _names(containers: list) -> str:
+    return ", ".join(c["name"] for c in containers)
+
+
+def _unready_message(names: str) -> str:
+    return f"containers with unready status: [{names}]"
+
+
+def _back_off(restart_count: int) -> str:
+    """The kubelet's crash loop back-off after that many restarts: 10s doubling up to 5m, as Go prints it."""
+    delay = min(10 * 2 ** (restart_count - 1), 300)
+    return f"{delay // 60}m{delay % 60}s" if delay >= 60 else f"{delay}s"
+
+
+def _container_creating(spec: dict, status: dict, stamp: str) -> None:
+    """The first round after binding (or while volumes are not bound): containers wait in ContainerCreating."""
+    status["phase"] = "Pending"
+    status["containerStatuses"] = [_waiting_status(c, "ContainerCreating") for c in spec["containers"]]
+    init = spec.get("initContainers")
+    if init:
+        status["initContainerStatuses"] = [_waiting_status(c, "PodInitializing") for c in init]
+    status.setdefault("startTime", stamp)
+    conditions = set_pod_condition(status["conditions"], "PodReadyToStartContainers", "False")
+    if init:
+        message = f"containers with incomplete status: [{_names(init)}]"
+        conditions = set_pod_condition(conditions, "Initialized", "False", "ContainersNotInitialized", message)
+    else:
+        conditions = set_pod_condition(conditions, "Initialized", "True")
+    for kind in ("Ready", "ContainersReady"):
+        conditions = set_pod_condition(
+            conditions, kind, "False", "ContainersNotReady", _unready_message(_names(spec["containers"]))
+        )
+    status["conditions"] = conditions
+
+
+def _readiness_conditions(conditions: list, statuses: list, node: dict | None) -> list:
+    """ContainersReady from the containers; Ready from them and from the node (a NotReady node's pods are not)."""
+    unready = ("ContainersNotReady", _unready_message(", ".join(e["name"] for e in statuses if not e.get("ready"))))
+    containers_ready = all(e.get("ready") for e in statuses)
+    if containers_ready:
+        conditions = set_pod_condition(conditions, "ContainersReady", "True")
+    else:
+        conditions = set_pod_condition(conditions, "ContainersReady", "False", *unready)
+    if node is not None and not node_ready(node):
+        return set_pod_condition(conditions, "Ready", "False")
+    if containers_ready:
+        return set_pod_condition(conditions, "Ready", "True")
+    return set_pod_condition(conditions, "Ready", "False", *unready)
+
+
+def _order_conditions(conditions: list) -> list:
+    rank = {kind: index for index, kind in enumerate(_CONDITION_ORDER)}
+    return sorted(conditions, key=lambda c: rank.get(c.get("type"), 99))
 
 
 class KubeletController(Controller):
@@ -154,30 +321,8 @@ class KubeletController(Controller):
     def reconcile(self) -> None:
         nodes = {n["metadata"]["name"]: n for n in self.objects("v1", "Node")}
         pods = list(self.objects("v1", "Pod"))
-        usage = {name: {} for name in nodes}
-        counts = {name: 0 for name in nodes}
-        for pod in pods:
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name in usage and not pod_terminal(pod):
-                counts[node_name] += 1
-                for key, value in pod_requests(pod["spec"]).items():
-                    usage[node_name][key] = usage[node_name].get(key, 0) + value
-        pending = [
-            p
-            for p in pods
-            if not (p.get("spec") or {}).get("nodeName")
-            and not deleting(p)
-            and not pod_terminal(p)
-            and (p["spec"].get("schedulerName") or SCHEDULER) == SCHEDULER
-        ]
-        pending.sort(
-            key=lambda p: (
-                -int(p["spec"].get("priority") or 0),
-                p["metadata"].get("creationTimestamp", ""),
-                p["metadata"]["name"],
-            )
-        )
-        for pod in pending:
+        usage, counts = _node_usage(nodes, pods)
+        for pod in _pending(pods):
             self._schedule(pod, nodes, usage, counts)
         for pod in list(self.objects("v1", "Pod")):
             node_name = (pod.get("spec") or {}).get("nodeName")
@@ -188,6 +333,44 @@ class KubeletController(Controller):
                 del self._crash[key]
 
     # -- scheduler --
+    def _schedule(self, pod: dict, nodes: dict, usage: dict, counts: dict) -> None:
+        requests = pod_requests(pod["spec"])
+        chosen, message = self._choose_node(pod, nodes, usage, counts, requests)
+        if chosen is None:
+            self._unschedulable(pod, message)
+            return
+        self._bind(pod, chosen)
+        counts[chosen] += 1
+        _add_into(usage[chosen], requests)
+
+    def _choose_node(self, pod: dict, nodes: dict, usage: dict, counts: dict, requests: dict) -> tuple:
+        """(the node to bind to, "") or (None, why no node fits)."""
+        total = len(nodes)
+        if not nodes:
+            return None, "no nodes available to schedule pods"
+        problem = self._volume_problem(pod)
+        if problem:
+            return None, (
+                f"0/{total} nodes are available: {problem}. preemption: 0/{total} nodes are "
+                f"available: {total} Preemption is not helpful for scheduling."
+            )
+        reasons, preemption, fitting = Counter(), Counter(), []
+        for name in sorted(nodes):
+            node_reasons, resolvable = _fit(nodes[name], pod["spec"], requests, usage[name], counts[name])
+            if not node_reasons:
+                fitting.append(name)
+                continue
+            reasons.update(node_reasons)
+            why = (
+                "No preemption victims found for incoming pod"
+                if resolvable
+                else "Preemption is not helpful for scheduling"
+            )
+            preemption[why] += 1
+        if not fitting:
+            return None, _unavailable_message(total, reasons, preemption)
+        return min(fitting, key=lambda name: _free_score(nodes[name], usage[name], requests)), ""
+
     def _volume_problem(self, pod: dict) -> str:
         namespace = pod["metadata"]["namespace"]
         for claim_name in pod_claims(pod):
@@ -204,91 +387,11 @@ class KubeletController(Controller):
                 return "pod has unbound immediate PersistentVolumeClaims"
         return ""
 
-    def _schedule(self, pod: dict, nodes: dict, usage: dict, counts: dict) -> None:
-        spec = pod["spec"]
-        total = len(nodes)
-        requests = pod_requests(spec)
-        problem = self._volume_problem(pod)
-        if not nodes:
-            self._unschedulable(pod, "no nodes available to schedule pods")
-            return
-        if problem:
-            self._unschedulable(
-                pod,
-                f"0/{total} nodes are available: {problem}. preemption: 0/{total} nodes are "
-                f"available: {total} Preemption is not helpful for scheduling.",
-            )
-            return
-        reasons, preemption, fitting = {}, {}, []
-        for name in sorted(nodes):
-            node = nodes[name]
-            node_reasons, resolvable = self._fit(node, spec, requests, usage[name], counts[name])
-            if not node_reasons:
-                fitting.append(name)
-                continue
-            for reason in node_reasons:
-                reasons[reason] = reasons.get(reason, 0) + 1
-            why = (
-                "No preemption victims found for incoming pod"
-                if resolvable
-                else "Preemption is not helpful for scheduling"
-            )
-            preemption[why] = preemption.get(why, 0) + 1
-        if not fitting:
-            first = ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
-            second = ", ".join(sorted(f"{count} {reason}" for reason, count in preemption.items()))
-            self._unschedulable(
-                pod, f"0/{total} nodes are available: {first}. preemption: 0/{total} nodes are available: {second}."
-            )
-            return
-
-        # least allocated: the node with the most free of what the pod asks for most
-        def free_score(name):
-            node = nodes[name]
-            allocatable = (node.get("status") or {}).get("allocatable") or {}
-            score = 0
-            for key in ("cpu", "memory"):
-                capacity = parse_quantity(allocatable.get(key, 0))
-                if capacity:
-                    score += (capacity - usage[name].get(key, 0) - requests.get(key, 0)) / capacity
-            return (-score, name)
-
-        chosen = sorted(fitting, key=free_score)[0]
-        self._bind(pod, chosen)
-        counts[chosen] += 1
-        for key, value in requests.items():
-            usage[chosen][key] = usage[chosen].get(key, 0) + value
-
-    def _fit(self, node: dict, spec: dict, requests: dict, used: dict, count: int) -> tuple:
-        """(reasons the pod does not fit, whether preemption could help)."""
-        if (node.get("spec") or {}).get("unschedulable") and not tolerates(
-            spec.get("tolerations"), {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
-        ):
-            return ["node(s) were unschedulable"], False
-        taint = untolerated_taint(node, spec.get("tolerations"))
-        if taint is not None:
-            return [f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"], False
-        if not node_matches_affinity(node, spec):
-            return ["node(s) didn't match Pod's node affinity/selector"], False
-        allocatable = (node.get("status") or {}).get("allocatable") or {}
-        reasons = []
-        if count + 1 > int(parse_quantity(allocatable.get("pods", 110))):
-            reasons.append("Too many pods")
-        for key in sorted(requests):
-            if requests[key] <= 0:
-                continue
-            if key not in allocatable and key not in ("cpu", "memory", "ephemeral-storage"):
-                reasons.append(f"Insufficient {key}")
-                continue
-            if requests[key] > parse_quantity(allocatable.get(key, 0)) - used.get(key, 0):
-                reasons.append(f"Insufficient {key}")
-        return reasons, True
-
     def _unschedulable(self, pod: dict, message: str) -> None:
         status = copy.deepcopy(pod.get("status") or {})
         status["phase"] = "Pending"
-        status["conditions"] = set_condition(
-            status.get("conditions"), "PodScheduled", "False", "Unschedulable", message, probe_time=True
+        status["conditions"] = set_pod_condition(
+            status.get("conditions"), "PodScheduled", "False", "Unschedulable", message
         )
         status.setdefault("qosClass", defaults.qos_class(pod["spec"]))
         pod = self.write_status(pod, status)
@@ -300,7 +403,7 @@ class KubeletController(Controller):
         pod = self.update(new)
         status = copy.deepcopy(pod.get("status") or {})
         status["phase"] = "Pending"
-        status["conditions"] = set_condition(status.get("conditions"), "PodScheduled", "True", probe_time=True)
+        status["conditions"] = set_pod_condition(status.get("conditions"), "PodScheduled", "True")
         status.setdefault("qosClass", defaults.qos_class(pod["spec"]))
         pod = self.write_status(pod, status)
         self.event(
@@ -342,60 +445,26 @@ class KubeletController(Controller):
             return
         spec = pod["spec"]
         stamp = now_rfc3339()
-        node_name = spec["nodeName"]
         host_ip = node_internal_ip(node) if node else ""
         status.setdefault("qosClass", defaults.qos_class(spec))
-        status["conditions"] = set_condition(status.get("conditions"), "PodScheduled", "True", probe_time=True)
+        status["conditions"] = set_pod_condition(status.get("conditions"), "PodScheduled", "True")
         if host_ip:
             status["hostIP"] = host_ip
             status["hostIPs"] = [{"ip": host_ip}]
         started = phase == "Running" and status.get("containerStatuses")
-        if not started:
-            if not self._claims_bound(pod) or (phase == "Pending" and not status.get("containerStatuses")):
-                # first round after binding (or volumes not ready): ContainerCreating
-                status["phase"] = "Pending"
-                status["containerStatuses"] = [self._waiting_status(c, "ContainerCreating") for c in spec["containers"]]
-                if spec.get("initContainers"):
-                    status["initContainerStatuses"] = [
-                        self._waiting_status(c, "PodInitializing") for c in spec["initContainers"]
-                    ]
-                status.setdefault("startTime", stamp)
-                for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"):
-                    reason = "ContainersNotReady" if kind in ("Ready", "ContainersReady") else ""
-                    message = ""
-                    if kind in ("Ready", "ContainersReady"):
-                        names = ", ".join(c["name"] for c in spec["containers"])
-                        message = f"containers with unready status: [{names}]"
-                    if kind == "Initialized" and spec.get("initContainers"):
-                        reason = "ContainersNotInitialized"
-                        names = ", ".join(c["name"] for c in spec["initContainers"])
-                        message = f"containers with incomplete status: [{names}]"
-                    value = "True" if kind == "Initialized" and not spec.get("initContainers") else "False"
-                    status["conditions"] = set_condition(
-                        status["conditions"], kind, value, reason, message, probe_time=True
-                    )
-                status["conditions"] = _order_conditions(status["conditions"])
-                self.write_status(pod, status)
-                return
-            status = self._start(pod, status, node_name, stamp)
-        status = self._readiness(pod, status, node)
+        if not started and (
+            not self._claims_bound(pod) or (phase == "Pending" and not status.get("containerStatuses"))
+        ):
+            _container_creating(spec, status, stamp)
+        else:
+            if not started:
+                status = self._start(pod, status, spec["nodeName"], stamp)
+            status = self._readiness(pod, status, node)
         status["conditions"] = _order_conditions(status["conditions"])
         self.write_status(pod, status)
 
-    @staticmethod
-    def _waiting_status(container: dict, reason: str) -> dict:
-        return {
-            "name": container["name"],
-            "image": container.get("image", ""),
-            "imageID": "",
-            "ready": False,
-            "restartCount": 0,
-            "started": False,
-            "state": {"waiting": {"reason": reason}},
-            "lastState": {},
-        }
-
     def _start(self, pod: dict, status: dict, node_name: str, stamp: str) -> dict:
+        """Init containers complete and the containers run, each with a log line."""
         spec = pod["spec"]
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         ip = self._pod_ip(pod, self.peek("v1", "Node", None, node_name))
@@ -404,48 +473,13 @@ class KubeletController(Controller):
         status["podIPs"] = [{"ip": ip}]
         status.setdefault("startTime", stamp)
         if spec.get("initContainers"):
-            status["initContainerStatuses"] = [
-                {
-                    "name": c["name"],
-                    "image": _image_ref(c.get("image", "")),
-                    "imageID": _image_id(c.get("image", "")),
-                    "containerID": f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}",
-                    "ready": True,
-                    "restartCount": 0,
-                    "started": False,
-                    "state": {
-                        "terminated": {
-                            "exitCode": 0,
-                            "reason": "Completed",
-                            "startedAt": stamp,
-                            "finishedAt": stamp,
-                            "containerID": "",
-                        }
-                    },
-                    "lastState": {},
-                }
-                for c in spec["initContainers"]
-            ]
+            status["initContainerStatuses"] = [_completed_init_status(c, stamp) for c in spec["initContainers"]]
             for entry in status["initContainerStatuses"]:
-                entry["state"]["terminated"]["containerID"] = entry["containerID"]
                 self.state.append_log(
                     namespace, name, entry["name"], f"emulated init container {entry['name']} completed on {node_name}"
                 )
-        status["containerStatuses"] = []
+        status["containerStatuses"] = [_running_status(c, stamp) for c in spec["containers"]]
         for container in spec["containers"]:
-            status["containerStatuses"].append(
-                {
-                    "name": container["name"],
-                    "image": _image_ref(container.get("image", "")),
-                    "imageID": _image_id(container.get("image", "")),
-                    "containerID": f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}",
-                    "ready": True,
-                    "restartCount": 0,
-                    "started": True,
-                    "state": {"running": {"startedAt": stamp}},
-                    "lastState": {},
-                }
-            )
             self.state.append_log(
                 namespace, name, container["name"], f"emulated container {container['name']} started on {node_name}"
             )
@@ -457,88 +491,83 @@ class KubeletController(Controller):
                 f"args {container.get('args') or []}",
             )
         for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"):
-            status["conditions"] = set_condition(status["conditions"], kind, "True", probe_time=True)
+            status["conditions"] = set_pod_condition(status["conditions"], kind, "True")
         return status
 
     def _readiness(self, pod: dict, status: dict, node: dict | None) -> dict:
-        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-        crashing = key in self.state.crashlooping_pods
-        stamp = now_rfc3339()
         statuses = status.get("containerStatuses") or []
-        if crashing:
-            last = self._crash.get(key)
-            if last is None or base.clock() - last >= CRASH_RESTART_SECONDS:
-                self._crash[key] = base.clock()
-                reason = self.state.crashlooping_pods.get(key) or "Error"
-                for entry in statuses:
-                    started_at = ((entry.get("state") or {}).get("running") or {}).get("startedAt") or stamp
-                    entry["restartCount"] = int(entry.get("restartCount") or 0) + 1
-                    entry["lastState"] = {
-                        "terminated": {
-                            "exitCode": 1,
-                            "reason": "Error",
-                            "startedAt": started_at,
-                            "finishedAt": stamp,
-                            "containerID": entry.get("containerID"),
-                        }
-                    }
-                    delay = min(10 * 2 ** (entry["restartCount"] - 1), 300)
-                    back_off = f"{delay // 60}m{delay % 60}s" if delay >= 60 else f"{delay}s"
-                    who = f"container={entry['name']} pod={key[1]}_{key[0]}({pod['metadata'].get('uid')})"
-                    entry["state"] = {
-                        "waiting": {
-                            "reason": "CrashLoopBackOff",
-                            "message": f"back-off {back_off} restarting failed {who}",
-                        }
-                    }
-                    entry["ready"] = False
-                    entry["started"] = False
-                    self.state.append_log(key[0], key[1], entry["name"], f"emulated crash: {reason}")
+        stamp = now_rfc3339()
+        if (pod["metadata"]["namespace"], pod["metadata"]["name"]) in self.state.crashlooping_pods:
+            self._crash_loop(pod, statuses, stamp)
         else:
-            for entry in statuses:
-                if "running" not in (entry.get("state") or {}):
-                    entry["state"] = {"running": {"startedAt": stamp}}
-                    entry["containerID"] = f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}"
-                    entry["ready"] = True
-                    entry["started"] = True
-                    self.state.append_log(
-                        key[0],
-                        key[1],
-                        entry["name"],
-                        f"emulated container {entry['name']} restarted on {pod['spec']['nodeName']}",
-                    )
-        containers_ready = all(e.get("ready") for e in statuses)
-        names = ", ".join(e["name"] for e in statuses if not e.get("ready"))
-        if containers_ready:
-            status["conditions"] = set_condition(status["conditions"], "ContainersReady", "True", probe_time=True)
-        else:
-            status["conditions"] = set_condition(
-                status["conditions"],
-                "ContainersReady",
-                "False",
-                "ContainersNotReady",
-                f"containers with unready status: [{names}]",
-                probe_time=True,
-            )
-        if node is not None and not node_ready(node):
-            status["conditions"] = set_condition(status["conditions"], "Ready", "False", probe_time=True)
-        elif containers_ready:
-            status["conditions"] = set_condition(status["conditions"], "Ready", "True", probe_time=True)
-        else:
-            status["conditions"] = set_condition(
-                status["conditions"],
-                "Ready",
-                "False",
-                "ContainersNotReady",
-                f"containers with unready status: [{names}]",
-                probe_time=True,
-            )
+            self._keep_running(pod, statuses, stamp)
+        status["conditions"] = _readiness_conditions(status["conditions"], statuses, node)
         return status
 
+    def _crash_loop(self, pod: dict, statuses: list, stamp: str) -> None:
+        """Every CRASH_RESTART_SECONDS the containers exit with an error and wait in CrashLoopBackOff."""
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        last = self._crash.get(key)
+        if last is not None and base.clock() - last < CRASH_RESTART_SECONDS:
+            return
+        self._crash[key] = base.clock()
+        reason = self.state.crashlooping_pods.get(key) or "Error"
+        for entry in statuses:
+            started_at = ((entry.get("state") or {}).get("running") or {}).get("startedAt") or stamp
+            entry["restartCount"] = int(entry.get("restartCount") or 0) + 1
+            entry["lastState"] = terminated_state(1, "Error", started_at, stamp, entry.get("containerID"))
+            who = f"container={entry['name']} pod={key[1]}_{key[0]}({pod['metadata'].get('uid')})"
+            message = f"back-off {_back_off(entry['restartCount'])} restarting failed {who}"
+            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+            entry["ready"] = False
+            entry["started"] = False
+            self.state.append_log(key[0], key[1], entry["name"], f"emulated crash: {reason}")
 
-_CONDITION_ORDER = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+    def _keep_running(self, pod: dict, statuses: list, stamp: str) -> None:
+        """Containers that are not running (a crash loop ended) start again."""
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        for entry in statuses:
+            if "running" in (entry.get("state") or {}):
+                continue
+            entry["state"] = {"running": {"startedAt": stamp}}
+            entry["containerID"] = _container_id()
+            entry["ready"] = True
+            entry["started"] = True
+            self.state.append_log(
+                namespace,
+                name,
+                entry["name"],
+                f"emulated container {entry['name']} restarted on {pod['spec']['nodeName']}",
+            )
 
 
-def _order_conditions(conditions: list) -> list:
-    rank = {kind: index for index, kind in enumerate(_CONDITION_ORDER)}
-    return sorted(conditions, key=lambda c: rank.get(c.get("type"), 99))
+def _node_usage(nodes: dict, pods: list) -> tuple:
+    """What the pods bound to each node request, and how many there are."""
+    usage = {name: {} for name in nodes}
+    counts = {name: 0 for name in nodes}
+    for pod in pods:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name in usage and not pod_terminal(pod):
+            counts[node_name] += 1
+            _add_into(usage[node_name], pod_requests(pod["spec"]))
+    return usage, counts
+
+
+def _pending(pods: list) -> list:
+    """The pods the default scheduler has to place, in its order: priority, then age, then name."""
+    pending = [
+        p
+        for p in pods
+        if not (p.get("spec") or {}).get("nodeName")
+        and not deleting(p)
+        and not pod_terminal(p)
+        and (p["spec"].get("schedulerName") or SCHEDULER) == SCHEDULER
+    ]
+    return sorted(
+        pending,
+        key=lambda p: (
+            -int(p["spec"].get("priority") or 0),
+            p["metadata"].get("creationTimestamp", ""),
+            p["metadata"]["name"],
+        ),
+    )

@@ -17,7 +17,7 @@ import time
 import uuid
 
 from ..timestamps import epoch_seconds, now_rfc3339
-from .base import Controller, condition_true, set_condition
+from .base import Controller, condition_in, condition_true, set_condition
 
 KUBELET_VERSION = "v1.33.0"
 CONTAINER_RUNTIME = "containerd://2.0.5"
@@ -43,59 +43,53 @@ def node_index(node: dict) -> int:
     return int(hashlib.sha256(node["metadata"]["name"].encode()).hexdigest(), 16) % 200 + 50
 
 
-def node_status_fields(node: dict, index: int, ready: bool, previous: dict | None = None) -> dict:
+def node_status_fields(node: dict, ready: bool, previous: dict | None = None) -> dict:
     """conditions, addresses, nodeInfo, daemonEndpoints for a node (previous: its stored status)."""
     name = node["metadata"]["name"]
-    stamp = now_rfc3339()
-    previous = previous or {}
-    conditions = previous.get("conditions") or []
+    conditions = _node_conditions((previous or {}).get("conditions") or [], ready, now_rfc3339())
+    return {
+        "conditions": conditions,
+        "addresses": [
+            {"type": "InternalIP", "address": f"10.0.0.{10 + node_index(node)}"},
+            {"type": "Hostname", "address": name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": _node_info(name),
+    }
+
+
+def _node_conditions(conditions: list, ready: bool, stamp: str) -> list:
+    """The kubelet's four conditions, in its order. Heartbeats move at most every HEARTBEAT_SECONDS while nothing
+    changes; a node that stopped posting keeps its last heartbeat and has every condition Unknown."""
     for kind, status, reason, message in _NODE_CONDITIONS:
-        extra = {}
+        heartbeat = (condition_in(conditions, kind) or {}).get("lastHeartbeatTime")
         if ready:
-            old = next((c for c in conditions if c.get("type") == kind), None)
-            heartbeat = (old or {}).get("lastHeartbeatTime")
-            fresh = old and old.get("status") == status and time.time() - epoch_seconds(heartbeat) < HEARTBEAT_SECONDS
-            extra["lastHeartbeatTime"] = heartbeat if fresh else stamp
-            conditions = set_condition(conditions, kind, status, reason, message, stamp=stamp, extra=extra)
+            old_status = (condition_in(conditions, kind) or {}).get("status")
+            fresh = old_status == status and time.time() - epoch_seconds(heartbeat) < HEARTBEAT_SECONDS
+            extra = {"lastHeartbeatTime": heartbeat if fresh else stamp}
         else:
-            old = next((c for c in conditions if c.get("type") == kind), None)
-            extra["lastHeartbeatTime"] = (old or {}).get("lastHeartbeatTime") or stamp
-            conditions = set_condition(
-                conditions,
-                kind,
-                "Unknown",
-                "NodeStatusUnknown",
-                "Kubelet stopped posting node status.",
-                stamp=stamp,
-                extra=extra,
-            )
-    ordered = []
-    for kind, *_dummy in _NODE_CONDITIONS:
-        condition = next(c for c in conditions if c["type"] == kind)
-        ordered.append(
-            {
-                key: condition[key]
-                for key in ("type", "status", "lastHeartbeatTime", "lastTransitionTime", "reason", "message")
-                if key in condition
-            }
-        )
+            status, reason, message = "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."
+            extra = {"lastHeartbeatTime": heartbeat or stamp}
+        conditions = set_condition(conditions, kind, status, reason, message, stamp=stamp, extra=extra)
+    keys = ("type", "status", "lastHeartbeatTime", "lastTransitionTime", "reason", "message")
+    ordered = [condition_in(conditions, kind) for kind, *_dummy in _NODE_CONDITIONS]
+    return [{key: condition[key] for key in keys if key in condition} for condition in ordered]
+
+
+def _node_info(name: str) -> dict:
+    """nodeInfo with machine, system and boot IDs derived from the name, so they stay put across restarts."""
     digest = hashlib.sha256(name.encode()).hexdigest()
     return {
-        "conditions": ordered,
-        "addresses": [{"type": "InternalIP", "address": f"10.0.0.{10 + index}"}, {"type": "Hostname", "address": name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-        "nodeInfo": {
-            "machineID": digest[:32],
-            "systemUUID": str(uuid.UUID(digest[32:64])),
-            "bootID": str(uuid.UUID(hashlib.sha256((name + "boot").encode()).hexdigest()[:32])),
-            "kernelVersion": KERNEL_VERSION,
-            "osImage": OS_IMAGE,
-            "containerRuntimeVersion": CONTAINER_RUNTIME,
-            "kubeletVersion": KUBELET_VERSION,
-            "kubeProxyVersion": KUBELET_VERSION,
-            "operatingSystem": "linux",
-            "architecture": "amd64",
-        },
+        "machineID": digest[:32],
+        "systemUUID": str(uuid.UUID(digest[32:64])),
+        "bootID": str(uuid.UUID(hashlib.sha256((name + "boot").encode()).hexdigest()[:32])),
+        "kernelVersion": KERNEL_VERSION,
+        "osImage": OS_IMAGE,
+        "containerRuntimeVersion": CONTAINER_RUNTIME,
+        "kubeletVersion": KUBELET_VERSION,
+        "kubeProxyVersion": KUBELET_VERSION,
+        "operatingSystem": "linux",
+        "architecture": "amd64",
     }
 
 
@@ -110,31 +104,36 @@ def node_internal_ip(node: dict) -> str:
     return f"10.0.0.{10 + node_index(node)}"
 
 
+def _taints(spec: dict, ready: bool) -> list:
+    """The node's taints, with the unreachable NoSchedule and NoExecute ones while it is NotReady."""
+    taints = [t for t in spec.get("taints") or [] if t.get("key") != UNREACHABLE_TAINT]
+    if ready:
+        return taints
+    old = {t.get("effect"): t for t in spec.get("taints") or [] if t.get("key") == UNREACHABLE_TAINT}
+    taints.append(old.get("NoSchedule") or {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"})
+    taints.append(old.get("NoExecute") or {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": now_rfc3339()})
+    return taints
+
+
 class NodesController(Controller):
     name = "node-controller"
 
     def reconcile(self) -> None:
         for node in list(self.objects("v1", "Node")):
-            name = node["metadata"]["name"]
-            ready = name not in self.state.not_ready_nodes
-            spec = node.get("spec") or {}
-            taints = [t for t in spec.get("taints") or [] if t.get("key") != UNREACHABLE_TAINT]
-            if not ready:
-                old = {t.get("effect"): t for t in spec.get("taints") or [] if t.get("key") == UNREACHABLE_TAINT}
-                taints.append(old.get("NoSchedule") or {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"})
-                taints.append(
-                    old.get("NoExecute")
-                    or {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": now_rfc3339()}
-                )
-            if taints != (spec.get("taints") or []):
-                new = copy.deepcopy(node)
-                if taints:
-                    new["spec"]["taints"] = taints
-                else:
-                    new.setdefault("spec", {}).pop("taints", None)
-                node = self.update(new)
+            ready = node["metadata"]["name"] not in self.state.not_ready_nodes
+            node = self._set_taints(node, _taints(node.get("spec") or {}, ready))
             status = copy.deepcopy(node.get("status") or {})
-            status.update(node_status_fields(node, node_index(node), ready, node.get("status")))
+            status.update(node_status_fields(node, ready, node.get("status")))
             status.setdefault("capacity", {})
             status.setdefault("allocatable", dict(status["capacity"]))
             self.write_status(node, status)
+
+    def _set_taints(self, node: dict, taints: list) -> dict:
+        if taints == ((node.get("spec") or {}).get("taints") or []):
+            return node
+        new = copy.deepcopy(node)
+        if taints:
+            new["spec"]["taints"] = taints
+        else:
+            new.setdefault("spec", {}).pop("taints", None)
+        return self.update(new)
