@@ -1,0 +1,23 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Filters that say what is wrong with Kubernetes objects a gate waited for (docs: one .yml per filter)."""
+
+from __future__ import annotations
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
+    crds_not_established,
+    nodes_without_gpus,
+    not_ready_pods,
+    pod_condition_lines,
+)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "not_ready_pods": not_ready_pods,
+            "nodes_without_gpus": nodes_without_gpus,
+            "pod_condition_lines": pod_condition_lines,
+            "crds_not_established": crds_not_established,
+        }

@@ -1,0 +1,33 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Filters that work out vLLM's server settings and command line (docs: vllm_settings.yml, vllm_job_entrypoint.yml)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_command import (
+    ServingSettingsError,
+    job_entrypoint,
+    server_args,
+    serving_settings,
+)
+
+
+def _vllm_settings(settings, plan=None):
+    try:
+        effective = serving_settings(dict(settings), plan)
+    except ServingSettingsError as error:
+        raise AnsibleFilterError(str(error)) from None
+    effective["args"] = server_args(effective)
+    return effective
+
+
+def _vllm_job_entrypoint(args, python, api_key_file):
+    return job_entrypoint(list(args), python, api_key_file)
+
+
+class FilterModule:
+    def filters(self):
+        return {"vllm_settings": _vllm_settings, "vllm_job_entrypoint": _vllm_job_entrypoint}

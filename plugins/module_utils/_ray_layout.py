@@ -1,0 +1,306 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
+
+"""The Ray cluster's shape on both platforms, from the deployment plan and the ray_cluster role's settings.
+
+- hosts: the GPUs each node offers Ray, and what the Ray gate waits for;
+- kubernetes: the KubeRay layout (the plan's, or the user's checked against it) and the requests, limits,
+  selectors, tolerations and counts the RayCluster manifest is rendered with.
+
+Messages name the role's variables through a prefix, so they say which variable to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+DEFAULT_KUBERAY_LAYOUT = {
+    "head": {"num_gpus": 0, "node": None},
+    "worker_group": {
+        "replicas": 1,
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "num_of_hosts": 1,
+        "num_gpus": 1,
+        "gpu_product": "",
+        "cpus": None,
+        "memory_mib": None,
+        "pods_per_node": {},
+    },
+}
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+class RayLayoutError(ValueError):
+    """A layout or setting that cannot work; the message names the variable and the fix."""
+
+
+def deep_merge(base, override):
+    """``override`` merged over ``base`` recursively (dicts only), as Ansible's combine(recursive=true)."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# platform hosts
+
+
+def _planned_host_gpus(plan, host, is_head):
+    hosts_layout = ((plan or {}).get("ray_layout") or {}).get("hosts")
+    if not hosts_layout:
+        return None
+    if is_head:
+        return int(hosts_layout["head"]["num_gpus"])
+    for worker in hosts_layout.get("workers", []):
+        if worker["name"] == host:
+            return int(worker["num_gpus"])
+    # A host the plan leaves idle offers Ray no GPU, so Ray cannot place vLLM's workers there.
+    return 0
+
+
+def host_gpus(plan, host, is_head, num_gpus=None, head_num_gpus=None, prefix="ray_cluster_"):
+    """GPUs this node offers Ray: the user's setting, else the plan's share for the node, else None (Ray counts).
+
+    A user's setting below what the plan places on the node is refused: vLLM's workers would not fit there.
+    """
+    name = prefix + ("head_num_gpus" if is_head and head_num_gpus is not None else "num_gpus")
+    user = head_num_gpus if is_head and head_num_gpus is not None else num_gpus
+    planned = _planned_host_gpus(plan, host, is_head)
+    if user is None:
+        return planned
+    if int(user) < 0:
+        raise RayLayoutError(f"{name}={user} on {host} must be 0 or more GPUs.")
+    if planned is not None and int(user) < planned:
+        raise RayLayoutError(
+            f"{name}={user} on {host} offers Ray fewer GPUs than the deployment plan places there ({planned}), so "
+            f"vLLM's workers could not start. Leave {name} unset to take the plan's share, or plan with that many "
+            "(site.yml caps each node's GPUs for the plan at this value)."
+        )
+    return int(user)
+
+
+def hosts_gate_expectations(node_gpus, num_cpus=None, expected_nodes=None, expected_gpus=None, expected_cpus=None):
+    """What the Ray gate waits for on hosts: ``{"nodes", "gpus", "cpus"}``.
+
+    ``node_gpus`` lists the GPUs each node offers Ray (None: Ray counts them, so they add nothing to the minimum).
+    An expectation the user set wins.
+    """
+    count = len(node_gpus)
+    return {
+        "nodes": int(expected_nodes) if expected_nodes is not None else count,
+        "gpus": int(expected_gpus) if expected_gpus is not None else sum(int(g or 0) for g in node_gpus),
+        "cpus": int(expected_cpus) if expected_cpus is not None else count * int(num_cpus or 0),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# platform kubernetes: the layout
+
+
+def _describe(layout):
+    group = layout["worker_group"]
+    return "head num_gpus={}, {} x {} pod(s) with {} GPU(s)".format(
+        layout["head"]["num_gpus"], group["replicas"], group["num_of_hosts"], group["num_gpus"]
+    )
+
+
+def kuberay_layout(
+    user_layout=None, plan=None, variable="ray_cluster_kuberay_layout", plan_variable="ray_cluster_plan"
+):
+    """The KubeRay layout to render: the user's (when set) over the plan's (when given) over the default.
+
+    A user layout that changes what the plan laid out is refused: the plan checked its own layout against the
+    model and the GPUs, and site.yml hands a user's layout to the planner, which checks it the same way.
+    """
+    if user_layout is not None and not isinstance(user_layout, dict):
+        raise RayLayoutError(
+            f"{variable} must be a dict like the deployment plan's ray_layout.kuberay; got {user_layout!r}."
+        )
+    planned = ((plan or {}).get("ray_layout") or {}).get("kuberay")
+    base = deep_merge(DEFAULT_KUBERAY_LAYOUT, planned) if planned else DEFAULT_KUBERAY_LAYOUT
+    layout = deep_merge(base, user_layout or {})
+    if planned and user_layout and layout != base:
+        raise RayLayoutError(
+            f"{variable} ({_describe(layout)}) conflicts with the deployment plan in {plan_variable} "
+            f"({_describe(base)}). Leave {variable} unset to take the plan's layout, or pass it to the plan "
+            "(site.yml hands it to llmops.ray_vllm.deployment_plan as kuberay_layout, which checks it against the "
+            "model and the GPUs)."
+        )
+    _check_layout_numbers(layout, variable)
+    return layout
+
+
+def _check_layout_numbers(layout, variable):
+    group = layout["worker_group"]
+    problems = []
+    for key, least in (("replicas", 0), ("num_of_hosts", 1), ("num_gpus", 0)):
+        if not _is_whole(group.get(key)) or int(group[key]) < least:
+            problems.append(f"worker_group.{key}={group.get(key)!r} (a whole number >= {least})")
+    if not _is_whole(layout["head"].get("num_gpus")) or int(layout["head"]["num_gpus"]) < 0:
+        problems.append("head.num_gpus={!r} (a whole number >= 0)".format(layout["head"].get("num_gpus")))
+    if not problems and not int(group["min_replicas"]) <= int(group["max_replicas"]):
+        problems.append(f"min_replicas={group['min_replicas']} above max_replicas={group['max_replicas']}")
+    if problems:
+        raise RayLayoutError(
+            "{} is not a usable KubeRay layout: {}. It has the shape of the deployment plan's ray_layout.kuberay "
+            "({{head: {{num_gpus, node}}, worker_group: {{replicas, min_replicas, max_replicas, num_of_hosts, "
+            "num_gpus, gpu_product, cpus, memory_mib}}}}).".format(variable, "; ".join(problems))
+        )
+
+
+def _is_whole(value):
+    if isinstance(value, bool):
+        return False
+    try:
+        return float(value) == int(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# platform kubernetes: the RayCluster's numbers
+
+
+def worker_requests(group, settings):
+    """CPU and memory a worker pod requests: a share of the layout's per-pod allocatable, else the fixed sizes."""
+    ratio = float(settings["worker_request_ratio"])
+    cpu = (
+        str(max(int(math.floor(float(group["cpus"]) * ratio)), 1))
+        if group.get("cpus")
+        else str(settings["worker_cpus"])
+    )
+    memory = (
+        "{}Mi".format(int(float(group["memory_mib"]) * ratio))
+        if group.get("memory_mib")
+        else str(settings["worker_memory"])
+    )
+    return cpu, memory
+
+
+def _gpu_limits(num_gpus, settings):
+    if int(num_gpus) <= 0:
+        return {}
+    limits = {GPU_RESOURCE: int(num_gpus)}
+    if settings.get("infiniband"):
+        limits[settings["infiniband_resource"]] = int(settings["infiniband_resource_count"])
+    return limits
+
+
+def _product_selector(layout, settings):
+    product = layout["worker_group"].get("gpu_product") or ""
+    return {GPU_PRODUCT_LABEL: product} if settings.get("gpu_node_selector") and product else {}
+
+
+def _head_pod(layout, settings):
+    gpus = int(layout["head"]["num_gpus"])
+    limits = {"memory": str(settings["head_memory"])}
+    if gpus > 0:
+        limits[GPU_RESOURCE] = gpus
+    selector = dict(settings.get("node_selector") or {})
+    if gpus > 0:
+        selector.update(_product_selector(layout, settings))
+        if settings.get("gpu_node_selector") and layout["head"].get("node"):
+            selector[HOSTNAME_LABEL] = layout["head"]["node"]
+    return {
+        "head_resources": {
+            "requests": {"cpu": str(settings["head_cpus"]), "memory": str(settings["head_memory"])},
+            "limits": limits,
+        },
+        "head_node_selector": selector,
+        "head_tolerations": _tolerations(gpus, settings),
+    }
+
+
+def _worker_pod(layout, settings):
+    group = layout["worker_group"]
+    cpu, memory = worker_requests(group, settings)
+    gpu_limits = _gpu_limits(group["num_gpus"], settings)
+    selector = dict(settings.get("node_selector") or {})
+    if int(group["num_gpus"]) > 0:
+        selector.update(_product_selector(layout, settings))
+    return {
+        "worker_resources": {
+            "requests": dict({"cpu": cpu, "memory": memory}, **gpu_limits),
+            "limits": dict({"memory": memory}, **gpu_limits),
+        },
+        "worker_node_selector": selector,
+        "worker_tolerations": _tolerations(group["num_gpus"], settings),
+    }
+
+
+def _tolerations(num_gpus, settings):
+    tolerations = list(settings.get("tolerations") or [])
+    if int(num_gpus) > 0:
+        tolerations += list(settings.get("gpu_tolerations") or [])
+    return tolerations
+
+
+def expected_ray_nodes(layout):
+    """Ray nodes and GPUs a KubeRay layout brings up: ``{"pods", "workers", "gpus"}`` (the head is one pod)."""
+    group = layout["worker_group"]
+    workers = int(group["replicas"]) * int(group["num_of_hosts"])
+    return {
+        "pods": 1 + workers,
+        "workers": workers,
+        "gpus": int(layout["head"]["num_gpus"]) + workers * int(group["num_gpus"]),
+    }
+
+
+def raycluster_settings(layout, settings):
+    """Everything the RayCluster template needs beyond the role's plain variables.
+
+    ``settings``: release, head_cpus, head_memory, worker_cpus, worker_memory, worker_request_ratio,
+    gpu_node_selector, gpu_tolerations, node_selector, tolerations, infiniband, infiniband_resource,
+    infiniband_resource_count.
+    """
+    release = settings["release"]
+    labels = {
+        "app.kubernetes.io/managed-by": "llmops.ray_vllm",
+        "app.kubernetes.io/part-of": "ray-vllm",
+        "app.kubernetes.io/instance": release,
+    }
+    expected = expected_ray_nodes(layout)
+    result = {
+        "name": f"{release}-raycluster",
+        "head_service": f"{release}-raycluster-head-svc",
+        "layout": layout,
+        "labels": dict(labels, **{"app.kubernetes.io/name": "raycluster"}),
+        # app.kubernetes.io/name stays KubeRay's ("kuberay") on the pods: the head Service selects on it, and a
+        # template label would override it, leaving the headless Service (the workers' way to the GCS) without
+        # endpoints.
+        "pod_labels": labels,
+        "expected_pods": expected["pods"],
+        "expected_workers": expected["workers"],
+        "expected_gpus": expected["gpus"],
+    }
+    result.update(_head_pod(layout, settings))
+    result.update(_worker_pod(layout, settings))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one machine, several listeners
+
+
+def port_clashes(ports):
+    """``["a and b are both 8000", ...]`` for the variables in ``ports`` ({variable: port}) that share a port."""
+    by_port = {}
+    for name, port in ports.items():
+        by_port.setdefault(int(port), []).append(name)
+    return [
+        "{} are all {}".format(", ".join(names), port)
+        if len(names) > 2
+        else "{} are both {}".format(" and ".join(names), port)
+        for port, names in sorted(by_port.items())
+        if len(names) > 1
+    ]

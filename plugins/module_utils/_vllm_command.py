@@ -1,0 +1,195 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
+
+"""vLLM's server settings and command line: the one place they are worked out, for both platforms.
+
+The deployment plan's ``vllm_args`` (tensor/pipeline parallel size, max_model_len, GPU memory share, dtype, KV cache
+dtype, quantization) are the default; a value the user set wins when the plan agrees with it, and is refused, by its
+variable's name, when it does not, so a user's value is never dropped without a word.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+# Settings the plan decides and a user may also set: (setting, the plan's vllm_args key).
+PLANNED_SETTINGS = (
+    ("tensor_parallel_size", "tensor_parallel_size"),
+    ("pipeline_parallel_size", "pipeline_parallel_size"),
+    ("max_model_len", "max_model_len"),
+    ("gpu_memory_utilization", "gpu_memory_utilization"),
+)
+# vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB; 4 is what the role used before plans sized it.
+DEFAULT_CPU_KVCACHE_SPACE_GIB = 4
+DEVICES = ("auto", "gpu", "cpu")
+BACKENDS = ("auto", "ray", "mp")
+
+
+class ServingSettingsError(ValueError):
+    """A setting that cannot work; the message names the variable, what was seen and the fix."""
+
+
+def _same(left, right):
+    if isinstance(left, float) or isinstance(right, float):
+        return abs(float(left) - float(right)) < 1e-9
+    return int(left) == int(right)
+
+
+def _planned_value(key, user_value, plan_args, names):
+    """The user's value if set (after checking it against the plan), else the plan's, else None."""
+    planned = plan_args.get(key)
+    if user_value is None:
+        return planned
+    if planned is not None and not _same(user_value, planned):
+        raise ServingSettingsError(
+            "{}={} conflicts with the deployment plan ({}), which has {}={}. The plan was made without that value; "
+            "fix: leave {} unset to take the plan's, or pass it to the plan (site.yml hands it to "
+            "llmops.ray_vllm.deployment_plan, which then checks it against the model and the GPUs).".format(
+                names(key), user_value, names("plan"), key, planned, names(key)
+            )
+        )
+    return user_value
+
+
+def _device(settings, plan, names):
+    device = settings.get("device") or "auto"
+    planned = str(plan.get("device") or "").lower() or None
+    if device not in DEVICES:
+        raise ServingSettingsError(f"{names('device')}={device!r} must be one of auto, gpu, cpu.")
+    if device == "auto":
+        return planned or "gpu"
+    if planned and planned != device:
+        raise ServingSettingsError(
+            f"{names('device')}={device} conflicts with the deployment plan ({names('plan')}), made for {planned} "
+            f"nodes; leave {names('device')} unset to take the plan's."
+        )
+    return device
+
+
+def _dtype(settings, plan_args, names):
+    wanted = settings.get("dtype") or "auto"
+    planned = plan_args.get("dtype")
+    if wanted == "auto":
+        return planned or "auto"
+    if planned and planned != wanted:
+        raise ServingSettingsError(
+            f"{names('dtype')}={wanted} conflicts with the deployment plan ({names('plan')}), sized for dtype "
+            f"{planned}; leave {names('dtype')} at auto to take the plan's, or plan with it (ray_vllm_dtype)."
+        )
+    return wanted
+
+
+def _backend(settings, device, names):
+    backend = settings.get("executor_backend") or "auto"
+    if backend not in BACKENDS:
+        raise ServingSettingsError(f"{names('executor_backend')}={backend!r} must be one of auto, ray, mp.")
+    if backend == "auto":
+        return "mp" if device == "cpu" else "ray"
+    if backend == "ray" and device == "cpu":
+        raise ServingSettingsError(
+            f'{names("executor_backend")}=ray does not work on CPU (vLLM says "current platform cpu does not '
+            'support ray"). Use auto or mp.'
+        )
+    return backend
+
+
+def _enforce_eager(settings, device):
+    value = str(settings.get("enforce_eager", "auto")).lower()
+    if value == "auto":
+        # Compiling on CPU cost minutes and, with bf16, gave garbage text.
+        return device == "cpu"
+    return value in ("true", "yes", "1", "on")
+
+
+def _cpu_env(settings, plan, device, names):
+    if device != "cpu":
+        return {}
+    planned = (plan.get("env") or {}).get("VLLM_CPU_KVCACHE_SPACE")
+    space = _planned_value(
+        "cpu_kvcache_space_gib",
+        settings.get("cpu_kvcache_space_gib"),
+        {"cpu_kvcache_space_gib": int(planned) if planned not in (None, "") else None},
+        names,
+    )
+    return {"VLLM_CPU_KVCACHE_SPACE": str(space if space is not None else DEFAULT_CPU_KVCACHE_SPACE_GIB)}
+
+
+def namer(prefix, plan_variable):
+    """How messages name a setting: its variable (``prefix`` + setting); ``plan`` is the plan's own variable."""
+
+    def name(key):
+        return plan_variable if key == "plan" else prefix + key
+
+    return name
+
+
+def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="vllm_serve_plan"):
+    """The server's effective settings from the role's ``settings`` (keys without the prefix) and the plan.
+
+    ``settings`` holds tensor_parallel_size, pipeline_parallel_size, max_model_len, gpu_memory_utilization,
+    cpu_kvcache_space_gib (None: from the plan), device (auto: from the plan, else gpu), dtype, executor_backend,
+    enforce_eager, model, served_model_name, host, port, middleware, extra_args and env.
+    """
+    plan = plan or {}
+    plan_args = plan.get("vllm_args") or {}
+    names = namer(prefix, plan_variable)
+    device = _device(settings, plan, names)
+    effective = {key: _planned_value(key, settings.get(key), plan_args, names) for key, _ in PLANNED_SETTINGS}
+    effective["tensor_parallel_size"] = int(effective["tensor_parallel_size"] or 1)
+    effective["pipeline_parallel_size"] = int(effective["pipeline_parallel_size"] or 1)
+    effective.update(
+        {
+            "device": device,
+            "dtype": _dtype(settings, plan_args, names),
+            "kv_cache_dtype": plan_args.get("kv_cache_dtype") or "auto",
+            "quantization": plan_args.get("quantization"),
+            "executor_backend": _backend(settings, device, names),
+            "enforce_eager": _enforce_eager(settings, device),
+            "env": dict(_cpu_env(settings, plan, device, names), **(settings.get("env") or {})),
+        }
+    )
+    for key in ("model", "served_model_name", "host", "port", "middleware"):
+        effective[key] = settings.get(key)
+    effective["extra_args"] = [str(arg) for arg in settings.get("extra_args") or []]
+    return effective
+
+
+def server_args(effective):
+    """vLLM's OpenAI server arguments for the effective settings, as a list of strings."""
+    args = [
+        "--model", effective["model"],
+        "--served-model-name", effective["served_model_name"],
+        "--host", effective["host"],
+        "--port", str(effective["port"]),
+        "--tensor-parallel-size", str(effective["tensor_parallel_size"]),
+        "--pipeline-parallel-size", str(effective["pipeline_parallel_size"]),
+        "--distributed-executor-backend", effective["executor_backend"],
+        "--dtype", effective["dtype"],
+    ]  # fmt: skip
+    if effective["max_model_len"] is not None:
+        args += ["--max-model-len", str(int(effective["max_model_len"]))]
+    if effective["device"] == "gpu" and effective["gpu_memory_utilization"] is not None:
+        args += ["--gpu-memory-utilization", str(effective["gpu_memory_utilization"])]
+    if effective["kv_cache_dtype"] != "auto":
+        args += ["--kv-cache-dtype", effective["kv_cache_dtype"]]
+    if effective["quantization"]:
+        args += ["--quantization", effective["quantization"]]
+    if effective["enforce_eager"]:
+        args.append("--enforce-eager")
+    if effective["middleware"]:
+        args += ["--middleware", effective["middleware"]]
+    return args + effective["extra_args"]
+
+
+def job_entrypoint(args, python, api_key_file):
+    """The Ray job's entrypoint: read the API key from its file inside the job, then exec the server.
+
+    The key never appears in the entrypoint, so Ray's job list and ``ps`` do not show it. The module form
+    (``python -m vllm.entrypoints.openai.api_server``) because the ``vllm`` script of the CPU wheel fails.
+    """
+    script = 'export VLLM_API_KEY="$(cat {})"; exec {} -m vllm.entrypoints.openai.api_server {}'.format(
+        shlex.quote(api_key_file), shlex.quote(python), " ".join(shlex.quote(arg) for arg in args)
+    )
+    return "bash -c " + shlex.quote(script)

@@ -1,0 +1,123 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
+
+"""One readiness predicate per Kubernetes kind the roles wait for, and the diagnoses their failures print.
+
+The roles poll with kubernetes.core.k8s_info and test each answer with these predicates (as the test plugins
+``llmops.ray_vllm.<kind>_ready``), so a condition is written once, not copied into every ``until:``.
+Each predicate takes the object as the API server returns it (a dict), or None when it does not exist.
+"""
+
+from __future__ import annotations
+
+
+def _conditions(obj):
+    return ((obj or {}).get("status") or {}).get("conditions") or []
+
+
+def condition_true(obj, condition_type):
+    """Whether ``obj`` has the condition ``condition_type`` with status True."""
+    return any(c.get("type") == condition_type and c.get("status") == "True" for c in _conditions(obj))
+
+
+def deployment_available(obj):
+    """A Deployment whose controller saw its latest spec and has an updated, available replica."""
+    if not obj:
+        return False
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation") or 0
+    return (
+        int(status.get("observedGeneration") or 0) >= int(generation)
+        and int(status.get("updatedReplicas") or 0) >= 1
+        and int(status.get("availableReplicas") or 0) >= 1
+        and condition_true(obj, "Available")
+    )
+
+
+def raycluster_ready(obj, expected_workers):
+    """A RayCluster that KubeRay reports ready with ``expected_workers`` worker pods ready."""
+    if not obj:
+        return False
+    status = obj.get("status") or {}
+    return status.get("state") == "ready" and int(status.get("readyWorkerReplicas") or 0) == int(expected_workers)
+
+
+def crd_established(obj):
+    """A CustomResourceDefinition the API server serves (Established)."""
+    return bool(obj) and condition_true(obj, "Established")
+
+
+def job_finished(obj):
+    """A Job that completed or failed for good (its Complete or Failed condition is True)."""
+    return bool(obj) and (condition_true(obj, "Complete") or condition_true(obj, "Failed"))
+
+
+def clusterpolicies_ready(objs):
+    """The GPU operator's ClusterPolicies: at least one, and every one in state ready."""
+    objs = objs or []
+    return len(objs) > 0 and all(((o.get("status") or {}).get("state") == "ready") for o in objs)
+
+
+def pod_ready(obj):
+    """A pod whose Ready condition is True."""
+    return bool(obj) and condition_true(obj, "Ready")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# diagnoses
+
+
+def not_ready_pods(pods):
+    """``["name (phase)", ...]`` of the pods that are not Ready."""
+    return [
+        "{} ({})".format(pod["metadata"]["name"], (pod.get("status") or {}).get("phase") or "?")
+        for pod in pods or []
+        if not pod_ready(pod)
+    ]
+
+
+def nodes_without_gpus(nodes):
+    """Names of the nodes whose allocatable advertises no ``nvidia.com/gpu``."""
+    return [
+        node["metadata"]["name"]
+        for node in nodes or []
+        if int(((node.get("status") or {}).get("allocatable") or {}).get("nvidia.com/gpu", "0") or 0) < 1
+    ]
+
+
+def pod_condition_lines(pods, role_label="ray.io/node-type"):
+    """One line per pod: name, its role label, phase, and each condition that is not True with reason and message.
+
+    The scheduler's Unschedulable message is left out here: the FailedScheduling events carry it, once.
+    """
+    lines = []
+    for pod in pods or []:
+        metadata = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        line = "{} ({}): {}".format(
+            metadata.get("name"), (metadata.get("labels") or {}).get(role_label, "?"), status.get("phase") or "?"
+        )
+        for condition in _conditions(pod):
+            if condition.get("status") == "True":
+                continue
+            line += ", {}={}".format(condition.get("type"), condition.get("status"))
+            if condition.get("reason"):
+                line += " " + condition["reason"]
+            if condition.get("message") and condition.get("reason") != "Unschedulable":
+                line += ": " + condition["message"]
+        lines.append(line)
+    return lines
+
+
+def crds_not_established(lookups):
+    """``["name (Established: seen)", ...]`` for the CRD lookups (k8s_info loop results) not Established."""
+    found = []
+    for lookup in lookups or []:
+        crd = (lookup.get("resources") or [None])[0]
+        if crd_established(crd):
+            continue
+        seen = [c.get("status") for c in _conditions(crd) if c.get("type") == "Established"]
+        found.append("{} (Established: {})".format(lookup.get("item"), seen[0] if seen else "missing"))
+    return found

@@ -1,0 +1,84 @@
+"""What site.yml hands the planner (_plan_inputs): the user's settings with their names, and the hosts' nodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import (
+    PlanInputError,
+    hosts_plan_input,
+    plan_request,
+)
+
+
+def test_only_what_the_user_set_goes_to_the_plan_with_its_name():
+    request = plan_request(
+        {
+            "vllm_serve_tensor_parallel_size": None,
+            "ray_vllm_tensor_parallel_size": 2,
+            "vllm_serve_max_model_len": 4096,
+            "vllm_serve_dtype": "auto",
+            "ray_vllm_dtype": None,
+            "ray_cluster_kuberay_layout": None,
+        }
+    )
+    assert request == {
+        "options": {"tensor_parallel_size": 2, "max_model_len": 4096},
+        "option_names": {
+            "tensor_parallel_size": "ray_vllm_tensor_parallel_size",
+            "max_model_len": "vllm_serve_max_model_len",
+        },
+    }
+
+
+def test_the_roles_variable_names_the_option_when_both_agree():
+    request = plan_request({"vllm_serve_tensor_parallel_size": 2, "ray_vllm_tensor_parallel_size": "2"})
+    assert request["option_names"] == {"tensor_parallel_size": "vllm_serve_tensor_parallel_size"}
+
+
+def test_two_variables_that_disagree_are_refused_naming_both():
+    with pytest.raises(PlanInputError) as error:
+        plan_request({"vllm_serve_tensor_parallel_size": 2, "ray_vllm_tensor_parallel_size": 4})
+    assert str(error.value) == (
+        "vllm_serve_tensor_parallel_size=2 and ray_vllm_tensor_parallel_size=4 ask the plan for different "
+        "tensor_parallel_size values; set one of them."
+    )
+
+
+def cpu_facts(bf16):
+    return {"mode": "cpu", "gpu_count": 0, "cpu": {"logical_cores": 2, "bf16_supported": bf16}, "memory_mib": 23000}
+
+
+def test_hosts_nodes_and_the_cpu_dtype():
+    result = hosts_plan_input(
+        [
+            {"name": "head", "is_head": True, "cuda_check_facts": cpu_facts(True)},
+            {"name": "worker", "is_head": False, "cuda_check_facts": cpu_facts(False)},
+        ]
+    )
+    assert result["cpu_dtype"] == "float32"
+    assert result["nodes"][0] == {
+        "name": "head", "gpus": 0, "gpu_memory_mib": 0, "gpu_product": "", "cpus": 2, "memory_mib": 23000,
+    }  # fmt: skip
+    assert hosts_plan_input([{"name": "h", "is_head": True, "cuda_check_facts": cpu_facts(True)}])["cpu_dtype"] is None
+
+
+def test_a_gpu_cap_limits_what_the_plan_may_use_on_that_node():
+    gpu = {"mode": "gpu", "gpu_count": 8, "gpu_memory_mib": 143771, "gpu_product": "NVIDIA H200", "cpu": {}}
+    nodes = hosts_plan_input(
+        [
+            {"name": "head", "is_head": True, "cuda_check_facts": gpu, "ray_cluster_head_num_gpus": 0,
+             "ray_cluster_num_gpus": 8},
+            {"name": "w", "is_head": False, "cuda_check_facts": gpu, "ray_cluster_num_gpus": 4},
+        ]
+    )["nodes"]  # fmt: skip
+    assert [node["gpus"] for node in nodes] == [0, 4]
+
+
+def test_more_gpus_than_the_node_has_or_no_facts_are_refused():
+    with pytest.raises(PlanInputError, match="ray_cluster_num_gpus=2 on w, but cuda_check found 0 GPU"):
+        hosts_plan_input(
+            [{"name": "w", "is_head": False, "cuda_check_facts": cpu_facts(True), "ray_cluster_num_gpus": 2}]
+        )
+    with pytest.raises(PlanInputError, match="w has no cuda_check_facts"):
+        hosts_plan_input([{"name": "w", "is_head": False, "cuda_check_facts": None}])

@@ -1,0 +1,149 @@
+"""vLLM's settings and command line from the plan and the role's variables (_vllm_command)."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_command import (
+    ServingSettingsError,
+    job_entrypoint,
+    server_args,
+    serving_settings,
+)
+
+
+def plan(device="GPU", tp=2, pp=1, max_model_len=8096, dtype="bfloat16", env=None, **extra):
+    vllm_args = {
+        "tensor_parallel_size": tp,
+        "pipeline_parallel_size": pp,
+        "max_model_len": max_model_len,
+        "gpu_memory_utilization": 0.9,
+        "dtype": dtype,
+        "kv_cache_dtype": "auto",
+        "quantization": None,
+    }
+    vllm_args.update(extra)
+    return {"device": device, "vllm_args": vllm_args, "env": env or {}}
+
+
+def settings(**overrides):
+    base = {
+        "tensor_parallel_size": None,
+        "pipeline_parallel_size": None,
+        "max_model_len": None,
+        "gpu_memory_utilization": None,
+        "cpu_kvcache_space_gib": None,
+        "device": "auto",
+        "dtype": "auto",
+        "executor_backend": "auto",
+        "enforce_eager": "auto",
+        "model": "/models/m",
+        "served_model_name": "m",
+        "host": "0.0.0.0",
+        "port": 8000,
+        "middleware": None,
+        "extra_args": [],
+        "env": {},
+    }
+    base.update(overrides)
+    return base
+
+
+def test_the_plan_decides_what_the_user_left_unset():
+    effective = serving_settings(settings(), plan(tp=2, pp=3))
+    assert (effective["tensor_parallel_size"], effective["pipeline_parallel_size"]) == (2, 3)
+    assert effective["max_model_len"] == 8096 and effective["gpu_memory_utilization"] == 0.9
+    assert (effective["device"], effective["executor_backend"], effective["dtype"]) == ("gpu", "ray", "bfloat16")
+    assert effective["enforce_eager"] is False
+    args = server_args(effective)
+    text = " ".join(args)
+    for part in (
+        "--model /models/m",
+        "--served-model-name m",
+        "--tensor-parallel-size 2",
+        "--pipeline-parallel-size 3",
+        "--distributed-executor-backend ray",
+        "--dtype bfloat16",
+        "--max-model-len 8096",
+        "--gpu-memory-utilization 0.9",
+    ):
+        assert part in text, part
+    assert "--enforce-eager" not in args and "--kv-cache-dtype" not in args and "--quantization" not in args
+
+
+def test_a_user_value_that_agrees_with_the_plan_is_taken():
+    effective = serving_settings(settings(tensor_parallel_size=2, gpu_memory_utilization=0.9), plan(tp=2))
+    assert effective["tensor_parallel_size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"tensor_parallel_size": 4}, "vllm_serve_tensor_parallel_size=4 conflicts with the deployment plan"),
+        ({"pipeline_parallel_size": 2}, "vllm_serve_pipeline_parallel_size=2 conflicts"),
+        ({"max_model_len": 4096}, "vllm_serve_max_model_len=4096 conflicts"),
+        ({"gpu_memory_utilization": 0.8}, "vllm_serve_gpu_memory_utilization=0.8 conflicts"),
+        ({"device": "cpu"}, "vllm_serve_device=cpu conflicts with the deployment plan (vllm_serve_plan), made for gpu"),
+        ({"dtype": "float16"}, "vllm_serve_dtype=float16 conflicts with the deployment plan (vllm_serve_plan)"),
+    ],
+)
+def test_a_user_value_that_contradicts_the_plan_is_refused_by_name(override, fragment):
+    with pytest.raises(ServingSettingsError) as error:
+        serving_settings(settings(**override), plan(tp=2))
+    assert fragment in str(error.value)
+    assert "vllm_serve_plan" in str(error.value)
+
+
+def test_without_a_plan_the_variables_alone_decide_and_null_is_left_to_vllm():
+    effective = serving_settings(settings(tensor_parallel_size=4))
+    args = server_args(effective)
+    assert effective["tensor_parallel_size"] == 4 and effective["pipeline_parallel_size"] == 1
+    assert "--max-model-len" not in args and "--gpu-memory-utilization" not in args
+    assert "--dtype auto" in " ".join(args)
+
+
+def test_cpu_plans_serve_with_mp_eager_and_the_planned_kv_cache():
+    effective = serving_settings(
+        settings(host="127.0.0.1"), plan(device="CPU", tp=1, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    )
+    assert (effective["device"], effective["executor_backend"], effective["enforce_eager"]) == ("cpu", "mp", True)
+    assert effective["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    args = server_args(effective)
+    assert "--enforce-eager" in args and "--gpu-memory-utilization" not in args
+    assert "--dtype float32" in " ".join(args)
+
+
+def test_the_cpu_kv_cache_defaults_to_4_gib_without_a_plan_and_user_env_is_added():
+    effective = serving_settings(settings(device="cpu", env={"OMP_NUM_THREADS": "2"}))
+    assert effective["env"] == {"VLLM_CPU_KVCACHE_SPACE": "4", "OMP_NUM_THREADS": "2"}
+
+
+def test_a_cpu_kv_cache_that_contradicts_the_plan_is_refused():
+    with pytest.raises(ServingSettingsError, match="vllm_serve_cpu_kvcache_space_gib=2 conflicts"):
+        serving_settings(settings(cpu_kvcache_space_gib=2), plan(device="CPU", env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
+
+
+def test_the_ray_executor_is_refused_on_cpu():
+    with pytest.raises(ServingSettingsError, match="vllm_serve_executor_backend=ray does not work on CPU"):
+        serving_settings(settings(executor_backend="ray"), plan(device="CPU"))
+
+
+def test_the_plans_quantization_kv_dtype_middleware_and_extra_args_reach_the_command_line():
+    effective = serving_settings(
+        settings(middleware="mod.Cls", extra_args=["--seed", 3], enforce_eager="true"),
+        plan(quantization="fp8", kv_cache_dtype="fp8_e4m3"),
+    )
+    args = server_args(effective)
+    text = " ".join(args)
+    assert "--quantization fp8" in text and "--kv-cache-dtype fp8_e4m3" in text
+    assert "--middleware mod.Cls" in text and args[-2:] == ["--seed", "3"] and "--enforce-eager" in args
+
+
+def test_the_job_entrypoint_reads_the_key_inside_the_job_and_quotes_every_argument():
+    entry = job_entrypoint(["--model", "/m dir/x", "--port", "8000"], "/venv/bin/python", "/keys/api key")
+    assert entry.startswith("bash -c ")
+    script = shlex.split(entry)[2]
+    assert script.startswith("export VLLM_API_KEY=\"$(cat '/keys/api key')\"; exec /venv/bin/python -m ")
+    assert "vllm.entrypoints.openai.api_server --model '/m dir/x' --port 8000" in script

@@ -1,0 +1,90 @@
+"""One readiness predicate per kind, and the diagnoses (_waiter), on objects the test bed's API server returned."""
+
+from __future__ import annotations
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
+    clusterpolicies_ready,
+    crd_established,
+    crds_not_established,
+    deployment_available,
+    job_finished,
+    nodes_without_gpus,
+    not_ready_pods,
+    pod_condition_lines,
+    raycluster_ready,
+)
+
+
+def deployment(generation=2, observed=2, updated=1, available=1, condition="True"):
+    return {
+        "metadata": {"name": "d", "generation": generation},
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "conditions": [{"type": "Available", "status": condition}],
+        },
+    }
+
+
+def test_a_deployment_is_available_only_when_every_part_says_so():
+    assert deployment_available(deployment())
+    assert not deployment_available(deployment(observed=1))
+    assert not deployment_available(deployment(updated=0))
+    assert not deployment_available(deployment(available=0))
+    assert not deployment_available(deployment(condition="False"))
+    assert not deployment_available(None)
+    assert not deployment_available({"metadata": {"generation": 1}})
+
+
+def test_a_raycluster_is_ready_with_exactly_the_expected_workers():
+    ready = {"status": {"state": "ready", "readyWorkerReplicas": 2}}
+    assert raycluster_ready(ready, 2)
+    assert raycluster_ready(ready, "2")
+    assert not raycluster_ready(ready, 3)
+    assert not raycluster_ready({"status": {"state": "suspended", "readyWorkerReplicas": 2}}, 2)
+    assert not raycluster_ready({}, 0)
+    assert not raycluster_ready(None, 0)
+
+
+def test_crds_jobs_and_clusterpolicies():
+    established = {"status": {"conditions": [{"type": "Established", "status": "True"}]}}
+    assert crd_established(established) and not crd_established({"status": {}}) and not crd_established(None)
+    assert job_finished({"status": {"conditions": [{"type": "Failed", "status": "True"}]}})
+    assert not job_finished({"status": {"conditions": [{"type": "Complete", "status": "False"}]}})
+    assert clusterpolicies_ready([{"status": {"state": "ready"}}])
+    assert not clusterpolicies_ready([{"status": {"state": "ready"}}, {"status": {"state": "notReady"}}])
+    assert not clusterpolicies_ready([])
+    assert crds_not_established(
+        [{"item": "a.ray.io", "resources": [established]}, {"item": "b.ray.io", "resources": []},
+         {"item": "c.ray.io", "resources": [{"status": {"conditions": [{"type": "Established", "status": "False"}]}}]}]
+    ) == ["b.ray.io (Established: missing)", "c.ray.io (Established: False)"]  # fmt: skip
+
+
+def test_pods_and_nodes_diagnoses():
+    pending = {
+        "metadata": {"name": "llm-raycluster-gpu-worker-x", "labels": {"ray.io/node-type": "worker"}},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/5 nodes"},
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "waiting"},
+            ],
+        },
+    }
+    running = {
+        "metadata": {"name": "head", "labels": {"ray.io/node-type": "head"}},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    assert not_ready_pods([pending, running]) == ["llm-raycluster-gpu-worker-x (Pending)"]
+    assert pod_condition_lines([pending, running]) == [
+        "llm-raycluster-gpu-worker-x (worker): Pending, PodScheduled=False Unschedulable, "
+        "Ready=False ContainersNotReady: waiting",
+        "head (head): Running",
+    ]
+    nodes = [
+        {"metadata": {"name": "a"}, "status": {"allocatable": {"nvidia.com/gpu": "1"}}},
+        {"metadata": {"name": "b"}, "status": {"allocatable": {"cpu": "8"}}},
+        {"metadata": {"name": "c"}, "status": {"allocatable": {"nvidia.com/gpu": "0"}}},
+    ]
+    assert nodes_without_gpus(nodes) == ["b", "c"]
