@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 SEED_DIR = HERE / "seeds"
 CRD_DIR = HERE / "crds"
 
+# The operator versions a seed installs, which the kuberay and gpu_operator controllers emulate.
 KUBERAY_VERSION = "v1.4.2"
 KUBERAY_IMAGE = "quay.io/kuberay/operator:v1.4.2"
 GPU_OPERATOR_VERSION = "v25.10.0"
@@ -37,11 +38,22 @@ def load_seed(name_or_path: str) -> dict:
     return seed
 
 
-def _gpu_info(group: dict) -> dict | None:
-    gpu = group.get("gpu")
-    if not gpu or not int(gpu.get("count", 0)):
-        return None
-    return gpu
+def seed_objects(seed: dict) -> list:
+    """What the seed creates, in creation order: namespaces, nodes (capacity only), storage classes, operators."""
+    platform = seed.get("platform") or {}
+    objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}} for name in _namespaces(seed)]
+    objects += [build_node(name, group, index) for name, group, index in seed_nodes(seed)]
+    objects += [_storage_class(storage_class) for storage_class in seed.get("storage_classes") or []]
+    if platform.get("kuberay_operator") == "installed":
+        namespace = _kuberay_namespace(platform)
+        objects += crds_for_group("ray.io")
+        objects += [_service_account("kuberay-operator", namespace), kuberay_operator_deployment(namespace)]
+    if platform.get("gpu_operator") == "installed":
+        namespace = _gpu_namespace(platform)
+        objects += crds_for_group("nvidia.com")
+        objects += [_service_account("gpu-operator", namespace), gpu_operator_deployment(namespace)]
+        objects.append(cluster_policy(seed))
+    return objects
 
 
 def seed_nodes(seed: dict) -> list:
@@ -55,26 +67,42 @@ def seed_nodes(seed: dict) -> list:
 
 
 def seed_gpu_nodes(seed: dict) -> dict:
+    """Node name -> the seed's ``gpu`` block, for the nodes that have GPUs (the GPU operator advertises them)."""
     return {name: _gpu_info(group) for name, group, dummy in seed_nodes(seed) if _gpu_info(group)}
 
 
-def _ki(quantity) -> str:
-    return f"{int(parse_quantity(quantity) // 1024)}Ki"
+def _gpu_info(group: dict) -> dict | None:
+    gpu = group.get("gpu")
+    if not gpu or not int(gpu.get("count", 0)):
+        return None
+    return gpu
+
+
+def _namespaces(seed: dict) -> list:
+    """The built-in namespaces, the seed's, and those of the installed operators."""
+    platform = seed.get("platform") or {}
+    names = list(BUILTIN_NAMESPACES)
+    names += [name for name in seed.get("namespaces") or [] if name not in names]
+    for operator, namespace in (
+        ("kuberay_operator", _kuberay_namespace(platform)),
+        ("gpu_operator", _gpu_namespace(platform)),
+    ):
+        if platform.get(operator) == "installed" and namespace not in names:
+            names.append(namespace)
+    return names
+
+
+def _kuberay_namespace(platform: dict) -> str:
+    return platform.get("kuberay_operator_namespace", "kuberay-system")
+
+
+def _gpu_namespace(platform: dict) -> str:
+    return platform.get("gpu_operator_namespace", "gpu-operator")
 
 
 def build_node(name: str, group: dict, index: int) -> dict:
-    labels = {
-        "beta.kubernetes.io/arch": "amd64",
-        "beta.kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-    }
+    """A node of a group: labels, taints, its pod CIDR (from its index) and capacity; conditions come later."""
     taints = [dict(t) for t in group.get("taints") or []]
-    if group.get("role") == "control-plane":
-        labels["node-role.kubernetes.io/control-plane"] = ""
-        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
-    labels.update({k: str(v) for k, v in (group.get("labels") or {}).items()})
     memory = parse_quantity(group.get("memory", "16Gi"))
     storage = parse_quantity(group.get("ephemeral_storage", "100Gi"))
     capacity = {
@@ -96,7 +124,7 @@ def build_node(name: str, group: dict, index: int) -> dict:
         "kind": "Node",
         "metadata": {
             "name": name,
-            "labels": labels,
+            "labels": _node_labels(name, group),
             "annotations": {
                 "node.alpha.kubernetes.io/ttl": "0",
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
@@ -105,6 +133,54 @@ def build_node(name: str, group: dict, index: int) -> dict:
         "spec": spec,
         "status": {"capacity": capacity, "allocatable": allocatable},
     }
+
+
+def _node_labels(name: str, group: dict) -> dict:
+    labels = {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+    }
+    if group.get("role") == "control-plane":
+        labels["node-role.kubernetes.io/control-plane"] = ""
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
+    labels.update({k: str(v) for k, v in (group.get("labels") or {}).items()})
+    return labels
+
+
+def _ki(quantity) -> str:
+    return f"{int(parse_quantity(quantity) // 1024)}Ki"
+
+
+def _storage_class(storage_class: dict) -> dict:
+    body = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": storage_class["name"]},
+        "provisioner": storage_class["provisioner"],
+        "reclaimPolicy": storage_class.get("reclaim_policy", "Delete"),
+        "volumeBindingMode": storage_class.get("volume_binding_mode", "Immediate"),
+        "allowVolumeExpansion": bool(storage_class.get("allow_volume_expansion", False)),
+    }
+    if storage_class.get("default"):
+        body["metadata"]["annotations"] = {"storageclass.kubernetes.io/is-default-class": "true"}
+    if storage_class.get("parameters"):
+        body["parameters"] = {k: str(v) for k, v in storage_class["parameters"].items()}
+    return body
+
+
+def _service_account(name: str, namespace: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+
+
+def crds_for_group(group: str) -> list:
+    """Copies of the CRDs shipped in ``crds/`` for an API group (a minimal ClusterPolicy CRD when none is)."""
+    found = [c for c in _crd_documents() if (c.get("spec") or {}).get("group") == group]
+    if not found and group == "nvidia.com":
+        found = [copy.deepcopy(_MINIMAL_CLUSTERPOLICY_CRD)]
+    return found
 
 
 def _crd_documents() -> list:
@@ -147,13 +223,6 @@ _MINIMAL_CLUSTERPOLICY_CRD = {
         ],
     },
 }
-
-
-def crds_for_group(group: str) -> list:
-    found = [c for c in _crd_documents() if (c.get("spec") or {}).get("group") == group]
-    if not found and group == "nvidia.com":
-        found = [copy.deepcopy(_MINIMAL_CLUSTERPOLICY_CRD)]
-    return found
 
 
 def kuberay_operator_deployment(namespace: str) -> dict:
@@ -278,64 +347,3 @@ def cluster_policy(seed: dict) -> dict:
             "mig": {"strategy": mig},
         },
     }
-
-
-def seed_objects(seed: dict) -> list:
-    """What the seed creates, in creation order: namespaces, nodes (capacity only), storage classes, operators."""
-    platform = seed.get("platform") or {}
-    objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}} for name in _namespaces(seed)]
-    objects += [build_node(name, group, index) for name, group, index in seed_nodes(seed)]
-    objects += [_storage_class(storage_class) for storage_class in seed.get("storage_classes") or []]
-    if platform.get("kuberay_operator") == "installed":
-        namespace = _kuberay_namespace(platform)
-        objects += crds_for_group("ray.io")
-        objects += [_service_account("kuberay-operator", namespace), kuberay_operator_deployment(namespace)]
-    if platform.get("gpu_operator") == "installed":
-        namespace = _gpu_namespace(platform)
-        objects += crds_for_group("nvidia.com")
-        objects += [_service_account("gpu-operator", namespace), gpu_operator_deployment(namespace)]
-        objects.append(cluster_policy(seed))
-    return objects
-
-
-def _kuberay_namespace(platform: dict) -> str:
-    return platform.get("kuberay_operator_namespace", "kuberay-system")
-
-
-def _gpu_namespace(platform: dict) -> str:
-    return platform.get("gpu_operator_namespace", "gpu-operator")
-
-
-def _namespaces(seed: dict) -> list:
-    """The built-in namespaces, the seed's, and those of the installed operators."""
-    platform = seed.get("platform") or {}
-    names = list(BUILTIN_NAMESPACES)
-    names += [name for name in seed.get("namespaces") or [] if name not in names]
-    for operator, namespace in (
-        ("kuberay_operator", _kuberay_namespace(platform)),
-        ("gpu_operator", _gpu_namespace(platform)),
-    ):
-        if platform.get(operator) == "installed" and namespace not in names:
-            names.append(namespace)
-    return names
-
-
-def _storage_class(storage_class: dict) -> dict:
-    body = {
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": {"name": storage_class["name"]},
-        "provisioner": storage_class["provisioner"],
-        "reclaimPolicy": storage_class.get("reclaim_policy", "Delete"),
-        "volumeBindingMode": storage_class.get("volume_binding_mode", "Immediate"),
-        "allowVolumeExpansion": bool(storage_class.get("allow_volume_expansion", False)),
-    }
-    if storage_class.get("default"):
-        body["metadata"]["annotations"] = {"storageclass.kubernetes.io/is-default-class": "true"}
-    if storage_class.get("parameters"):
-        body["parameters"] = {k: str(v) for k, v in storage_class["parameters"].items()}
-    return body
-
-
-def _service_account(name: str, namespace: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}

@@ -248,16 +248,9 @@ def _head_port(cluster: dict) -> str:
 
 
 def _head_service_body(cluster: dict) -> dict:
-    """The head Service: the head container's ports (Ray's defaults when it names none), headless by default."""
+    """The head Service: the head's ports, the template's headService merged in, headless by default."""
     namespace, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
     head_spec = (cluster.get("spec") or {}).get("headGroupSpec") or {}
-    containers = ((head_spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
-    ports = {}
-    for port in containers[0].get("ports") or []:
-        ports[port.get("name") or f"{port.get('containerPort')}-port"] = int(port["containerPort"])
-    if not ports:
-        ports = dict(RAY_DEFAULT_PORTS)
-    ports.setdefault("metrics", RAY_DEFAULT_PORTS["metrics"])
     labels = {
         "ray.io/cluster": name,
         "ray.io/node-type": "head",
@@ -282,7 +275,8 @@ def _head_service_body(cluster: dict) -> dict:
         body["metadata"]["annotations"] = dict(custom["metadata"]["annotations"])
     service_ports = list(body["spec"].get("ports") or [])
     service_ports += [
-        {"name": port_name, "port": number, "appProtocol": "tcp"} for port_name, number in sorted(ports.items())
+        {"name": port_name, "port": number, "appProtocol": "tcp"}
+        for port_name, number in sorted(_head_ports(head_spec).items())
     ]
     body["spec"]["ports"] = sorted(service_ports, key=lambda p: p.get("name", ""))
     body["spec"]["selector"] = dict(labels)
@@ -292,6 +286,18 @@ def _head_service_body(cluster: dict) -> dict:
         body["spec"]["clusterIP"] = "None"  # headless by default since KubeRay v1.3
         body["spec"]["publishNotReadyAddresses"] = True
     return body
+
+
+def _head_ports(head_spec: dict) -> dict:
+    """Port name -> number: the head container's ports (Ray's defaults when it names none), always metrics."""
+    containers = ((head_spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    ports = {}
+    for port in containers[0].get("ports") or []:
+        ports[port.get("name") or f"{port.get('containerPort')}-port"] = int(port["containerPort"])
+    if not ports:
+        ports = dict(RAY_DEFAULT_PORTS)
+    ports.setdefault("metrics", RAY_DEFAULT_PORTS["metrics"])
+    return ports
 
 
 def _build_pod(cluster: dict, node_type: str, group: dict) -> dict:
