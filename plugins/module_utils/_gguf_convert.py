@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import (
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import (
     MARKER_NAME,
     build_marker,
     marker_differences,

@@ -17,19 +17,20 @@ import shutil
 import sys
 import traceback
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import (
+    SAFETENSORS_WEIGHTS,
+    build_marker,
+    download_with_sdk,
+    marker_differences,
+    model_dir_problems,
+    read_marker,
+    write_marker,
+)
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_facts import (
     ModelFactsError,
     architecture_facts,
     read_config,
     read_safetensors_header,
-)
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import (
-    SAFETENSORS_WEIGHTS,
-    build_marker,
-    marker_differences,
-    model_dir_problems,
-    read_marker,
-    write_marker,
 )
 
 PARTIAL_SUFFIX = ".partial"
@@ -70,7 +71,7 @@ def safetensors_file_problem(path):
 def completeness_problems(model_dir):
     """Sentences naming what is missing or truncated in a model directory; empty when it is complete.
 
-    The check the download Job runs too (_model_marker), with safetensors weights only, each read to its last byte.
+    The check the download Job runs too (_model_dir), with safetensors weights only, each read to its last byte.
     """
     return model_dir_problems(model_dir, SAFETENSORS_WEIGHTS, safetensors_file_problem)
 
@@ -103,27 +104,6 @@ def needs_fetch(dest, source, model_id, revision):
     if differences:
         return differences
     return completeness_problems(dest)
-
-
-def download_with_sdk(source, model_id, revision, target, token=None, endpoint=None):
-    """Download ``model_id@revision`` into ``target`` with the source's own SDK (which checks file hashes)."""
-    if source == "modelscope":
-        if endpoint:
-            os.environ["MODELSCOPE_DOMAIN"] = endpoint
-        from modelscope.hub.api import HubApi
-        from modelscope.hub.snapshot_download import snapshot_download
-
-        if token:
-            HubApi().login(token)
-        snapshot_download(model_id, revision=revision, local_dir=target)
-    elif source == "huggingface":
-        if endpoint:
-            os.environ["HF_ENDPOINT"] = endpoint
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(repo_id=model_id, revision=revision, local_dir=target, token=token or None)
-    else:
-        raise ValueError("download_with_sdk does not handle source %r" % source)
 
 
 def finish(partial, dest, source, model_id, revision):

@@ -92,14 +92,15 @@ def test_cuda_check_three_gpu_nodes(tmp_path):
     assert {node["gpu_product"] for node in facts["nodes"]} == {"NVIDIA-A100-SXM4-80GB"}
 
 
-def test_cuda_check_gpus_not_advertised_stops_in_the_preflight(tmp_path):
+def test_cuda_check_gpus_not_advertised_stops_before_anything_changes(tmp_path):
     seed = seed_copy(tmp_path, "no-gpu-operator", lambda s: s["platform"].update(gpu_operator="absent"))
     rc, output, recap, facts = cuda_check(tmp_path, seed)
     assert rc != 0
     assert facts is None
     assert recap["localhost"]["failed"] == 1
     assert recap["localhost"]["changed"] == 0
-    assert "Check the GPU nodes before anything changes" in output
+    # cuda_check only reads; site.yml runs it before anything changes when the GPU operator is only verified.
+    assert "Check the GPU nodes against what vLLM needs" in output
     assert "No GPU node" in output
     assert "nvidia.com/gpu.present=true" in output
     assert "GPU operator" in output
@@ -167,7 +168,9 @@ def test_model_storage_on_kubernetes(bed, tmp_path):
     assert claim.metadata.annotations["llmops.ray-vllm/model"] == f"{MODEL}@master"
     assert claim.metadata.annotations["llmops.ray-vllm/complete"] == "true"
     script = read(bed, "ConfigMap", JOB)
-    assert "snapshot_download(model_id, revision=revision, local_dir=target)" in script.data["download_model.py"]
+    # The SDK call is the collection's one, shipped beside the script (the hosts platform downloads with it too).
+    assert "download_with_sdk(" in script.data["download_model.py"]
+    assert "snapshot_download(model_id, revision=revision, local_dir=target)" in script.data["_model_dir.py"]
     assert ".ray_vllm_complete.json" in script.data["download_model.py"]
     job = read(bed, "Job", JOB)
     assert job.status.succeeded == 1

