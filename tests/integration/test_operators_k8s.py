@@ -213,7 +213,7 @@ def test_watch_namespaces_must_include_the_ray_namespace(seeded_bed, tmp_path):
     variables = {"operators_roles": ["kuberay_operator"], "kuberay_operator_watch_namespaces": ["team-a"]}
     rc, output, recap = play(seeded_bed, tmp_path, variables, name="watch")
     assert rc != 0
-    assert "leaves out llm (ray_vllm_namespace)" in output, output[-4000:]
+    assert "leaves out llm (kuberay_operator_ray_namespace, from ray_vllm_namespace)" in output, output[-4000:]
 
 
 def test_verify_fails_naming_install_mode_when_the_operators_are_absent(own_bed, tmp_path):
