@@ -29,7 +29,8 @@ class ActionModule(ValidateArgumentSpec):
             return data["argument_specs"][entry_point]["options"]
         except (KeyError, TypeError):
             raise AnsibleActionFail(
-                "%s has no options for the entry point %r in argument_specs" % (os.path.join(role_path, SPEC_FILE), entry_point)
+                "%s has no options for the entry point %r in argument_specs"
+                % (os.path.join(role_path, SPEC_FILE), entry_point)
             ) from None
 
     def run(self, tmp=None, task_vars=None):

@@ -51,5 +51,8 @@ argument_errors:
   returned: failure
   type: list
   elements: str
-  sample: ["argument 'vllm_serve_port' is of type str and we were unable to convert to int: \"'eighty'\" cannot be converted to an int"]
+  sample:
+    - >-
+      argument 'vllm_serve_port' is of type str and we were unable to convert to int:
+      "'eighty'" cannot be converted to an int
 """
