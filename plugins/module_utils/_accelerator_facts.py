@@ -144,6 +144,23 @@ def version_at_least(version, minimum):
     return have + [0] * (width - len(have)) >= want + [0] * (width - len(want))
 
 
+def version_problems(checks, **context):
+    """The problems of the version gates: one sentence per ``(seen, minimum, unknown, too_old)`` check that fails.
+
+    A check without a minimum passes; ``unknown`` is said when the version could not be read, ``too_old`` when it is
+    below the minimum. Both are format strings over ``seen``, ``minimum`` and ``context`` (host, node, driver ...).
+    """
+    problems = []
+    for seen, minimum, unknown, too_old in checks:
+        if not minimum:
+            continue
+        if not seen:
+            problems.append(unknown.format(minimum=minimum, **context))
+        elif not version_at_least(seen, minimum):
+            problems.append(too_old.format(seen=seen, minimum=minimum, **context))
+    return problems
+
+
 def parse_cpuinfo(text):
     """``(logical_cores, model_name, vendor_id, flags)`` from /proc/cpuinfo; flags is a set.
 
@@ -246,6 +263,23 @@ def smi_failure_reason(rc, stdout, stderr):
     return "nvidia-smi failed with exit code {}: {}".format(rc, output[:300] or "no output")
 
 
+DRIVER_UNKNOWN = (
+    "could not read the NVIDIA driver version on {host}, min_driver_version is {minimum}. Run nvidia-smi there and "
+    "check that the driver is loaded"
+)
+DRIVER_TOO_OLD = (
+    "driver {seen} < {minimum} required by the vLLM build (min_driver_version) on {host}; upgrade the driver"
+)
+CUDA_UNKNOWN = (
+    "could not read the CUDA version the driver supports on {host} (nvidia-smi header), min_cuda_version is "
+    "{minimum}. Run nvidia-smi there and check its header"
+)
+CUDA_TOO_OLD = (
+    "the driver {driver} on {host} supports CUDA up to {seen} < {minimum} required by the vLLM build "
+    "(min_cuda_version); upgrade the driver"
+)
+
+
 def check_expectations(facts, host, min_gpus, allow_cpu, min_driver_version, min_cuda_version, gpu_absent_reason):
     """``(mode, problems, warnings)`` for collected facts against the gate options.
 
@@ -258,7 +292,7 @@ def check_expectations(facts, host, min_gpus, allow_cpu, min_driver_version, min
         if not allow_cpu and min_gpus > 0:
             problems.append(
                 f"no NVIDIA GPU found on {host}: {gpu_absent_reason}. min_gpus is {min_gpus}. Install the NVIDIA "
-                "driver (or the GPU operator), or set cuda_check_allow_cpu: true (module option allow_cpu) to serve "
+                "driver (or the GPU operator), or set allow_cpu: true to serve "
                 "on CPU, or min_gpus: 0 for a node that needs no GPU (like the Ray head of a GPU cluster)"
             )
         elif gpu_absent_reason and not gpu_absent_reason.startswith(NOT_INSTALLED):
@@ -273,30 +307,16 @@ def check_expectations(facts, host, min_gpus, allow_cpu, min_driver_version, min
             "in `nvidia-smi -L` (a GPU fallen off the bus or held by a VM passthrough is missing there), "
             "or lower min_gpus"
         )
-    driver = facts["driver_version"]
-    if min_driver_version:
-        if not driver:
-            problems.append(
-                f"could not read the NVIDIA driver version on {host}, min_driver_version is "
-                f"{min_driver_version}. Run nvidia-smi there and check that the driver is loaded"
-            )
-        elif not version_at_least(driver, min_driver_version):
-            problems.append(
-                f"driver {driver} < {min_driver_version} required by the vLLM build (min_driver_version) "
-                f"on {host}; upgrade the driver"
-            )
-    cuda = facts["cuda_version"]
-    if min_cuda_version:
-        if not cuda:
-            problems.append(
-                f"could not read the CUDA version the driver supports on {host} (nvidia-smi header), min_cuda_version "
-                f"is {min_cuda_version}. Run nvidia-smi there and check its header"
-            )
-        elif not version_at_least(cuda, min_cuda_version):
-            problems.append(
-                f"the driver {driver} on {host} supports CUDA up to {cuda} < {min_cuda_version} required by "
-                "the vLLM build (min_cuda_version); upgrade the driver"
-            )
+    problems.extend(
+        version_problems(
+            (
+                (facts["driver_version"], min_driver_version, DRIVER_UNKNOWN, DRIVER_TOO_OLD),
+                (facts["cuda_version"], min_cuda_version, CUDA_UNKNOWN, CUDA_TOO_OLD),
+            ),
+            host=host,
+            driver=facts["driver_version"],
+        )
+    )
     for gpu in gpus:
         if gpu["mig_mode"] == "Enabled":
             warnings.append(

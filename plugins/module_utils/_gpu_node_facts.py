@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts import (
-    version_at_least,
+    version_problems,
     version_tuple,
 )
 
@@ -34,6 +34,32 @@ CUDA_PART_LABELS = ("nvidia.com/cuda.runtime.major", "nvidia.com/cuda.runtime.mi
 MIG_RESOURCE = re.compile(r"^nvidia\.com/mig-\d+g\.\d+gb$")
 # The keys deployment_plan's nodes option accepts.
 PLAN_KEYS = ("name", "gpus", "gpu_product", "gpu_memory_mib", "cpus", "memory_mib")
+
+# What the version gates say (see _accelerator_facts.version_problems).
+DRIVER_UNKNOWN = (
+    "{name}: the NVIDIA driver version is unknown (no "
+    + DRIVER_FULL_LABEL
+    + " nor "
+    + DRIVER_PART_LABELS[0]
+    + " label), needed {minimum} or newer: GPU feature discovery is not labelling the node (check the "
+    "gpu-feature-discovery pod there)."
+)
+DRIVER_TOO_OLD = (
+    "NVIDIA driver too old on {name}: seen {seen} (label " + DRIVER_FULL_LABEL + "), needed {minimum} or newer. "
+    "Upgrade the driver on the node (with the GPU operator: its driver.version), or lower min_driver_version for an "
+    "older vLLM image."
+)
+CUDA_UNKNOWN = (
+    "{name}: the CUDA version the driver supports is unknown (no "
+    + CUDA_FULL_LABEL
+    + " nor "
+    + CUDA_PART_LABELS[0]
+    + " label), needed {minimum}: GPU feature discovery is not labelling the node."
+)
+CUDA_TOO_OLD = (
+    "CUDA too old on {name}: its driver supports CUDA {seen} (label " + CUDA_FULL_LABEL + "), needed {minimum} or "
+    "newer. Upgrade the NVIDIA driver on the node, or lower min_cuda_version for an older vLLM image."
+)
 
 # Suffixes of Kubernetes resource quantities (k8s.io/apimachinery resource.Quantity).
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -58,11 +84,6 @@ def parse_quantity(value):
     if suffix in _DECIMAL:
         return float(number) * _DECIMAL[suffix]
     raise NodeFactsError(f"{value!r} has an unknown quantity suffix {suffix!r}")
-
-
-def version_older(seen, needed):
-    """True when version ``seen`` is older than ``needed``, comparing number by number (missing parts are 0)."""
-    return not version_at_least(seen, needed)
 
 
 def _labels(node):
@@ -226,41 +247,22 @@ def collect(nodes, min_gpus=1, min_driver_version=None, min_cuda_version=None, n
         if facts["gpus"] < min_gpus:
             problems.append(
                 f"{name} offers {facts['gpus']} GPU(s) ({GPU_RESOURCE} allocatable), fewer than the {min_gpus} "
-                "needed on each GPU node (cuda_check_min_gpus); lower it or use nodes with more GPUs."
+                "needed on each GPU node (min_gpus); lower it or use nodes with more GPUs."
             )
         if facts["gpu_memory_mib"] is None:
             problems.append(
                 f"{name} has no {MEMORY_LABEL} label, so the memory of its GPUs is unknown: GPU feature discovery "
                 "is not labelling it (check the gpu-feature-discovery pod on the node)."
             )
-        if min_driver_version:
-            seen = facts["driver_version"]
-            if seen is None:
-                problems.append(
-                    f"{name}: the NVIDIA driver version is unknown (no {DRIVER_FULL_LABEL} nor "
-                    f"{DRIVER_PART_LABELS[0]} label), needed {min_driver_version} or newer: GPU feature discovery "
-                    "is not labelling the node (check the gpu-feature-discovery pod there)."
-                )
-            elif version_older(seen, min_driver_version):
-                problems.append(
-                    f"NVIDIA driver too old on {name}: seen {seen} (label {DRIVER_FULL_LABEL}), needed "
-                    f"{min_driver_version} or newer. Upgrade the driver on the node (with the GPU operator: "
-                    "its driver.version), or lower cuda_check_min_driver_version for an older vLLM image."
-                )
-        if min_cuda_version:
-            seen = facts["cuda_version"]
-            if seen is None:
-                problems.append(
-                    f"{name}: the CUDA version the driver supports is unknown (no {CUDA_FULL_LABEL} nor "
-                    f"{CUDA_PART_LABELS[0]} label), needed {min_cuda_version}: GPU feature discovery is not "
-                    "labelling the node."
-                )
-            elif version_older(seen, min_cuda_version):
-                problems.append(
-                    f"CUDA too old on {name}: its driver supports CUDA {seen} (label {CUDA_FULL_LABEL}), needed "
-                    f"{min_cuda_version} or newer. Upgrade the NVIDIA driver on the node, or lower "
-                    "cuda_check_min_cuda_version for an older vLLM image."
-                )
+        problems.extend(
+            version_problems(
+                (
+                    (facts["driver_version"], min_driver_version, DRIVER_UNKNOWN, DRIVER_TOO_OLD),
+                    (facts["cuda_version"], min_cuda_version, CUDA_UNKNOWN, CUDA_TOO_OLD),
+                ),
+                name=name,
+            )
+        )
     found.sort(key=lambda facts: facts["name"])
     for entry in excluded:
         warnings.append(f"{entry['name']} has GPUs but is left out: {entry['reason']}.")
@@ -277,8 +279,8 @@ def collect(nodes, min_gpus=1, min_driver_version=None, min_cuda_version=None, n
             0,
             f"No GPU node: no Ready, schedulable node{where} advertises {GPU_RESOURCE} in its allocatable or "
             f"carries the label {PRESENT_LABEL}=true{left_out}, out of {len(nodes)} node(s). The GPUs are not "
-            "advertised: install the NVIDIA GPU operator (gpu_operator_mode: install) or check that its device "
-            "plugin and GPU feature discovery run on the GPU nodes.",
+            "advertised: install the NVIDIA GPU operator (this collection's gpu_operator role can) or check that its "
+            "device plugin and GPU feature discovery run on the GPU nodes.",
         )
     strategies = sorted({facts["mig_strategy"] for facts in found if facts["mig_strategy"] not in (None, "none")})
     if strategies and strategies != ["single"]:

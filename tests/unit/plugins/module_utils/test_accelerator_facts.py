@@ -263,7 +263,7 @@ class TestGate:
         assert mode == "cpu"
         (problem,) = problems
         assert problem.startswith("no NVIDIA GPU found on node1: nvidia-smi is not installed")
-        assert "cuda_check_allow_cpu: true" in problem
+        assert "allow_cpu: true" in problem
         assert check(collected, absent, min_gpus=1, allow_cpu=True, min_driver_version="550.54.14") == (
             "cpu",
             [],
