@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import shlex
 
-# Settings the plan decides and a user may also set: (setting, the plan's vllm_args key).
-PLANNED_SETTINGS = (
-    ("tensor_parallel_size", "tensor_parallel_size"),
-    ("pipeline_parallel_size", "pipeline_parallel_size"),
-    ("max_model_len", "max_model_len"),
-    ("gpu_memory_utilization", "gpu_memory_utilization"),
-)
+# Settings the plan decides (keys of its vllm_args) and a user may also set.
+PLANNED_SETTINGS = ("tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization")
+# The settings site.yml hands the planner as its options (plugins/module_utils/_plan_inputs.py).
+PLAN_INPUTS = PLANNED_SETTINGS + ("cpu_kvcache_space_gib", "dtype")
 # vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB; 4 is what the role used before plans sized it.
 DEFAULT_CPU_KVCACHE_SPACE_GIB = 4
 DEVICES = ("auto", "gpu", "cpu")
@@ -34,51 +31,42 @@ class ServingSettingsError(ValueError):
 def _same(left, right):
     if isinstance(left, float) or isinstance(right, float):
         return abs(float(left) - float(right)) < 1e-9
-    return int(left) == int(right)
+    try:
+        return int(left) == int(right)
+    except (TypeError, ValueError):
+        return str(left) == str(right)
 
 
-def _planned_value(key, user_value, plan_args, names):
-    """The user's value if set (after checking it against the plan), else the plan's, else None."""
-    planned = plan_args.get(key)
+def _planned_value(key, user_value, planned, names):
+    """The user's value if set (after checking it against the plan's), else the plan's, else None."""
     if user_value is None:
         return planned
     if planned is not None and not _same(user_value, planned):
+        hint = (
+            ", or pass it to the plan (site.yml hands it to llmops.ray_vllm.deployment_plan, which then checks it "
+            "against the model and the GPUs)"
+            if key in PLAN_INPUTS
+            else ""
+        )
         raise ServingSettingsError(
-            "{}={} conflicts with the deployment plan ({}), which has {}={}. The plan was made without that value; "
-            "fix: leave {} unset to take the plan's, or pass it to the plan (site.yml hands it to "
-            "llmops.ray_vllm.deployment_plan, which then checks it against the model and the GPUs).".format(
-                names(key), user_value, names("plan"), key, planned, names(key)
-            )
+            f"{names(key)}={user_value} conflicts with the deployment plan ({names('plan')}), which has "
+            f"{key}={planned}. The plan was made without that value; fix: leave {names(key)} at its default to take "
+            f"the plan's{hint}."
         )
     return user_value
 
 
 def _device(settings, plan, names):
     device = settings.get("device") or "auto"
-    planned = str(plan.get("device") or "").lower() or None
     if device not in DEVICES:
         raise ServingSettingsError(f"{names('device')}={device!r} must be one of auto, gpu, cpu.")
-    if device == "auto":
-        return planned or "gpu"
-    if planned and planned != device:
-        raise ServingSettingsError(
-            f"{names('device')}={device} conflicts with the deployment plan ({names('plan')}), made for {planned} "
-            f"nodes; leave {names('device')} unset to take the plan's."
-        )
-    return device
+    planned = str(plan.get("device") or "").lower() or None
+    return _planned_value("device", None if device == "auto" else device, planned, names) or "gpu"
 
 
 def _dtype(settings, plan_args, names):
     wanted = settings.get("dtype") or "auto"
-    planned = plan_args.get("dtype")
-    if wanted == "auto":
-        return planned or "auto"
-    if planned and planned != wanted:
-        raise ServingSettingsError(
-            f"{names('dtype')}={wanted} conflicts with the deployment plan ({names('plan')}), sized for dtype "
-            f"{planned}; leave {names('dtype')} at auto to take the plan's, or plan with it (ray_vllm_dtype)."
-        )
-    return wanted
+    return _planned_value("dtype", None if wanted == "auto" else wanted, plan_args.get("dtype"), names) or "auto"
 
 
 def _backend(settings, device, names):
@@ -110,7 +98,7 @@ def _cpu_env(settings, plan, device, names):
     space = _planned_value(
         "cpu_kvcache_space_gib",
         settings.get("cpu_kvcache_space_gib"),
-        {"cpu_kvcache_space_gib": int(planned) if planned not in (None, "") else None},
+        int(planned) if planned not in (None, "") else None,
         names,
     )
     return {"VLLM_CPU_KVCACHE_SPACE": str(space if space is not None else DEFAULT_CPU_KVCACHE_SPACE_GIB)}
@@ -136,7 +124,7 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
     plan_args = plan.get("vllm_args") or {}
     names = namer(prefix, plan_variable)
     device = _device(settings, plan, names)
-    effective = {key: _planned_value(key, settings.get(key), plan_args, names) for key, _ in PLANNED_SETTINGS}
+    effective = {key: _planned_value(key, settings.get(key), plan_args.get(key), names) for key in PLANNED_SETTINGS}
     effective["tensor_parallel_size"] = int(effective["tensor_parallel_size"] or 1)
     effective["pipeline_parallel_size"] = int(effective["pipeline_parallel_size"] or 1)
     effective.update(

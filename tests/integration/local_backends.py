@@ -94,7 +94,7 @@ def stop(args) -> int:
     for group in state["groups"]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
-    for pid in ray_local._pids_mentioning(state["ray_temp_dir"]):
+    for pid in ray_local.pids_mentioning(state["ray_temp_dir"]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(state["ray_temp_dir"], ignore_errors=True)

@@ -113,18 +113,20 @@ def _process_group_pids(pgid):
     return sorted(pids)
 
 
-def _pids_mentioning(text):
-    """PIDs whose command line contains ``text`` (our own unique temp dir)."""
+def pids_mentioning(text):
+    """PIDs of the live processes (zombies left out) whose command line contains ``text`` (a unique temp dir)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as cmdline_file:
-                cmdline = cmdline_file.read().decode("utf-8", "replace")
+                cmdline = cmdline_file.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(f"/proc/{entry}/stat") as stat_file:
+                state = stat_file.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if text in cmdline:
+        if text in cmdline and state != "Z":
             pids.append(int(entry))
     return pids
 
@@ -422,7 +424,7 @@ class LocalRayCluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(timeout=10)
         # Ray workers that left the process group still name our temp dir on their command line.
-        for pid in _pids_mentioning(self.temp_dir):
+        for pid in pids_mentioning(self.temp_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.temp_dir, ignore_errors=True)

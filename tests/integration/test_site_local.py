@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
+import ray_local
 from playbook_runner import REPO, run_playbook
 
 pytestmark = pytest.mark.integration
@@ -40,27 +39,11 @@ MODEL_DIR = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 
 def node_pids(node):
     """PIDs of the Ray processes of one inventory node of this test (found by its Ray temp dir)."""
-    marker = "%s-%s/session_" % (TEMP_PREFIX, node)
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path("/proc/%s/cmdline" % entry).read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            state = Path("/proc/%s/stat" % entry).read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            pids.append(int(entry))
-    return pids
+    return ray_local.pids_mentioning("%s-%s/session_" % (TEMP_PREFIX, node))
 
 
 def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+    return ray_local.port_is_open("127.0.0.1", port, timeout=1)
 
 
 def site(name, *extra, check=False):

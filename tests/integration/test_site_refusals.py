@@ -15,12 +15,11 @@ Kubernetes runs share one test bed of the seed cluster.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
+import ray_local
 from playbook_runner import REPO, run_playbook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,25 +47,11 @@ def flat(text):
 
 
 def ray_processes():
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path("/proc/%s/cmdline" % entry).read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if TEMP_PREFIX in cmdline:
-            found.append(int(entry))
-    return found
+    return ray_local.pids_mentioning(TEMP_PREFIX)
 
 
 def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+    return ray_local.port_is_open("127.0.0.1", port, timeout=1)
 
 
 def hosts_site(name, *extra, check=False):

@@ -85,8 +85,14 @@ def test_a_user_value_that_agrees_with_the_plan_is_taken():
         ({"pipeline_parallel_size": 2}, "vllm_serve_pipeline_parallel_size=2 conflicts"),
         ({"max_model_len": 4096}, "vllm_serve_max_model_len=4096 conflicts"),
         ({"gpu_memory_utilization": 0.8}, "vllm_serve_gpu_memory_utilization=0.8 conflicts"),
-        ({"device": "cpu"}, "vllm_serve_device=cpu conflicts with the deployment plan (vllm_serve_plan), made for gpu"),
-        ({"dtype": "float16"}, "vllm_serve_dtype=float16 conflicts with the deployment plan (vllm_serve_plan)"),
+        (
+            {"device": "cpu"},
+            "vllm_serve_device=cpu conflicts with the deployment plan (vllm_serve_plan), which has device=gpu",
+        ),
+        (
+            {"dtype": "float16"},
+            "vllm_serve_dtype=float16 conflicts with the deployment plan (vllm_serve_plan), which has",
+        ),
     ],
 )
 def test_a_user_value_that_contradicts_the_plan_is_refused_by_name(override, fragment):
