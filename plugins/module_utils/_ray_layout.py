@@ -148,7 +148,7 @@ def _check_layout_numbers(layout, variable):
             problems.append(f"worker_group.{key}={group.get(key)!r} (a whole number >= {least})")
     if not _is_whole(layout["head"].get("num_gpus")) or int(layout["head"]["num_gpus"]) < 0:
         problems.append("head.num_gpus={!r} (a whole number >= 0)".format(layout["head"].get("num_gpus")))
-    if not problems and not int(group["min_replicas"]) <= int(group["max_replicas"]):
+    if not problems and int(group["min_replicas"]) > int(group["max_replicas"]):
         problems.append(f"min_replicas={group['min_replicas']} above max_replicas={group['max_replicas']}")
     if problems:
         raise RayLayoutError(

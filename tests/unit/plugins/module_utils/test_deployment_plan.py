@@ -924,7 +924,7 @@ def test_option_names_reach_every_reason_and_warning(options, top, memory, layou
     plain = dp.build_plan(model=model, **options)
     renamed = dp.build_plan(model=model, option_names=EVERY_NAME, **options)
     for key in ("reasons", "warnings"):
-        assert [BARE_OPTION.findall(text) for text in renamed[key]] == [[] for _ in renamed[key]], key
+        assert [BARE_OPTION.findall(text) for text in renamed[key]] == [[] for text in renamed[key]], key
         assert [re.sub(r"\bvar_", "", text) for text in renamed[key]] == plain[key]
     assert re.sub(r"\bvar_", "", renamed["model"]["weights_source"]) == plain["model"]["weights_source"]
 
