@@ -144,14 +144,17 @@ def version_at_least(version, minimum):
     return have + [0] * (width - len(have)) >= want + [0] * (width - len(want))
 
 
-def version_problems(checks, **context):
-    """The problems of the version gates: one sentence per ``(seen, minimum, unknown, too_old)`` check that fails.
+def version_problems(facts, minimums, messages, **context):
+    """The problems of the version gates, one sentence per version in ``minimums`` that ``facts`` does not meet.
 
-    A check without a minimum passes; ``unknown`` is said when the version could not be read, ``too_old`` when it is
-    below the minimum. Both are format strings over ``seen``, ``minimum`` and ``context`` (host, node, driver ...).
+    ``minimums`` maps a facts key (``driver_version``, ``cuda_version``) to its minimum (falsy: no gate);
+    ``messages`` maps it to ``(unknown, too_old)``, format strings over ``seen``, ``minimum`` and ``context``, said
+    when the version could not be read or is below the minimum.
     """
     problems = []
-    for seen, minimum, unknown, too_old in checks:
+    for key, minimum in minimums.items():
+        seen = facts.get(key)
+        unknown, too_old = messages[key]
         if not minimum:
             continue
         if not seen:
@@ -278,6 +281,7 @@ CUDA_TOO_OLD = (
     "the driver {driver} on {host} supports CUDA up to {seen} < {minimum} required by the vLLM build "
     "(min_cuda_version); upgrade the driver"
 )
+VERSION_MESSAGES = {"driver_version": (DRIVER_UNKNOWN, DRIVER_TOO_OLD), "cuda_version": (CUDA_UNKNOWN, CUDA_TOO_OLD)}
 
 
 def check_expectations(facts, host, min_gpus, allow_cpu, min_driver_version, min_cuda_version, gpu_absent_reason):
@@ -307,16 +311,8 @@ def check_expectations(facts, host, min_gpus, allow_cpu, min_driver_version, min
             "in `nvidia-smi -L` (a GPU fallen off the bus or held by a VM passthrough is missing there), "
             "or lower min_gpus"
         )
-    problems.extend(
-        version_problems(
-            (
-                (facts["driver_version"], min_driver_version, DRIVER_UNKNOWN, DRIVER_TOO_OLD),
-                (facts["cuda_version"], min_cuda_version, CUDA_UNKNOWN, CUDA_TOO_OLD),
-            ),
-            host=host,
-            driver=facts["driver_version"],
-        )
-    )
+    minimums = {"driver_version": min_driver_version, "cuda_version": min_cuda_version}
+    problems.extend(version_problems(facts, minimums, VERSION_MESSAGES, host=host, driver=facts["driver_version"]))
     for gpu in gpus:
         if gpu["mig_mode"] == "Enabled":
             warnings.append(

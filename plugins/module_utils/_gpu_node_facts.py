@@ -60,6 +60,7 @@ CUDA_TOO_OLD = (
     "CUDA too old on {name}: its driver supports CUDA {seen} (label " + CUDA_FULL_LABEL + "), needed {minimum} or "
     "newer. Upgrade the NVIDIA driver on the node, or lower min_cuda_version for an older vLLM image."
 )
+VERSION_MESSAGES = {"driver_version": (DRIVER_UNKNOWN, DRIVER_TOO_OLD), "cuda_version": (CUDA_UNKNOWN, CUDA_TOO_OLD)}
 
 # Suffixes of Kubernetes resource quantities (k8s.io/apimachinery resource.Quantity).
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -254,15 +255,8 @@ def collect(nodes, min_gpus=1, min_driver_version=None, min_cuda_version=None, n
                 f"{name} has no {MEMORY_LABEL} label, so the memory of its GPUs is unknown: GPU feature discovery "
                 "is not labelling it (check the gpu-feature-discovery pod on the node)."
             )
-        problems.extend(
-            version_problems(
-                (
-                    (facts["driver_version"], min_driver_version, DRIVER_UNKNOWN, DRIVER_TOO_OLD),
-                    (facts["cuda_version"], min_cuda_version, CUDA_UNKNOWN, CUDA_TOO_OLD),
-                ),
-                name=name,
-            )
-        )
+        minimums = {"driver_version": min_driver_version, "cuda_version": min_cuda_version}
+        problems.extend(version_problems(facts, minimums, VERSION_MESSAGES, name=name))
     found.sort(key=lambda facts: facts["name"])
     for entry in excluded:
         warnings.append(f"{entry['name']} has GPUs but is left out: {entry['reason']}.")
