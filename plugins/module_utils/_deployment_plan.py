@@ -1728,6 +1728,18 @@ def merge_kuberay_layout(planned, override):
     return {"head": head, "worker_group": group}
 
 
+def replica_range_problem(group, label):
+    """None when ``min_replicas <= replicas <= max_replicas`` in a worker group, else the sentence saying so."""
+    low, count, high = group["min_replicas"], group["replicas"], group["max_replicas"]
+    if low <= count <= high:
+        return None
+    fix = f"lower min_replicas to {count} or less" if low > count else f"raise max_replicas to {count} or more"
+    return (
+        f"{label}.worker_group has min_replicas={low}, replicas={count}, max_replicas={high}: expected "
+        f"min_replicas <= replicas <= max_replicas, seen {low} <= {count} <= {high}; {fix}, or change replicas."
+    )
+
+
 class KuberayLayoutCheck:
     """A merged kuberay_layout against the plan (TP, PP, world size) and the nodes; ``run`` raises PlanError
     saying what was expected, what was seen and the fix, and collects a warning for GPUs the plan leaves idle."""
@@ -1778,14 +1790,9 @@ class KuberayLayoutCheck:
         )
 
     def _check_replica_range(self):
-        low, count, high = self.group["min_replicas"], self.group["replicas"], self.group["max_replicas"]
-        if low <= count <= high:
-            return
-        fix = f"lower min_replicas to {count} or less" if low > count else f"raise max_replicas to {count} or more"
-        raise PlanError(
-            f"{self.label}.worker_group has min_replicas={low}, replicas={count}, max_replicas={high}: expected "
-            f"min_replicas <= replicas <= max_replicas, seen {low} <= {count} <= {high}; {fix}, or change replicas."
-        )
+        problem = replica_range_problem(self.group, self.label)
+        if problem:
+            raise PlanError(problem)
 
     def _check_head_node(self):
         node_name = self.head.get("node")

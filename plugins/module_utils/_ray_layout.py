@@ -17,6 +17,13 @@ from __future__ import annotations
 import copy
 import math
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan import (
+    PlanError,
+    merge_kuberay_layout,
+    normalise_kuberay_layout,
+    replica_range_problem,
+)
+
 DEFAULT_KUBERAY_LAYOUT = {
     "head": {"num_gpus": 0, "node": None},
     "worker_group": {
@@ -119,52 +126,29 @@ def kuberay_layout(
 ):
     """The KubeRay layout to render: the user's (when set) over the plan's (when given) over the default.
 
-    A user layout that changes what the plan laid out is refused: the plan checked its own layout against the
-    model and the GPUs, and site.yml hands a user's layout to the planner, which checks it the same way.
+    The user's layout is checked and merged as the planner does (deployment_plan's kuberay_layout option: known keys,
+    whole numbers, a replicas that also sets min/max_replicas). With a plan, a user layout that changes the plan's
+    is refused: site.yml hands a user's layout to the planner, which checks it against the model and the GPUs.
     """
-    if user_layout is not None and not isinstance(user_layout, dict):
-        raise RayLayoutError(
-            f"{variable} must be a dict like the deployment plan's ray_layout.kuberay; got {user_layout!r}."
-        )
     planned = ((plan or {}).get("ray_layout") or {}).get("kuberay")
-    base = deep_merge(DEFAULT_KUBERAY_LAYOUT, planned) if planned else DEFAULT_KUBERAY_LAYOUT
-    layout = deep_merge(base, user_layout or {})
-    if planned and user_layout and layout != base:
+    base = deep_merge(DEFAULT_KUBERAY_LAYOUT, planned) if planned else copy.deepcopy(DEFAULT_KUBERAY_LAYOUT)
+    if user_layout is None:
+        return base
+    try:
+        layout = merge_kuberay_layout(base, normalise_kuberay_layout(user_layout, variable))
+    except PlanError as error:
+        raise RayLayoutError(error.msg) from None
+    if planned and layout != base:
         raise RayLayoutError(
             f"{variable} ({_describe(layout)}) conflicts with the deployment plan in {plan_variable} "
             f"({_describe(base)}). Leave {variable} unset to take the plan's layout, or pass it to the plan "
             "(site.yml hands it to llmops.ray_vllm.deployment_plan as kuberay_layout, which checks it against the "
             "model and the GPUs)."
         )
-    _check_layout_numbers(layout, variable)
+    problem = replica_range_problem(layout["worker_group"], variable)
+    if problem:
+        raise RayLayoutError(problem)
     return layout
-
-
-def _check_layout_numbers(layout, variable):
-    group = layout["worker_group"]
-    problems = []
-    for key, least in (("replicas", 0), ("num_of_hosts", 1), ("num_gpus", 0)):
-        if not _is_whole(group.get(key)) or int(group[key]) < least:
-            problems.append(f"worker_group.{key}={group.get(key)!r} (a whole number >= {least})")
-    if not _is_whole(layout["head"].get("num_gpus")) or int(layout["head"]["num_gpus"]) < 0:
-        problems.append("head.num_gpus={!r} (a whole number >= 0)".format(layout["head"].get("num_gpus")))
-    if not problems and int(group["min_replicas"]) > int(group["max_replicas"]):
-        problems.append(f"min_replicas={group['min_replicas']} above max_replicas={group['max_replicas']}")
-    if problems:
-        raise RayLayoutError(
-            "{} is not a usable KubeRay layout: {}. It has the shape of the deployment plan's ray_layout.kuberay "
-            "({{head: {{num_gpus, node}}, worker_group: {{replicas, min_replicas, max_replicas, num_of_hosts, "
-            "num_gpus, gpu_product, cpus, memory_mib}}}}).".format(variable, "; ".join(problems))
-        )
-
-
-def _is_whole(value):
-    if isinstance(value, bool):
-        return False
-    try:
-        return float(value) == int(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------------------------

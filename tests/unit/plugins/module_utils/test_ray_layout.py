@@ -109,10 +109,11 @@ def test_a_user_layout_that_changes_the_plans_is_refused_by_name():
 @pytest.mark.parametrize(
     ("layout", "fragment"),
     [
-        ({"worker_group": {"num_of_hosts": 0}}, "worker_group.num_of_hosts=0 (a whole number >= 1)"),
+        ({"worker_group": {"num_of_hosts": 0}}, "worker_group.num_of_hosts=0 is not a whole number of at least 1"),
         ({"worker_group": {"replicas": "two"}}, "worker_group.replicas='two'"),
         ({"head": {"num_gpus": -1}}, "head.num_gpus=-1"),
-        ({"worker_group": {"min_replicas": 3, "max_replicas": 2}}, "min_replicas=3 above max_replicas=2"),
+        ({"worker_group": {"min_replicas": 3, "max_replicas": 2}}, "expected min_replicas <= replicas <= max_replicas"),
+        ({"worker_group": {"size": 3}}, "has unknown key(s) size"),
         ([1, 2], "must be a dict"),
     ],
 )
