@@ -23,7 +23,9 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_dir
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import needs_fetch
 from ansible_collections.llmops.ray_vllm.tests.unit.plugins.module_utils.test_model_download import write_model
 
-REPO = Path(__file__).resolve().parents[4]
+# tests/unit/roles/: the controller side of ansible-test units, where all of Ansible is importable (the
+# module_utils tests run where only ansible.module_utils is).
+REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "model_storage"
 
 # Runs in its own interpreter: Ansible's plugin loader takes over the ansible_collections imports of the process.
@@ -60,7 +62,12 @@ FAKE_SNAPSHOT_DOWNLOAD = textwrap.dedent(
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """The ConfigMap's files, mounted as the kubelet does: links by name into ``..data``, a timestamped folder."""
-    rendered = subprocess.run([sys.executable, "-c", RENDER, str(ROLE)], capture_output=True, text=True, check=True)
+    # The child finds Ansible where this process does: ansible-test units puts it on sys.path, not in the venv.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+    rendered = subprocess.run(
+        [sys.executable, "-c", RENDER, str(ROLE)], capture_output=True, text=True, check=False, env=env
+    )
+    assert rendered.returncode == 0, rendered.stderr[-3000:]
     data = yaml.safe_load(rendered.stdout)["data"]
     mount = tmp_path_factory.mktemp("opt-llmops-ray-vllm")
     real = mount / "..2025_01_01_00_00_00.000000001"
