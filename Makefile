@@ -58,7 +58,16 @@ demo: setup
 teardown: setup
 	$(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/local
 
-test: setup lint sanity units testbed integration molecule
+# Each suite in turn, its time printed as it ends and all of them again at the end.
+SUITES := setup lint sanity units testbed integration molecule
+test:
+	@rm -f $(CURDIR)/.suite-times; \
+	for suite in $(SUITES); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$suite || exit 1; \
+	  line="make $$suite: $$(( $$(date +%s) - start )) s"; echo "== $$line"; echo "$$line" >> $(CURDIR)/.suite-times; \
+	done; \
+	echo "== suite times"; cat $(CURDIR)/.suite-times
 
 lint: setup
 	$(BIN)/yamllint -s .
