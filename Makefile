@@ -74,6 +74,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --profile production
+	$(BIN)/hadolint images/*/Containerfile
+	$(BIN)/shellcheck images/*/*.sh
 
 $(TEST_TREE): FORCE setup
 	rm -rf $@ && mkdir -p $@
