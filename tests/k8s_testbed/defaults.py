@@ -4,7 +4,8 @@
 """The defaulting the real API server does on write, for the built-in fields clients read back.
 
 Only what a client would notice: Secret stringData folded into data, Service cluster IPs and port defaults,
-Pod phase/QoS, workload replica counts, Job limits, claim and volume phases. Everything else is stored as sent.
+Pod phase/QoS and probe timings, workload replica counts, Job limits, claim and volume phases. Everything else
+is stored as sent.
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ def _default_pod_spec(spec: dict) -> None:
         container.setdefault("resources", {})
         for port in container.get("ports") or []:
             port.setdefault("protocol", "TCP")
+        for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if isinstance(container.get(key), dict):
+                _default_probe(container[key])
+
+
+def _default_probe(probe: dict) -> None:
+    """SetDefaults_Probe and SetDefaults_HTTPGetAction (k8s.io/api core/v1 defaults)."""
+    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+        probe.setdefault(key, value)
+    if isinstance(probe.get("httpGet"), dict):
+        probe["httpGet"].setdefault("path", "/")
+        probe["httpGet"].setdefault("scheme", "HTTP")
 
 
 def _same_quantity(first, second) -> bool:

@@ -27,10 +27,18 @@ class ResourceType:
     verbs: tuple = ALL_VERBS
     crd: str = ""  # name of the CRD that registered it; "" for built-ins
     schema: dict = field(default=None, hash=False, compare=False)  # openAPIV3Schema for custom kinds
+    storage_version: str = ""  # the CRD version objects are stored in; "" when it is this one
+    deprecation_warning: str = ""  # a deprecated CRD version's warning, sent with every response for it
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def storage_api_version(self) -> str:
+        """The apiVersion objects are stored with (a CRD's storage version; conversion strategy None)."""
+        version = self.storage_version or self.version
+        return f"{self.group}/{version}" if self.group else version
 
     @property
     def key(self) -> tuple:
@@ -200,10 +208,18 @@ class ResourceRegistry:
         return entries
 
 
+def _deprecation_warning(version: dict, group: str, kind: str) -> str:
+    """What the API server warns about a deprecated CRD version: its deprecationWarning, or the default text."""
+    if not version.get("deprecated"):
+        return ""
+    return version.get("deprecationWarning") or f"{group}/{version.get('name', '')} {kind} is deprecated"
+
+
 def types_from_crd(crd: dict) -> list:
     """The ResourceTypes a CustomResourceDefinition serves (one per served version)."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
+    stored = [v.get("name", "") for v in spec.get("versions") or [] if v.get("storage")]
     result = []
     for version in spec.get("versions") or []:
         if not version.get("served", True):
@@ -223,6 +239,8 @@ def types_from_crd(crd: dict) -> list:
                 categories=tuple(names.get("categories") or ()),
                 crd=(crd.get("metadata") or {}).get("name", ""),
                 schema=schema,
+                storage_version=stored[0] if stored else "",
+                deprecation_warning=_deprecation_warning(version, spec.get("group", ""), names.get("kind", "")),
             )
         )
     return result

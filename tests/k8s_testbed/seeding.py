@@ -21,8 +21,20 @@ SEED_DIR = HERE / "seeds"
 CRD_DIR = HERE / "crds"
 
 # The operator versions a seed installs, which the kuberay and gpu_operator controllers emulate.
-KUBERAY_VERSION = "v1.4.2"
-KUBERAY_IMAGE = "quay.io/kuberay/operator:v1.4.2"
+KUBERAY_VERSION = "v1.7.0"
+KUBERAY_IMAGE = "quay.io/kuberay/operator:v1.7.0"
+# The feature gates the kuberay-operator chart's values.yaml (v1.7.0) turns on and off; the kuberay controller
+# emulates RayClusterStatusConditions and RayMultiHostIndexing on, RayClusterMTLS and RayClusterHistoryServer off.
+KUBERAY_FEATURE_GATES = (
+    ("RayClusterStatusConditions", True),
+    ("RayJobDeletionPolicy", True),
+    ("RayMultiHostIndexing", True),
+    ("RayServiceIncrementalUpgrade", True),
+    ("RayCronJob", False),
+    ("RayClusterMTLS", False),
+    ("RayClusterNetworkPolicy", False),
+    ("RayClusterHistoryServer", False),
+)
 GPU_OPERATOR_VERSION = "v25.10.0"
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -226,14 +238,15 @@ _MINIMAL_CLUSTERPOLICY_CRD = {
 
 
 def kuberay_operator_deployment(namespace: str) -> dict:
+    """The Deployment ``helm install kuberay-operator kuberay/kuberay-operator --version 1.7.0`` renders with the
+    chart's default values (helm-chart/kuberay-operator/templates/deployment.yaml and _helpers.tpl at v1.7.0; the
+    chart has no appVersion, so no app.kubernetes.io/version label)."""
+    selector = {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay-operator"}
     labels = {
-        "app.kubernetes.io/name": "kuberay-operator",
-        "helm.sh/chart": "kuberay-operator-1.4.2",
-        "app.kubernetes.io/instance": "kuberay-operator",
+        **selector,
+        "helm.sh/chart": "kuberay-operator-" + KUBERAY_VERSION[1:],
         "app.kubernetes.io/managed-by": "Helm",
     }
-    selector = {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay-operator"}
-    template_labels = dict(selector, **{"app.kubernetes.io/component": "kuberay-operator"})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -251,29 +264,44 @@ def kuberay_operator_deployment(namespace: str) -> dict:
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": template_labels},
-                "spec": {
-                    "serviceAccountName": "kuberay-operator",
-                    "containers": [
-                        {
-                            "name": "kuberay-operator",
-                            "image": KUBERAY_IMAGE,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["/manager"],
-                            "args": [
-                                "--feature-gates=RayClusterStatusConditions=true",
-                                "--enable-leader-election=true",
-                            ],
-                            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-                            "resources": {
-                                "limits": {"cpu": "100m", "memory": "512Mi"},
-                                "requests": {"cpu": "100m", "memory": "512Mi"},
-                            },
-                        }
-                    ],
-                },
+                "metadata": {"labels": {**selector, "app.kubernetes.io/component": "kuberay-operator"}},
+                "spec": {"serviceAccountName": "kuberay-operator", "containers": [_kuberay_operator_container()]},
             },
         },
+    }
+
+
+def _kuberay_operator_container() -> dict:
+    probe = {"httpGet": {"path": "/metrics", "port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 5}
+    gates = ",".join(f"{name}={str(enabled).lower()}" for name, enabled in KUBERAY_FEATURE_GATES)
+    return {
+        "name": "kuberay-operator",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "image": KUBERAY_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/manager"],
+        "args": [
+            "--log-stdout-encoder",
+            "json",
+            "--log-file-encoder",
+            "json",
+            "--enable-leader-election=true",
+            "--enable-metrics=true",
+            "--reconcile-concurrency=1",
+            "--qps=100",
+            "--burst=200",
+            f"--feature-gates={gates}",
+        ],
+        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+        "livenessProbe": {**copy.deepcopy(probe), "failureThreshold": 5},
+        "readinessProbe": {**copy.deepcopy(probe), "failureThreshold": 5},
+        "resources": {"limits": {"cpu": "100m", "memory": "512Mi"}},
     }
 
 

@@ -291,6 +291,16 @@ class TestBed:
             resource_type = registry.lookup(group, version, plural)
         except resources.UnknownResource:
             raise ApiError(404, "NotFound", "the server could not find the requested resource") from None
+        try:
+            response = await self._serve(request, resource_type, namespace, name, subresource, tail)
+        except ApiError as error:
+            response = _status_response(error)
+        if resource_type.deprecation_warning and not response.prepared:
+            response.headers.add("Warning", f'299 - "{resource_type.deprecation_warning}"')
+        return response
+
+    async def _serve(self, request, resource_type, namespace, name, subresource, tail):
+        """One request on a resource (or its subresource), once its URL is parsed."""
         if namespace is not None and not resource_type.namespaced:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if subresource and subresource not in resource_type.subresources:
@@ -596,11 +606,16 @@ class TestBed:
             if event.type_key == resource_type.key:
                 queue.put_nowait(event)
 
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if resource_type.deprecation_warning:
+            headers["Warning"] = f'299 - "{resource_type.deprecation_warning}"'
+        response = web.StreamResponse(headers=headers)
         response.enable_chunked_encoding()
         await response.prepare(request)
 
         async def send(event_type, obj):
+            if obj.get("apiVersion"):  # events carry the stored object; this watch serves its own version
+                obj = dict(obj, apiVersion=resource_type.api_version)
             await response.write((json.dumps({"type": event_type, "object": obj}) + "\n").encode())
 
         objects.add_listener(listener)

@@ -83,6 +83,15 @@ class WatchEvent:
     old_object: dict | None
 
 
+def served(obj: dict, resource_type) -> dict:
+    """A copy of a stored object as the requested version serves it: a CRD's versions share one schema-less
+    conversion (strategy None), so only apiVersion changes."""
+    out = copy.deepcopy(obj)
+    if "apiVersion" in out:
+        out["apiVersion"] = resource_type.api_version
+    return out
+
+
 def _spec_part(obj: dict, resource_type) -> dict:
     """What bumps metadata.generation: everything but metadata and status (custom kinds), or the spec."""
     if resource_type.crd:
@@ -142,7 +151,7 @@ class Store:
         obj = self.peek(resource_type, namespace, name)
         if obj is None:
             raise not_found(resource_type, name)
-        return copy.deepcopy(obj)
+        return served(obj, resource_type)
 
     def list(self, resource_type, namespace=None, label_selector=None, field_selector=None) -> list:
         labels = selectors.parse_label_selector(label_selector) if isinstance(label_selector, str) else label_selector
@@ -155,7 +164,7 @@ class Store:
                 continue
             if fields and not selectors.fields_match(fields, obj):
                 continue
-            items.append(copy.deepcopy(obj))
+            items.append(served(obj, resource_type))
         return items
 
     def iter_objects(self, resource_type):
@@ -186,7 +195,7 @@ class Store:
         obj = copy.deepcopy(obj)
         metadata = obj.setdefault("metadata", {}) or {}
         obj["metadata"] = metadata
-        obj["apiVersion"] = resource_type.api_version
+        obj["apiVersion"] = resource_type.storage_api_version
         obj["kind"] = resource_type.kind
         if resource_type.namespaced:
             if metadata.get("namespace") and metadata["namespace"] != namespace:
@@ -233,13 +242,13 @@ class Store:
             obj = self.track_update(None, obj, manager)
         if dry_run:
             metadata["resourceVersion"] = str(self.current_resource_version)
-            return copy.deepcopy(obj), warnings
+            return served(obj, resource_type), warnings
         metadata["resourceVersion"] = str(self._next_version())
         self._bucket(resource_type)[(namespace or "", name)] = obj
         if resource_type.kind == "CustomResourceDefinition":
             self._register_crd(obj)
         self._emit("ADDED", resource_type, copy.deepcopy(obj), None)
-        return copy.deepcopy(obj), warnings
+        return served(obj, resource_type), warnings
 
     def update(
         self,
@@ -278,7 +287,7 @@ class Store:
                 new.pop("status")
         else:
             new = obj
-            new["apiVersion"] = resource_type.api_version
+            new["apiVersion"] = resource_type.storage_api_version
             new["kind"] = resource_type.kind
             metadata["name"] = name
             if resource_type.namespaced:
@@ -304,20 +313,20 @@ class Store:
             new = self.track_update(stored, new, manager)
         new["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
         if _comparable(new) == _comparable(stored):
-            return copy.deepcopy(stored), warnings  # a no-op write keeps the resourceVersion, as the real one does
+            return served(stored, resource_type), warnings  # a no-op write keeps the resourceVersion, as it does
         if _spec_part(new, resource_type) != _spec_part(stored, resource_type) and "generation" in stored["metadata"]:
             new["metadata"]["generation"] = stored["metadata"]["generation"] + 1
         if dry_run:
-            return copy.deepcopy(new), warnings
+            return served(new, resource_type), warnings
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             self._remove(resource_type, namespace, name, new)
-            return copy.deepcopy(new), warnings
+            return served(new, resource_type), warnings
         new["metadata"]["resourceVersion"] = str(self._next_version())
         self._bucket(resource_type)[(namespace or "", name)] = new
         if resource_type.kind == "CustomResourceDefinition":
             self._register_crd(new)
         self._emit("MODIFIED", resource_type, copy.deepcopy(new), copy.deepcopy(stored))
-        return copy.deepcopy(new), warnings
+        return served(new, resource_type), warnings
 
     def delete(
         self, resource_type, namespace, name, *, dry_run=False, propagation="Background", preconditions=None
@@ -344,13 +353,13 @@ class Store:
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
         if dry_run:
-            return copy.deepcopy(stored), True
+            return served(stored, resource_type), True
         pending_finalizers = list(stored["metadata"].get("finalizers") or [])
         if propagation == "Foreground" and self._dependents(stored["metadata"]["uid"]):
             pending_finalizers.append("foregroundDeletion")
         if resource_type.kind == "Namespace" or pending_finalizers:
             if stored["metadata"].get("deletionTimestamp"):
-                return copy.deepcopy(stored), False
+                return served(stored, resource_type), False
             new = copy.deepcopy(stored)
             new["metadata"]["deletionTimestamp"] = now_rfc3339()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -361,9 +370,9 @@ class Store:
             new["metadata"]["resourceVersion"] = str(self._next_version())
             self._bucket(resource_type)[(namespace or "", name)] = new
             self._emit("MODIFIED", resource_type, copy.deepcopy(new), copy.deepcopy(stored))
-            return copy.deepcopy(new), False
+            return served(new, resource_type), False
         removed = self._remove(resource_type, namespace, name, stored, orphan=propagation == "Orphan")
-        return removed, True
+        return served(removed, resource_type), True
 
     def _remove(self, resource_type, namespace, name, last: dict, orphan=False) -> dict:
         del self._bucket(resource_type)[(namespace or "", name)]

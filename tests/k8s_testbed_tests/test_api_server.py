@@ -215,6 +215,28 @@ def test_crd_schema_rejects_unknown_fields_with_422(api, namespace):
     assert 'unknown field "spec.headGroupSpex"' in _message(error)
 
 
+def test_deprecated_v1alpha1_is_served_with_a_warning(api, namespace):
+    """KubeRay 1.7's CRDs still serve ray.io/v1alpha1 (deprecated, not stored): the same objects, read in that
+    version (conversion strategy None), each response with the version's deprecationWarning."""
+    groups = {g.name: g for g in client.ApisApi(api).get_api_versions().groups}
+    assert [v.version for v in groups["ray.io"].versions] == ["v1", "v1alpha1"]
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayclusters", _raycluster("old"))
+    body, status, headers = custom.get_namespaced_custom_object_with_http_info(
+        "ray.io", "v1alpha1", namespace, "rayclusters", "old"
+    )
+    assert (status, body["apiVersion"]) == (200, "ray.io/v1alpha1")
+    assert "ray.io/v1alpha1 RayCluster is deprecated; use ray.io/v1 RayCluster." in headers["Warning"]
+    stored = custom.get_namespaced_custom_object("ray.io", "v1", namespace, "rayclusters", "old")
+    assert stored["apiVersion"] == "ray.io/v1"
+    with pytest.raises(ApiException) as error:  # v1alpha1's schema: rayStartParams is required there
+        bad = _raycluster("older")
+        bad["apiVersion"] = "ray.io/v1alpha1"
+        del bad["spec"]["headGroupSpec"]["rayStartParams"]
+        custom.create_namespaced_custom_object("ray.io", "v1alpha1", namespace, "rayclusters", bad)
+    assert error.value.status == 422
+
+
 def test_builtin_schema_rejects_unknown_fields_with_422(testbed, namespace):
     # Sent raw: the typed client would refuse the typo itself before sending.
     pod = {

@@ -147,7 +147,7 @@ def test_default_seed_has_three_control_plane_and_two_gpu_nodes():
     policy = get(bed, "nvidia.com/v1", "ClusterPolicy", "cluster-policy")
     assert policy["status"]["state"] == "ready" and condition(policy, "Ready")["status"] == "True"
     operator = get(bed, "apps/v1", "Deployment", "kuberay-operator", "kuberay-system")
-    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/kuberay/operator:v1.4.2"
+    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/kuberay/operator:v1.7.0"
     assert operator["status"]["availableReplicas"] == 1
     plugin = get(bed, "apps/v1", "DaemonSet", "nvidia-device-plugin-daemonset", "gpu-operator")
     assert plugin["status"]["desiredNumberScheduled"] == 2 and plugin["status"]["numberReady"] == 2

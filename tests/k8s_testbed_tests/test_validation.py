@@ -100,15 +100,19 @@ def fields(errors: list) -> list:
 def test_bundled_crds_are_structural_v1_crds():
     assert set(CRDS) == {
         "ray.io_rayclusters.yaml",
+        "ray.io_raycronjobs.yaml",
         "ray.io_rayjobs.yaml",
         "ray.io_rayservices.yaml",
         "nvidia.com_clusterpolicies.yaml",
     }
-    for crd in CRDS.values():
+    for filename, crd in CRDS.items():
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
-        (version,) = crd["spec"]["versions"]
-        assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
-        assert version["subresources"] == {"status": {}}
+        versions = [(v["name"], v["served"], v["storage"]) for v in crd["spec"]["versions"]]
+        # KubeRay 1.7 still serves the deprecated v1alpha1 (not stored); RayCronJob and the ClusterPolicy are v1 only.
+        alpha = filename.startswith("ray.io") and filename != "ray.io_raycronjobs.yaml"
+        expected = [("v1", True, True)] + ([("v1alpha1", True, False)] if alpha else [])
+        assert versions == expected
+        assert all(v["subresources"] == {"status": {}} for v in crd["spec"]["versions"])
         assert crd["metadata"]["name"] == f"{crd['spec']['names']['plural']}.{crd['spec']['group']}"
     assert CRDS["nvidia.com_clusterpolicies.yaml"]["spec"]["scope"] == "Cluster"
     assert CRDS["ray.io_rayclusters.yaml"]["spec"]["scope"] == "Namespaced"
@@ -185,12 +189,29 @@ def test_unknown_field_strict_warn_ignore(where, path):
     assert "foo" not in where(result)
 
 
-def test_preserve_unknown_fields_keeps_head_service_fields():
+def test_head_service_is_a_typed_service():
+    """KubeRay 1.7 types headService as a core/v1 Service (1.4's test bed kept unknown fields there)."""
     obj = raycluster()
-    obj["spec"]["headGroupSpec"]["headService"] = {"metadata": {"name": "x"}, "spec": {"anything": [1, 2]}}
+    service_spec = {"ports": [{"name": "serve", "port": 8000}], "anything": [1, 2]}
+    obj["spec"]["headGroupSpec"]["headService"] = {"metadata": {"name": "x"}, "spec": service_spec}
+    dummy, errors, dummy = crv(obj)
+    assert fields(errors) == ["spec.headGroupSpec.headService.spec.anything"]
+    del service_spec["anything"]
     result, errors, dummy = crv(obj)
     assert errors == []
-    assert result["spec"]["headGroupSpec"]["headService"]["spec"] == {"anything": [1, 2]}
+    assert result["spec"]["headGroupSpec"]["headService"]["spec"]["ports"] == [
+        {"name": "serve", "port": 8000, "protocol": "TCP"}
+    ]
+
+
+def test_preserve_unknown_fields_keeps_unknown_fields():
+    policy = {"apiVersion": "nvidia.com/v1", "kind": "ClusterPolicy", "metadata": {"name": "cluster-policy"}}
+    required = schema_of("nvidia.com_clusterpolicies.yaml")["properties"]["spec"]["required"]
+    policy["spec"] = {name: {} for name in required}
+    policy["spec"]["driver"]["futureSetting"] = [1, 2]
+    result, errors, dummy = crv(policy, schema=schema_of("nvidia.com_clusterpolicies.yaml"))
+    assert errors == []
+    assert result["spec"]["driver"]["futureSetting"] == [1, 2]
 
 
 def test_missing_group_name_and_template_are_required():

@@ -3,12 +3,13 @@
 
 """The emulated cluster's control plane and nodes: what the scheduler, kubelets and operators would write.
 
-One controller a module (``base`` holds what they share); ``CONTROLLERS`` names them as ``--controllers`` and the
-admin API do. Each module's docstring says what it emulates. What none emulates: preemption, pod/node
-(anti-)affinity between pods, topology spread, host ports, resource quotas, evictions (NoExecute taints do not
-evict), container restarts other than requested crash loops, probes, image pulls, volume attachment, Deployment
-surge/unavailability maths, ReplicaSet history pruning, HPA, CronJobs, EndpointSlices, RayJob/RayService, KubeRay
-autoscaling and GCS fault tolerance.
+One controller a module (``base`` holds what they share, ``kuberay_pods`` is the kuberay controller's pod
+builder); ``CONTROLLERS`` names them as ``--controllers`` and the admin API do. Each module's docstring says what it
+emulates. What none emulates: preemption, pod/node (anti-)affinity between pods, topology spread, host ports,
+resource quotas, evictions (NoExecute taints do not evict), container restarts other than requested crash loops,
+probes, image pulls, volume attachment, Deployment surge/unavailability maths, ReplicaSet history pruning, HPA,
+CronJobs, EndpointSlices, RayJob/RayService/RayCronJob, KubeRay's autoscaler, and GCS fault tolerance beyond the
+env and annotations KubeRay puts on the pods.
 """
 
 from __future__ import annotations

@@ -2,9 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Regenerate the KubeRay CustomResourceDefinitions that the API-server emulator installs.
 
-The RayCluster, RayJob and RayService schemas are written here by hand from KubeRay's v1 API reference; every pod
-``template`` in them is the full core/v1 PodTemplateSpec, converted from the JSON schemas that ship with
-kubernetes-validate (Kubernetes 1.33) into an OpenAPI v3 structural schema the way controller-gen inlines it.
+The RayCluster, RayCronJob, RayJob and RayService CRDs are KubeRay v1.7.0's (``ray.io/v1``, and the deprecated
+``ray.io/v1alpha1`` it still serves), field for field: their KubeRay parts are written here from the Go types of
+``ray-operator/apis/ray/{v1,v1alpha1}`` at v1.7.0, and every embedded Kubernetes type (the pod templates, the
+head and serve Services, env, resources, network policy rules, ...) is converted from the JSON schemas that ship
+with kubernetes-validate for Kubernetes 1.36 (KubeRay v1.7.0 builds against k8s.io/api v0.36) into an OpenAPI v3
+structural schema the way controller-gen v0.16.5 inlines it. Descriptions are left out, as KubeRay's own CRDs do.
+``tests/k8s_testbed_tests/test_kuberay_crds.py`` proves the equality against the release.
 The output is deterministic: run ``python tests/k8s_testbed/crds/generate_crds.py`` and commit the YAML files.
 ``--check`` exits 1 when a committed file differs from what would be written.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-K8S_SCHEMA_DIR = "v1.33.0-local-strict"
+K8S_SCHEMA_DIR = "v1.36.0-local-strict"
 HERE = Path(__file__).resolve().parent
 
 QUANTITY_PATTERN = (
@@ -44,7 +48,7 @@ KEPT_KEYS = (
     "x-kubernetes-map-type",
 )
 # Defaults that the Go types carry as +default markers (the JSON schemas lack them); controller-gen writes them into
-# the CRD, so the API server fills them in inside a RayCluster's pod templates.
+# the CRD, so the API server fills them in inside a RayCluster's pod templates and Services.
 KNOWN_DEFAULTS = {
     "io.k8s.api.core.v1.AzureDiskVolumeSource": {"fsType": "ext4", "readOnly": False},
     "io.k8s.api.core.v1.ConfigMapEnvSource": {"name": ""},
@@ -52,6 +56,7 @@ KNOWN_DEFAULTS = {
     "io.k8s.api.core.v1.ConfigMapProjection": {"name": ""},
     "io.k8s.api.core.v1.ConfigMapVolumeSource": {"name": ""},
     "io.k8s.api.core.v1.ContainerPort": {"protocol": "TCP"},
+    "io.k8s.api.core.v1.FileKeySelector": {"optional": False},
     "io.k8s.api.core.v1.GRPCAction": {"service": ""},
     "io.k8s.api.core.v1.ISCSIVolumeSource": {"iscsiInterface": "default"},
     "io.k8s.api.core.v1.LocalObjectReference": {"name": ""},
@@ -60,6 +65,15 @@ KNOWN_DEFAULTS = {
     "io.k8s.api.core.v1.SecretEnvSource": {"name": ""},
     "io.k8s.api.core.v1.SecretKeySelector": {"name": ""},
     "io.k8s.api.core.v1.SecretProjection": {"name": ""},
+    "io.k8s.api.core.v1.ServicePort": {"protocol": "TCP"},
+}
+# Types whose Go definition carries +structType=atomic where the JSON schemas have no x-kubernetes-map-type.
+KNOWN_ATOMIC = {
+    "io.k8s.api.core.v1.ConfigMapEnvSource",
+    "io.k8s.api.core.v1.ConfigMapProjection",
+    "io.k8s.api.core.v1.ConfigMapVolumeSource",
+    "io.k8s.api.core.v1.SecretEnvSource",
+    "io.k8s.api.core.v1.SecretProjection",
 }
 MAX_DEPTH = 40
 
@@ -135,6 +149,8 @@ class Converter:
             props = {}
             for prop, sub in schema["properties"].items():
                 converted = self.convert(sub, stack)
+                if prop in ("apiVersion", "kind") and "x-kubernetes-group-version-kind" in schema:
+                    converted.pop("enum", None)  # controller-gen types them as plain strings
                 if prop in defaults:
                     converted["default"] = defaults[prop]
                 props[prop] = converted
@@ -145,6 +161,8 @@ class Converter:
             out["items"] = self.convert(schema["items"], stack)
         if schema.get("required"):
             out["required"] = sorted(schema["required"])
+        if def_name in KNOWN_ATOMIC:
+            out["x-kubernetes-map-type"] = "atomic"
         if "oneOf" in schema:  # only IntOrString-like unions use it
             return int_or_string()
         if "type" not in out and "x-kubernetes-int-or-string" not in out:
@@ -162,6 +180,10 @@ class Converter:
             return {"format": "date-time", "type": "string"}
         if name == "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta":
             return template_metadata()
+        if name == "io.k8s.apimachinery.pkg.apis.meta.v1.Condition":
+            return condition()
+        if name == "io.k8s.api.core.v1.PortStatus":
+            return port_status()
         return None
 
 
@@ -210,45 +232,95 @@ def date_time(**extra) -> dict:
     return {"format": "date-time", "type": "string", **extra}
 
 
-def conditions() -> dict:
-    """metav1.Condition list, as controller-gen renders it."""
-    item = obj(
+# metav1.Condition's type and the Service PortStatus error: a qualified name (their +kubebuilder:validation markers).
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+
+
+def condition() -> dict:
+    """metav1.Condition, as controller-gen renders it (the JSON schemas lack its validation markers)."""
+    return obj(
         {
             "lastTransitionTime": date_time(),
             "message": string(maxLength=32768),
             "observedGeneration": int64(minimum=0),
             "reason": string(maxLength=1024, minLength=1, pattern="^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"),
             "status": string(enum=["True", "False", "Unknown"]),
-            "type": string(
-                maxLength=316,
-                pattern=(
-                    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
-                ),
-            ),
+            "type": string(maxLength=316, pattern=QUALIFIED_NAME),
         },
         ["lastTransitionTime", "message", "reason", "status", "type"],
     )
-    return array(item, **{"x-kubernetes-list-map-keys": ["type"], "x-kubernetes-list-type": "map"})
 
 
-# --- KubeRay v1 --------------------------------------------------------------------------------------------------
+def conditions() -> dict:
+    return array(condition(), **{"x-kubernetes-list-map-keys": ["type"], "x-kubernetes-list-type": "map"})
+
+
+def port_status() -> dict:
+    """core/v1 PortStatus: controller-gen keeps its markers (error required, a qualified name)."""
+    return obj(
+        {"error": string(maxLength=316, pattern=QUALIFIED_NAME), "port": int32(), "protocol": string()},
+        ["error", "port", "protocol"],
+    )
+
+
+# --- KubeRay v1.7.0: ray.io/v1 (stored) and the deprecated ray.io/v1alpha1 -----------------------------------------
+#
+# Written from ray-operator/apis/ray/{v1,v1alpha1}/*_types.go at KubeRay v1.7.0 (the Go types and their kubebuilder
+# markers); the CRD equality test (tests/k8s_testbed_tests/test_kuberay_crds.py) proves the result field for field.
+
+KUBERAY_VERSION = "v1.7.0"
+MANAGED_BY_RULES = [
+    {"message": "the managedBy field is immutable", "rule": "self == oldSelf"},
+    {
+        "message": "the managedBy field value must be either 'ray.io/kuberay-operator' or 'kueue.x-k8s.io/multikueue'",
+        "rule": "self in ['ray.io/kuberay-operator', 'kueue.x-k8s.io/multikueue']",
+    },
+]
+DELETION_POLICIES = ["DeleteCluster", "DeleteWorkers", "DeleteSelf", "DeleteNone"]
+
+
+def quantity() -> dict:
+    return int_or_string(QUANTITY_PATTERN)
+
+
+def cel(schema: dict, *rules: dict) -> dict:
+    """A schema with x-kubernetes-validations (CEL rules: stored, not evaluated by the test bed)."""
+    return {**schema, "x-kubernetes-validations": list(rules)}
+
+
+def rule(message: str, expression: str) -> dict:
+    return {"message": message, "rule": expression}
 
 
 class KubeRay:
-    def __init__(self, conv: Converter):
+    """The ray.io/v1 schemas; the pod template and the Service are written once per file (YAML anchors)."""
+
+    def __init__(self, conv: Converter, shared: dict):
         self.conv = conv
-        self._pod_template: dict | None = None
+        self.shared = shared  # name -> schema, shared by every version of one CRD
+
+    def _shared(self, name: str, build) -> dict:
+        if name not in self.shared:
+            self.shared[name] = build()
+            SHARED[id(self.shared[name])] = name
+        return self.shared[name]
 
     def pod_template(self) -> dict:
-        """One shared PodTemplateSpec schema per CRD: the YAML writes it once under ``&pod_template``."""
-        if self._pod_template is None:
-            self._pod_template = self.conv.definition("io.k8s.api.core.v1.PodTemplateSpec")
-            SHARED[id(self._pod_template)] = "pod_template"
-        return self._pod_template
+        return self._shared("pod_template", lambda: self.core("PodTemplateSpec"))
+
+    def service(self) -> dict:
+        return self._shared("service", lambda: self.core("Service"))
 
     def core(self, name: str) -> dict:
         return self.conv.definition("io.k8s.api.core.v1." + name)
+
+    def networking(self, name: str) -> dict:
+        return self.conv.definition("io.k8s.api.networking.v1." + name)
+
+    # -- RayCluster ---------------------------------------------------------------------------------------------
 
     def autoscaler_options(self) -> dict:
         return obj(
@@ -272,12 +344,37 @@ class KubeRay:
         return obj({"value": string(), "valueFrom": self.core("EnvVarSource")})
 
     def gcs_fault_tolerance(self) -> dict:
+        storage = obj(
+            {
+                "accessModes": array(string()),
+                "claimName": string(),
+                "deletionPolicy": string(enum=["DeleteWithCluster", "Retain"]),
+                "size": quantity(),
+                "storageClassName": string(),
+                "subPath": string(),
+            }
+        )
         return obj(
             {
+                "backend": cel(
+                    string(enum=["redis", "rocksdb"]),
+                    rule("gcsFaultToleranceOptions.backend is immutable", "self == oldSelf"),
+                ),
                 "externalStorageNamespace": string(),
                 "redisAddress": string(),
                 "redisPassword": self.redis_credential(),
                 "redisUsername": self.redis_credential(),
+                "storage": storage,
+            }
+        )
+
+    def ingress_options(self) -> dict:
+        return obj(
+            {
+                "host": string(),
+                "path": string(),
+                "pathType": string(enum=["Exact", "Prefix", "ImplementationSpecific"]),
+                "tls": array(self.networking("IngressTLS")),
             }
         )
 
@@ -285,7 +382,8 @@ class KubeRay:
         return obj(
             {
                 "enableIngress": boolean(),
-                "headService": loose(),
+                "headService": self.service(),
+                "ingressOptions": self.ingress_options(),
                 "labels": string_map(),
                 "rayStartParams": string_map(),
                 "resources": string_map(),
@@ -304,6 +402,7 @@ class KubeRay:
                 "maxReplicas": int32(default=2147483647),
                 "minReplicas": int32(default=0),
                 "numOfHosts": int32(default=1),
+                "priority": int32(default=0),
                 "rayStartParams": string_map(),
                 "replicas": int32(default=0),
                 "resources": string_map(),
@@ -314,18 +413,57 @@ class KubeRay:
             ["groupName", "maxReplicas", "minReplicas", "template"],
         )
 
+    def network_policy_rules(self) -> dict:
+        return {
+            "egressRules": array(self.networking("NetworkPolicyEgressRule")),
+            "ingressRules": array(self.networking("NetworkPolicyIngressRule")),
+        }
+
+    def network_policy(self) -> dict:
+        group = obj({"groupName": string(), **self.network_policy_rules()}, ["groupName"])
+        return obj(
+            {
+                "head": obj(self.network_policy_rules()),
+                "mode": string(default="DenyAll", enum=["DenyAll", "DenyAllIngress", "DenyAllEgress"]),
+                "worker": obj(self.network_policy_rules()),
+                "workerGroups": array(
+                    group, **{"x-kubernetes-list-map-keys": ["groupName"], "x-kubernetes-list-type": "map"}
+                ),
+            }
+        )
+
+    def history_server_options(self) -> dict:
+        collector = obj(
+            {
+                "env": array(self.core("EnvVar")),
+                "image": string(),
+                "imagePullPolicy": string(),
+                "resources": self.core("ResourceRequirements"),
+            }
+        )
+        return obj({"collectorOptions": collector})
+
     def cluster_spec(self) -> dict:
         return obj(
             {
-                "authOptions": obj({"enableK8sTokenAuth": boolean(), "mode": string(enum=["disabled", "token"])}),
+                "authOptions": obj(
+                    {
+                        "enableK8sTokenAuth": boolean(),
+                        "mode": string(enum=["disabled", "token"]),
+                        "secretName": string(),
+                    }
+                ),
                 "autoscalerOptions": self.autoscaler_options(),
                 "enableInTreeAutoscaling": boolean(),
                 "gcsFaultToleranceOptions": self.gcs_fault_tolerance(),
                 "headGroupSpec": self.head_group_spec(),
                 "headServiceAnnotations": string_map(),
-                "managedBy": string(),
+                "historyServerOptions": self.history_server_options(),
+                "managedBy": cel(string(), *MANAGED_BY_RULES),
+                "networkPolicy": self.network_policy(),
                 "rayVersion": string(),
                 "suspend": boolean(),
+                "tlsOptions": obj({"enabled": boolean()}),
                 "upgradeStrategy": obj({"type": string(enum=["Recreate", "None"])}),
                 "workerGroupSpecs": array(self.worker_group_spec()),
             },
@@ -333,18 +471,21 @@ class KubeRay:
         )
 
     @staticmethod
-    def cluster_status() -> dict:
+    def head_info() -> dict:
+        return obj({"podIP": string(), "podName": string(), "serviceIP": string(), "serviceName": string()})
+
+    def cluster_status(self) -> dict:
         return obj(
             {
                 "availableWorkerReplicas": int32(),
                 "conditions": conditions(),
-                "desiredCPU": int_or_string(QUANTITY_PATTERN),
-                "desiredGPU": int_or_string(QUANTITY_PATTERN),
-                "desiredMemory": int_or_string(QUANTITY_PATTERN),
-                "desiredTPU": int_or_string(QUANTITY_PATTERN),
+                "desiredCPU": quantity(),
+                "desiredGPU": quantity(),
+                "desiredMemory": quantity(),
+                "desiredTPU": quantity(),
                 "desiredWorkerReplicas": int32(),
                 "endpoints": string_map(),
-                "head": obj({"podIP": string(), "podName": string(), "serviceIP": string(), "serviceName": string()}),
+                "head": self.head_info(),
                 "lastUpdateTime": date_time(nullable=True),
                 "maxWorkerReplicas": int32(),
                 "minWorkerReplicas": int32(),
@@ -352,8 +493,51 @@ class KubeRay:
                 "readyWorkerReplicas": int32(),
                 "reason": string(),
                 "state": string(),
-                "stateTransitionTimes": string_map(),
+                "stateTransitionTimes": {"additionalProperties": date_time(), "type": "object"},
             }
+        )
+
+    # -- RayJob -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def deletion_strategy() -> dict:
+        policy = obj({"policy": string(enum=DELETION_POLICIES)})
+        condition = cel(
+            obj(
+                {
+                    "jobDeploymentStatus": string(enum=["Failed"]),
+                    "jobStatus": string(enum=["SUCCEEDED", "FAILED"]),
+                    "ttlSeconds": int32(default=0, minimum=0),
+                }
+            ),
+            rule(
+                "JobStatus and JobDeploymentStatus cannot be used together within the same deletion condition.",
+                "!(has(self.jobStatus) && has(self.jobDeploymentStatus))",
+            ),
+            rule(
+                "the deletion condition requires either the JobStatus or the JobDeploymentStatus field.",
+                "has(self.jobStatus) || has(self.jobDeploymentStatus)",
+            ),
+        )
+        deletion_rule = obj({"condition": condition, "policy": string(enum=DELETION_POLICIES)}, ["condition", "policy"])
+        return cel(
+            obj(
+                {
+                    "deletionRules": array(deletion_rule, minItems=1, **{"x-kubernetes-list-type": "atomic"}),
+                    "onFailure": policy,
+                    "onSuccess": copy.deepcopy(policy),
+                }
+            ),
+            rule(
+                "legacy policies (onSuccess/onFailure) and deletionRules cannot be used together within the same "
+                "deletionStrategy",
+                "!((has(self.onSuccess) || has(self.onFailure)) && has(self.deletionRules))",
+            ),
+            rule(
+                "deletionStrategy requires either BOTH onSuccess and onFailure, OR the deletionRules field "
+                "(cannot be empty)",
+                "((has(self.onSuccess) && has(self.onFailure)) || has(self.deletionRules))",
+            ),
         )
 
     def job_spec(self) -> dict:
@@ -362,13 +546,13 @@ class KubeRay:
                 "activeDeadlineSeconds": int32(),
                 "backoffLimit": int32(default=0),
                 "clusterSelector": string_map(),
-                "deletionStrategy": loose(),
+                "deletionStrategy": self.deletion_strategy(),
                 "entrypoint": string(),
                 "entrypointNumCpus": {"type": "number"},
                 "entrypointNumGpus": {"type": "number"},
                 "entrypointResources": string(),
                 "jobId": string(),
-                "managedBy": string(),
+                "managedBy": cel(string(), *MANAGED_BY_RULES),
                 "metadata": string_map(),
                 "preRunningDeadlineSeconds": int32(minimum=1),
                 "rayClusterSpec": self.cluster_spec(),
@@ -403,120 +587,302 @@ class KubeRay:
             }
         )
 
+    # -- RayCronJob (v1 only; the operator reconciles it behind the RayCronJob feature gate) ------------------------
+
+    def cron_job_spec(self) -> dict:
+        return obj(
+            {
+                "jobTemplate": self.job_spec(),
+                "schedule": string(),
+                "suspend": boolean(),
+                "timeZone": string(minLength=1),
+            },
+            ["jobTemplate", "schedule"],
+        )
+
+    @staticmethod
+    def cron_job_status() -> dict:
+        return obj({"lastScheduleTime": date_time()})
+
+    # -- RayService ---------------------------------------------------------------------------------------------
+
     def service_spec(self) -> dict:
+        upgrade_options = obj(
+            {
+                "gatewayClassName": string(),
+                "intervalSeconds": int32(),
+                "maxSurgePercent": int32(default=100),
+                "stepSizePercent": int32(),
+            },
+            ["gatewayClassName", "intervalSeconds", "stepSizePercent"],
+        )
         return obj(
             {
                 "deploymentUnhealthySecondThreshold": int32(),
                 "excludeHeadPodFromServeSvc": boolean(),
-                "managedBy": string(),
+                "managedBy": cel(string(), *MANAGED_BY_RULES),
                 "rayClusterConfig": self.cluster_spec(),
                 "rayClusterDeletionDelaySeconds": int32(minimum=0),
                 "serveConfigV2": string(),
-                "serveService": loose(),
+                "serveService": self.service(),
                 "serviceUnhealthySecondThreshold": int32(),
                 "suspend": boolean(),
-                "upgradeStrategy": obj({"clusterUpgradeOptions": loose(), "type": string()}),
+                "upgradeStrategy": obj({"clusterUpgradeOptions": upgrade_options, "type": string()}),
             },
             ["rayClusterConfig"],
         )
 
     @staticmethod
-    def service_status() -> dict:
+    def app_status(extra: dict | None = None) -> dict:
+        deployment = obj({"message": string(), "status": string(), **(extra or {})})
         return obj(
             {
-                "activeServiceStatus": loose(),
+                "message": string(),
+                "serveDeploymentStatuses": {"additionalProperties": deployment, "type": "object"},
+                "status": string(),
+                **copy.deepcopy(extra or {}),
+            }
+        )
+
+    def serve_status(self) -> dict:
+        return obj(
+            {
+                "applicationStatuses": {"additionalProperties": self.app_status(), "type": "object"},
+                "lastTrafficMigratedTime": date_time(),
+                "rayClusterName": string(),
+                "rayClusterStatus": self.cluster_status(),
+                "targetCapacity": int32(),
+                "trafficRoutedPercent": int32(),
+            }
+        )
+
+    def service_status(self) -> dict:
+        return obj(
+            {
+                "activeServiceStatus": self.serve_status(),
                 "conditions": conditions(),
                 "lastUpdateTime": date_time(),
                 "numServeEndpoints": int32(),
                 "observedGeneration": int64(),
-                "pendingServiceStatus": loose(),
+                "pendingServiceStatus": self.serve_status(),
                 "serviceStatus": string(),
             }
         )
 
 
-def root_schema(spec: dict, status: dict, description: str) -> dict:
+class KubeRayAlpha(KubeRay):
+    """The ray.io/v1alpha1 schemas: the v1 types as they were frozen ("v1alpha1 receives no new fields")."""
+
+    def autoscaler_options(self) -> dict:
+        options = super().autoscaler_options()
+        for name in ("args", "command", "version"):
+            del options["properties"][name]
+        return options
+
+    def head_group_spec(self) -> dict:
+        return obj(
+            {
+                "enableIngress": boolean(),
+                "headService": self.service(),
+                "rayStartParams": string_map(),
+                "serviceType": string(),
+                "template": self.pod_template(),
+            },
+            ["rayStartParams", "template"],
+        )
+
+    def worker_group_spec(self) -> dict:
+        return obj(
+            {
+                "groupName": string(),
+                "maxReplicas": int32(default=2147483647),
+                "minReplicas": int32(default=0),
+                "rayStartParams": string_map(),
+                "replicas": int32(default=0),
+                "scaleStrategy": obj({"workersToDelete": array(string())}),
+                "template": self.pod_template(),
+            },
+            ["groupName", "maxReplicas", "minReplicas", "rayStartParams", "template"],
+        )
+
+    def cluster_spec(self) -> dict:
+        return obj(
+            {
+                "autoscalerOptions": self.autoscaler_options(),
+                "enableInTreeAutoscaling": boolean(),
+                "headGroupSpec": self.head_group_spec(),
+                "headServiceAnnotations": string_map(),
+                "rayVersion": string(),
+                "suspend": boolean(),
+                "workerGroupSpecs": array(self.worker_group_spec()),
+            },
+            ["headGroupSpec"],
+        )
+
+    def cluster_status(self) -> dict:
+        status = super().cluster_status()
+        for name in ("conditions", "stateTransitionTimes"):
+            del status["properties"][name]
+        status["properties"]["head"] = obj({"podIP": string(), "serviceIP": string()})
+        return status
+
+    def job_spec(self) -> dict:
+        return obj(
+            {
+                "clusterSelector": string_map(),
+                "entrypoint": string(),
+                "entrypointNumCpus": {"type": "number"},
+                "entrypointNumGpus": {"type": "number"},
+                "entrypointResources": string(),
+                "jobId": string(),
+                "metadata": string_map(),
+                "rayClusterSpec": self.cluster_spec(),
+                "runtimeEnvYAML": string(),
+                "shutdownAfterJobFinishes": boolean(),
+                "submitterPodTemplate": self.pod_template(),
+                "suspend": boolean(),
+                "ttlSecondsAfterFinished": int32(default=0),
+            },
+            ["entrypoint"],
+        )
+
+    def job_status(self) -> dict:
+        status = super().job_status()
+        for name in ("failed", "jobStatusCheckFailureStartTime", "rayJobInfo", "reason", "succeeded"):
+            del status["properties"][name]
+        return status
+
+    def service_spec(self) -> dict:
+        return obj(
+            {
+                "deploymentUnhealthySecondThreshold": int32(),
+                "rayClusterConfig": self.cluster_spec(),
+                "serveConfigV2": string(),
+                "serveService": self.service(),
+                "serviceUnhealthySecondThreshold": int32(),
+            }
+        )
+
+    def serve_status(self) -> dict:
+        app = self.app_status({"healthLastUpdateTime": date_time()})
+        return obj(
+            {
+                "applicationStatuses": {"additionalProperties": app, "type": "object"},
+                "rayClusterName": string(),
+                "rayClusterStatus": self.cluster_status(),
+            }
+        )
+
+    def service_status(self) -> dict:
+        status = super().service_status()
+        for name in ("conditions", "numServeEndpoints"):
+            del status["properties"][name]
+        return status
+
+
+def root_schema(spec: dict, status: dict) -> dict:
     return obj(
-        {"apiVersion": string(), "kind": string(), "metadata": {"type": "object"}, "spec": spec, "status": status},
-        description=description,
+        {"apiVersion": string(), "kind": string(), "metadata": {"type": "object"}, "spec": spec, "status": status}
     )
 
 
-def crd(group: str, kind: str, plural: str, scope: str, schema: dict, columns: list, categories=None) -> dict:
+def printer_columns(columns: list) -> list:
+    return [
+        {"jsonPath": path, "name": name, "type": kind, **({"priority": 1} if wide else {})}
+        for name, kind, path, wide in columns
+    ]
+
+
+def version(name: str, schema: dict, columns: list = (), storage: bool = True, deprecation: str = "") -> dict:
+    entry = {"name": name, "served": True, "storage": storage, "schema": {"openAPIV3Schema": schema}}
+    entry["subresources"] = {"status": {}}
+    if columns:
+        entry["additionalPrinterColumns"] = printer_columns(columns)
+    if deprecation:
+        entry.update(deprecated=True, deprecationWarning=deprecation)
+    return entry
+
+
+def crd(group: str, kind: str, plural: str, scope: str, versions: list, categories=None) -> dict:
     names = {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower()}
     if categories:
         names["categories"] = list(categories)
-    version = {
-        "name": "v1",
-        "served": True,
-        "storage": True,
-        "schema": {"openAPIV3Schema": schema},
-        "subresources": {"status": {}},
-    }
-    if columns:
-        version["additionalPrinterColumns"] = [
-            {"jsonPath": path, "name": name, "type": kind_, **({"priority": 1} if wide else {})}
-            for name, kind_, path, wide in columns
-        ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}"},
-        "spec": {"group": group, "names": names, "scope": scope, "versions": [version]},
+        "spec": {"group": group, "names": names, "scope": scope, "versions": versions},
     }
 
 
+def alpha_deprecation(kind: str) -> str:
+    return (
+        f"ray.io/v1alpha1 {kind} is deprecated; use ray.io/v1 {kind}. "
+        "v1alpha1 receives no new fields and will be unavailable in KubeRay 1.9."
+    )
+
+
+CLUSTER_COLUMNS = [
+    ("desired workers", "integer", ".status.desiredWorkerReplicas", False),
+    ("available workers", "integer", ".status.availableWorkerReplicas", False),
+    ("cpus", "string", ".status.desiredCPU", False),
+    ("memory", "string", ".status.desiredMemory", False),
+    ("gpus", "string", ".status.desiredGPU", False),
+    ("tpus", "string", ".status.desiredTPU", True),
+    ("status", "string", ".status.state", False),
+    ("age", "date", ".metadata.creationTimestamp", False),
+    ("head pod IP", "string", ".status.head.podIP", True),
+    ("head service IP", "string", ".status.head.serviceIP", True),
+]
+JOB_COLUMNS = [
+    ("job status", "string", ".status.jobStatus", False),
+    ("deployment status", "string", ".status.jobDeploymentStatus", False),
+    ("ray cluster name", "string", ".status.rayClusterName", False),
+    ("start time", "string", ".status.startTime", False),
+    ("end time", "string", ".status.endTime", False),
+    ("age", "date", ".metadata.creationTimestamp", False),
+]
+CRON_JOB_COLUMNS = [
+    ("schedule", "string", ".spec.schedule", False),
+    ("timezone", "string", ".spec.timeZone", False),
+    ("last schedule", "date", ".status.lastScheduleTime", False),
+    ("age", "date", ".metadata.creationTimestamp", False),
+    ("suspend", "boolean", ".spec.suspend", False),
+]
+SERVICE_COLUMNS = [
+    ("service status", "string", ".status.serviceStatus", False),
+    ("num serve endpoints", "string", ".status.numServeEndpoints", False),
+]
+# kind -> (plural, spec and status builders, v1 printer columns, v1alpha1: None when not served, else whether it
+# has the v1 columns)
+KUBERAY_KINDS = {
+    "RayCluster": ("rayclusters", "cluster_spec", "cluster_status", CLUSTER_COLUMNS, True),
+    "RayCronJob": ("raycronjobs", "cron_job_spec", "cron_job_status", CRON_JOB_COLUMNS, None),
+    "RayJob": ("rayjobs", "job_spec", "job_status", JOB_COLUMNS, False),
+    "RayService": ("rayservices", "service_spec", "service_status", SERVICE_COLUMNS, False),
+}
+
+
+def kuberay_crd(conv: Converter, kind: str) -> dict:
+    plural, spec, status, columns, alpha_columns = KUBERAY_KINDS[kind]
+    shared: dict = {}
+    stable, alpha = KubeRay(conv, shared), KubeRayAlpha(conv, shared)
+    versions = [version("v1", root_schema(getattr(stable, spec)(), getattr(stable, status)()), columns)]
+    if alpha_columns is not None:
+        versions.append(
+            version(
+                "v1alpha1",
+                root_schema(getattr(alpha, spec)(), getattr(alpha, status)()),
+                columns if alpha_columns else (),
+                storage=False,
+                deprecation=alpha_deprecation(kind),
+            )
+        )
+    return crd("ray.io", kind, plural, "Namespaced", versions, ["all"])
+
+
 def kuberay_crds(conv: Converter) -> dict:
-    ray = KubeRay(conv)
-    cluster = crd(
-        "ray.io",
-        "RayCluster",
-        "rayclusters",
-        "Namespaced",
-        root_schema(ray.cluster_spec(), ray.cluster_status(), "RayCluster is the Schema for the RayClusters API"),
-        [
-            ("desired workers", "integer", ".status.desiredWorkerReplicas", False),
-            ("available workers", "integer", ".status.availableWorkerReplicas", False),
-            ("cpus", "string", ".status.desiredCPU", False),
-            ("memory", "string", ".status.desiredMemory", False),
-            ("gpus", "string", ".status.desiredGPU", False),
-            ("tpus", "string", ".status.desiredTPU", True),
-            ("status", "string", ".status.state", False),
-            ("age", "date", ".metadata.creationTimestamp", False),
-            ("head pod IP", "string", ".status.head.podIP", True),
-            ("head service IP", "string", ".status.head.serviceIP", True),
-        ],
-        ["all"],
-    )
-    job = crd(
-        "ray.io",
-        "RayJob",
-        "rayjobs",
-        "Namespaced",
-        root_schema(ray.job_spec(), ray.job_status(), "RayJob is the Schema for the rayjobs API"),
-        [
-            ("job status", "string", ".status.jobStatus", False),
-            ("deployment status", "string", ".status.jobDeploymentStatus", False),
-            ("ray cluster name", "string", ".status.rayClusterName", False),
-            ("start time", "string", ".status.startTime", False),
-            ("end time", "string", ".status.endTime", False),
-            ("age", "date", ".metadata.creationTimestamp", False),
-        ],
-        ["all"],
-    )
-    service = crd(
-        "ray.io",
-        "RayService",
-        "rayservices",
-        "Namespaced",
-        root_schema(ray.service_spec(), ray.service_status(), "RayService is the Schema for the rayservices API"),
-        [
-            ("service status", "string", ".status.serviceStatus", False),
-            ("num serve endpoints", "string", ".status.numServeEndpoints", False),
-        ],
-        ["all"],
-    )
-    return {"ray.io_rayclusters.yaml": cluster, "ray.io_rayjobs.yaml": job, "ray.io_rayservices.yaml": service}
+    return {f"ray.io_{KUBERAY_KINDS[kind][0]}.yaml": kuberay_crd(conv, kind) for kind in KUBERAY_KINDS}
 
 
 # --- NVIDIA GPU operator ------------------------------------------------------------------------------------------
@@ -659,8 +1025,13 @@ def cluster_policy_crd() -> dict:
         "ClusterPolicy",
         "clusterpolicies",
         "Cluster",
-        schema,
-        [("Status", "string", ".status.state", False), ("Age", "string", ".metadata.creationTimestamp", False)],
+        [
+            version(
+                "v1",
+                schema,
+                [("Status", "string", ".status.state", False), ("Age", "string", ".metadata.creationTimestamp", False)],
+            )
+        ],
     )
 
 
