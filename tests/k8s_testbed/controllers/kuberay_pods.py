@@ -393,7 +393,10 @@ def build_pod(cluster: dict, node_type: str, group: dict, replica: tuple | None 
         set_ray_command(ray, start)
     for init_container in pod_spec.get("initContainers") or []:  # pod.go:915-917, 1193-1205
         init_container.setdefault("env", [])
-        init_container["env"] += [{"name": "FQ_RAY_IP", "value": fqdn}, {"name": "RAY_IP", "value": fqdn.split(".")[0]}]
+        init_container["env"] += [
+            {"name": "FQ_RAY_IP", "value": fqdn},
+            {"name": "RAY_IP", "value": fqdn.split(".", maxsplit=1)[0]},
+        ]
     add_ray_env(ray, cluster, node_type, start)
     add_probes(ray, node_type, creator_crd_type(cluster), params, _spec(cluster).get("rayVersion", ""))
     return {
@@ -458,7 +461,7 @@ def add_ray_env(ray: dict, cluster: dict, node_type: str, start: str) -> None:
     fqdn, port = fqdn_ray_ip(cluster), head_port(cluster)
     ip = fqdn if node_type == "worker" else LOCAL_HOST
     if node_type == "worker":  # pod.go:1224-1231
-        env += [{"name": "FQ_RAY_IP", "value": fqdn}, {"name": "RAY_IP", "value": fqdn.split(".")[0]}]
+        env += [{"name": "FQ_RAY_IP", "value": fqdn}, {"name": "RAY_IP", "value": fqdn.split(".", maxsplit=1)[0]}]
     env += [  # pod.go:1234-1280
         _field_env("RAY_CLUSTER_NAME", "metadata.labels['ray.io/cluster']"),
         _field_env("RAY_CLUSTER_NAMESPACE", "metadata.namespace"),
