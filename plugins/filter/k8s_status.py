@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     crds_not_established,
+    image_pull_errors,
     nodes_without_gpus,
     not_ready_pods,
     pod_condition_lines,
@@ -20,4 +21,5 @@ class FilterModule:
             "nodes_without_gpus": nodes_without_gpus,
             "pod_condition_lines": pod_condition_lines,
             "crds_not_established": crds_not_established,
+            "image_pull_errors": image_pull_errors,
         }

@@ -10,6 +10,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import (
     PlanInputError,
     hosts_plan_input,
+    kubernetes_cpu_pods,
     plan_request,
 )
 
@@ -41,6 +42,13 @@ def _hosts_plan_input(hosts, hostvars):
         raise AnsibleFilterError(str(error)) from None
 
 
+def _plan_cpu_pods(head, driver):
+    try:
+        return kubernetes_cpu_pods(dict(head), dict(driver))
+    except PlanInputError as error:
+        raise AnsibleFilterError(str(error)) from None
+
+
 class FilterModule:
     def filters(self):
-        return {"plan_request": _plan_request, "hosts_plan_input": _hosts_plan_input}
+        return {"plan_request": _plan_request, "hosts_plan_input": _hosts_plan_input, "plan_cpu_pods": _plan_cpu_pods}

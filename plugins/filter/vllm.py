@@ -11,21 +11,23 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_command impo
     ServingSettingsError,
     job_entrypoint,
     server_args,
+    server_command,
     serving_settings,
 )
 
 
-def _vllm_settings(settings, plan=None):
+def _vllm_settings(settings, plan=None, venv=None):
     try:
         effective = serving_settings(dict(settings), plan)
     except ServingSettingsError as error:
         raise AnsibleFilterError(str(error)) from None
     effective["args"] = server_args(effective)
+    effective["command"] = server_command(effective, venv)
     return effective
 
 
-def _vllm_job_entrypoint(args, python, api_key_file):
-    return job_entrypoint(list(args), python, api_key_file)
+def _vllm_job_entrypoint(settings, api_key_file):
+    return job_entrypoint(settings["command"], settings["args"], api_key_file)
 
 
 class FilterModule:

@@ -39,6 +39,10 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_facts impor
     kv_elements_per_token_per_layer,
     load_model_dir,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_placement import (
+    DEFAULT_WORKER_REQUEST_RATIO,
+    place_cpu_pods,
+)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -63,7 +67,8 @@ DEFAULT_ALLOW_CROSS_NODE_TP = False
 
 PLATFORMS = ("kubernetes", "hosts")
 DTYPES = ("auto", "bfloat16", "float16", "float32", "fp8")
-KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "float32", "fp8", "fp8_e4m3", "fp8_e5m2")
+# vLLM 0.32's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that the memory model sizes; no float32.
+KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
 
 # The options a message may name, which are the keys option_names accepts.
 OPTION_NAMES = (
@@ -85,6 +90,8 @@ OPTION_NAMES = (
     "cpu_kvcache_space_gib",
     "runtime_overhead_gib",
     "kuberay_layout",
+    "cpu_pods",
+    "worker_request_ratio",
 )
 
 # The keys of ray_layout.kuberay, which a kuberay_layout override may set.
@@ -773,6 +780,8 @@ class PlanRequest:
     runtime_overhead_gib: float | None = None
     option_names: dict | None = None
     kuberay_layout: dict | None = None
+    cpu_pods: list | None = None
+    worker_request_ratio: float = DEFAULT_WORKER_REQUEST_RATIO
 
     def __post_init__(self):
         # The order of the checks decides which problem is reported when several options are wrong.
@@ -791,6 +800,7 @@ class PlanRequest:
         else:
             self._check_gpus()
         self.kuberay_layout = self._checked_kuberay_layout()
+        self.cpu_pods = self._checked_cpu_pods()
 
     @classmethod
     def from_params(cls, params):
@@ -820,6 +830,8 @@ class PlanRequest:
             runtime_overhead_gib=params.get("runtime_overhead_gib"),
             option_names=params.get("option_names"),
             kuberay_layout=params.get("kuberay_layout"),
+            cpu_pods=params.get("cpu_pods"),
+            worker_request_ratio=_given_or(params.get("worker_request_ratio"), DEFAULT_WORKER_REQUEST_RATIO),
         )
 
     def name(self, option):
@@ -848,6 +860,12 @@ class PlanRequest:
             raise PlanError(f"{name('max_gpus')}={self.max_gpus} must be at least 1; leave it unset to use every GPU.")
         if self.pipeline_parallel_size is not None and self.pipeline_parallel_size < 1:
             raise PlanError(f"{name('pipeline_parallel_size')}={self.pipeline_parallel_size} must be at least 1.")
+        if not 0 < self.worker_request_ratio <= 1:
+            raise PlanError(
+                f"{name('worker_request_ratio')}={self.worker_request_ratio} must be above 0 and at most 1 (the share "
+                f"of its node's allocatable a worker pod requests; {DEFAULT_WORKER_REQUEST_RATIO} leaves room for the "
+                "head, the driver and the node's DaemonSets)."
+            )
 
     def _check_against_model(self):
         facts = self.model["facts"]
@@ -932,6 +950,25 @@ class PlanRequest:
             f"nodes instead (e.g. {tp_name}={math.gcd(tp, largest)}, {pp_name}={stages_hint})."
         )
 
+    def _checked_cpu_pods(self):
+        """``cpu_pods`` with numbers as floats; only meaningful on Kubernetes."""
+        pods = self.cpu_pods or []
+        where = self.name("cpu_pods")
+        if pods and self.platform != "kubernetes":
+            raise PlanError(f"{where} places pods beside KubeRay's workers; it only applies with platform=kubernetes.")
+        checked = []
+        for position, pod in enumerate(pods):
+            if not isinstance(pod, dict) or not pod.get("name"):
+                raise PlanError(f"{where}[{position}]={pod!r} must be a dict with name, cpus and memory_mib.")
+            numbers = {key: pod.get(key) for key in ("cpus", "memory_mib")}
+            if not all(_is_number(value) and value > 0 for value in numbers.values()):
+                raise PlanError(
+                    f"{where}[{position}] ({pod['name']}) has cpus={numbers['cpus']!r}, memory_mib="
+                    f"{numbers['memory_mib']!r}: expected numbers above 0 (the pod's requests)."
+                )
+            checked.append(dict(pod, cpus=float(numbers["cpus"]), memory_mib=float(numbers["memory_mib"])))
+        return checked
+
     def _checked_kuberay_layout(self):
         """None, or the keys the kuberay_layout override sets, checked on their own (the plan checks the rest)."""
         if not self.kuberay_layout:
@@ -970,6 +1007,7 @@ class Planner:
         sized = self.size()
         placement = self.choose(sized["model"])
         placement["ray_layout"] = self.override_kuberay(placement)
+        self.place_cpu_pods(placement["ray_layout"])
         return self.assemble(sized, placement)
 
     # --- size: dtypes and weight bytes
@@ -1428,6 +1466,23 @@ class Planner:
         self.warnings.extend(check.warnings)
         self.reasons.append(check.reason())
         return {"kuberay": layout}
+
+    def place_cpu_pods(self, ray_layout):
+        """Say where the pods without GPUs (the Ray head, the vLLM driver) go beside the GPU worker pods."""
+        request = self.request
+        if not (request.cpu_pods and "kuberay" in ray_layout and request.device == "GPU"):
+            return
+        name = self.name
+        sentences, problem = place_cpu_pods(
+            request.nodes, ray_layout["kuberay"], request.cpu_pods, request.worker_request_ratio
+        )
+        self.reasons.extend(sentences)
+        if problem:
+            raise PlanError(
+                f"{problem}: they would stay Pending and the deployment would never come up. Fix: lower "
+                f"{name('worker_request_ratio')} to leave the nodes more room, lower the pods' requests "
+                f"({name('cpu_pods')}), or send them to a CPU node pool with a node selector."
+            )
 
     # --- assemble
 

@@ -18,6 +18,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._accelerator_facts
     version_problems,
     version_tuple,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._quantity import QuantityError
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._quantity import parse_quantity as _parse_quantity
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # Labels that say a node has NVIDIA GPUs whether or not the device plugin advertises them.
@@ -62,29 +64,18 @@ CUDA_TOO_OLD = (
 )
 VERSION_MESSAGES = {"driver_version": (DRIVER_UNKNOWN, DRIVER_TOO_OLD), "cuda_version": (CUDA_UNKNOWN, CUDA_TOO_OLD)}
 
+
 # Suffixes of Kubernetes resource quantities (k8s.io/apimachinery resource.Quantity).
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-
-
 class NodeFactsError(ValueError):
     """A node object that is not what k8s_info returns for kind Node."""
 
 
 def parse_quantity(value):
-    """A Kubernetes quantity (``32``, ``500m``, ``268333056Ki``, ``1e3``) as a float in base units."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        raise NodeFactsError(f"{value!r} is not a Kubernetes quantity")
-    number, suffix = match.groups()
-    if suffix in _BINARY:
-        return float(number) * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return float(number) * _DECIMAL[suffix]
-    raise NodeFactsError(f"{value!r} has an unknown quantity suffix {suffix!r}")
+    """A Kubernetes quantity as a float in base units; a bad one raises NodeFactsError."""
+    try:
+        return _parse_quantity(value)
+    except QuantityError as error:
+        raise NodeFactsError(str(error)) from None
 
 
 def _labels(node):

@@ -160,7 +160,8 @@ def download_with_sdk(source, model_id, revision, target, token=None, endpoint=N
     """Download ``model_id@revision`` into ``target`` with the source's own SDK (which checks file hashes)."""
     if source == "modelscope":
         if endpoint:
-            os.environ["MODELSCOPE_DOMAIN"] = endpoint
+            # modelscope 1.40 reads MODELSCOPE_ENDPOINT (a URL); MODELSCOPE_DOMAIN is deprecated there.
+            os.environ["MODELSCOPE_ENDPOINT"] = endpoint if "://" in endpoint else "https://" + endpoint
         from modelscope.hub.api import HubApi
         from modelscope.hub.snapshot_download import snapshot_download
 

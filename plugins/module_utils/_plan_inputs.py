@@ -11,6 +11,8 @@ Each plan option may come from a role variable or a collection-wide one; the pla
 
 from __future__ import annotations
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._quantity import MIB, QuantityError, parse_quantity
+
 # deployment_plan option -> the inventory variables that may set it, the role's own first.
 PLAN_OPTION_VARIABLES = (
     ("tensor_parallel_size", ("vllm_serve_tensor_parallel_size", "ray_vllm_tensor_parallel_size")),
@@ -22,7 +24,13 @@ PLAN_OPTION_VARIABLES = (
     ("head_gpus", ("ray_vllm_head_gpus",)),
     ("model_name", ("vllm_serve_served_model_name",)),
     ("kuberay_layout", ("ray_cluster_kuberay_layout",)),
+    ("worker_request_ratio", ("ray_cluster_worker_request_ratio",)),
 )
+# How the planner's messages name what site.yml computes rather than reads: the pods without GPUs (cpu_pods).
+DERIVED_OPTION_NAMES = {
+    "cpu_pods": "the head and driver requests (ray_cluster_head_cpus, ray_cluster_head_memory, vllm_serve_resources; "
+    "ray_cluster_head_node_selector and vllm_serve_node_selector send them to a CPU node pool)",
+}
 # vllm_serve_dtype's default; it asks for nothing.
 UNSET_VALUES = {"vllm_serve_dtype": "auto"}
 
@@ -43,7 +51,7 @@ def plan_request(variables):
     set one option must agree.
     """
     options = {}
-    option_names = {}
+    option_names = dict(DERIVED_OPTION_NAMES)
     for option, names in PLAN_OPTION_VARIABLES:
         given = [(name, _given(variables, name)) for name in names]
         given = [(name, value) for name, value in given if value is not None]
@@ -110,3 +118,26 @@ def hosts_plan_input(nodes):
         for node in nodes
     )
     return {"nodes": plan_nodes, "cpu_dtype": "float32" if needs_float32 else None}
+
+
+def kubernetes_cpu_pods(head, driver):
+    """The planner's ``cpu_pods`` for the Kubernetes platform: the Ray head and the vLLM driver pods.
+
+    ``head``: ``{cpus, memory, node_selector}`` (the ray_cluster role's quantities); ``driver``: ``{resources,
+    node_selector}`` (vllm_serve_resources). A quantity Kubernetes would refuse is refused here, by name.
+    """
+    requests = (driver.get("resources") or {}).get("requests") or {}
+    pods = [
+        ("the Ray head pod", head.get("cpus"), head.get("memory"), head.get("node_selector"), True),
+        ("the vLLM driver pod", requests.get("cpu"), requests.get("memory"), driver.get("node_selector"), False),
+    ]
+    result = []
+    for name, cpus, memory, selector, is_head in pods:
+        if cpus in (None, "") or memory in (None, ""):
+            continue  # no request: the scheduler fits it anywhere, and so does the plan
+        try:
+            numbers = {"cpus": parse_quantity(cpus), "memory_mib": int(parse_quantity(memory) // MIB)}
+        except QuantityError as error:
+            raise PlanInputError(f"{name}'s requests (cpu {cpus!r}, memory {memory!r}): {error}") from None
+        result.append(dict(numbers, name=name, node_selector=selector or {}, ray_head=is_head))
+    return result

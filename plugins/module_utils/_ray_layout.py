@@ -15,7 +15,6 @@ Messages name the role's variables through a prefix, so they say which variable 
 from __future__ import annotations
 
 import copy
-import math
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan import (
     PlanError,
@@ -23,6 +22,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan i
     normalise_kuberay_layout,
     replica_range_problem,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_placement import worker_pod_requests
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._quantity import smaller_quantity
 
 DEFAULT_KUBERAY_LAYOUT = {
     "head": {"num_gpus": 0, "node": None},
@@ -156,19 +157,13 @@ def kuberay_layout(
 
 
 def worker_requests(group, settings):
-    """CPU and memory a worker pod requests: a share of the layout's per-pod allocatable, else the fixed sizes."""
-    ratio = float(settings["worker_request_ratio"])
-    cpu = (
-        str(max(int(math.floor(float(group["cpus"]) * ratio)), 1))
-        if group.get("cpus")
-        else str(settings["worker_cpus"])
+    """CPU and memory a worker pod requests: a share of the layout's per-pod allocatable (as the plan placed them,
+    _plan_placement.worker_pod_requests), else the fixed sizes."""
+    cpus, memory = worker_pod_requests(group, float(settings["worker_request_ratio"]))
+    return (
+        str(cpus) if cpus is not None else str(settings["worker_cpus"]),
+        f"{memory}Mi" if memory is not None else str(settings["worker_memory"]),
     )
-    memory = (
-        "{}Mi".format(int(float(group["memory_mib"]) * ratio))
-        if group.get("memory_mib")
-        else str(settings["worker_memory"])
-    )
-    return cpu, memory
 
 
 def _gpu_limits(num_gpus, settings):
@@ -185,12 +180,20 @@ def _product_selector(layout, settings):
     return {GPU_PRODUCT_LABEL: product} if settings.get("gpu_node_selector") and product else {}
 
 
+def shm_size(memory_limit, settings):
+    """/dev/shm of a Ray pod: its memory limit, as KubeRay v1.7.0 sizes the /dev/shm it adds itself
+    (ray-operator/controllers/ray/common/pod.go, makeEmptyDirVolume), or a smaller shm_size when one is set.
+    The pages count against the pod's memory, so more than the limit only gets the pod killed."""
+    wanted = settings.get("shm_size") or ""
+    return smaller_quantity(memory_limit, wanted) if wanted else str(memory_limit)
+
+
 def _head_pod(layout, settings):
     gpus = int(layout["head"]["num_gpus"])
     limits = {"memory": str(settings["head_memory"])}
     if gpus > 0:
         limits[GPU_RESOURCE] = gpus
-    selector = dict(settings.get("node_selector") or {})
+    selector = dict(settings.get("node_selector") or {}, **(settings.get("head_node_selector") or {}))
     if gpus > 0:
         selector.update(_product_selector(layout, settings))
         if settings.get("gpu_node_selector") and layout["head"].get("node"):
@@ -201,7 +204,8 @@ def _head_pod(layout, settings):
             "limits": limits,
         },
         "head_node_selector": selector,
-        "head_tolerations": _tolerations(gpus, settings),
+        "head_tolerations": _tolerations(gpus, settings) + list(settings.get("head_tolerations") or []),
+        "head_shm_size": shm_size(settings["head_memory"], settings),
     }
 
 
@@ -219,6 +223,7 @@ def _worker_pod(layout, settings):
         },
         "worker_node_selector": selector,
         "worker_tolerations": _tolerations(group["num_gpus"], settings),
+        "worker_shm_size": shm_size(memory, settings),
     }
 
 
@@ -245,7 +250,8 @@ def raycluster_settings(layout, settings):
 
     ``settings``: release, head_cpus, head_memory, worker_cpus, worker_memory, worker_request_ratio,
     gpu_node_selector, gpu_tolerations, node_selector, tolerations, infiniband, infiniband_resource,
-    infiniband_resource_count.
+    infiniband_resource_count, shm_size (empty: each pod's memory limit), head_node_selector and head_tolerations
+    (the head alone, for a CPU node pool).
     """
     release = settings["release"]
     labels = {

@@ -91,9 +91,12 @@ def _enforce_eager(settings, device):
     return value in ("true", "yes", "1", "on")
 
 
-def _cpu_env(settings, plan, device, names):
+def _engine_env(settings, plan, device, names):
+    """What vLLM reads from the environment: the Ray executor's version on GPUs, the KV cache size on CPU."""
     if device != "cpu":
-        return {}
+        # vLLM 0.32 defaults to RayExecutorV2 (vllm/envs.py); pinned, so a driver without a GPU keeps working if a
+        # later default changes (the legacy executor needs a GPU on the driver).
+        return {"VLLM_USE_RAY_V2_EXECUTOR_BACKEND": "1"} if _backend(settings, device, names) == "ray" else {}
     planned = (plan.get("env") or {}).get("VLLM_CPU_KVCACHE_SPACE")
     space = _planned_value(
         "cpu_kvcache_space_gib",
@@ -135,7 +138,7 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
             "quantization": plan_args.get("quantization"),
             "executor_backend": _backend(settings, device, names),
             "enforce_eager": _enforce_eager(settings, device),
-            "env": dict(_cpu_env(settings, plan, device, names), **(settings.get("env") or {})),
+            "env": dict(_engine_env(settings, plan, device, names), **(settings.get("env") or {})),
         }
     )
     for key in ("model", "served_model_name", "host", "port", "middleware"):
@@ -145,9 +148,13 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
 
 
 def server_args(effective):
-    """vLLM's OpenAI server arguments for the effective settings, as a list of strings."""
-    args = [
-        "--model", effective["model"],
+    """vLLM's OpenAI server arguments for the effective settings, as a list of strings.
+
+    ``vllm serve`` (GPUs) takes the model as its first, positional argument (vLLM 0.32 deprecates its --model); the
+    module form (CPU) only reads --model.
+    """
+    model = [effective["model"]] if effective["device"] != "cpu" else ["--model", effective["model"]]
+    args = model + [
         "--served-model-name", effective["served_model_name"],
         "--host", effective["host"],
         "--port", str(effective["port"]),
@@ -171,13 +178,21 @@ def server_args(effective):
     return args + effective["extra_args"]
 
 
-def job_entrypoint(args, python, api_key_file):
+def server_command(effective, venv=None):
+    """The program that runs vLLM's OpenAI server, as a list: ``vllm serve`` where the console script works (the GPU
+    builds), the module form on CPU, whose wheel's ``vllm`` script fails. ``venv`` prefixes its bin directory."""
+    prefix = (venv.rstrip("/") + "/bin/") if venv else ""
+    if effective["device"] == "cpu":
+        return [prefix + ("python" if venv else "python3"), "-m", "vllm.entrypoints.openai.api_server"]
+    return [prefix + "vllm", "serve"]
+
+
+def job_entrypoint(command, args, api_key_file):
     """The Ray job's entrypoint: read the API key from its file inside the job, then exec the server.
 
-    The key never appears in the entrypoint, so Ray's job list and ``ps`` do not show it. The module form
-    (``python -m vllm.entrypoints.openai.api_server``) because the ``vllm`` script of the CPU wheel fails.
+    The key never appears in the entrypoint, so Ray's job list and ``ps`` do not show it.
     """
-    script = 'export VLLM_API_KEY="$(cat {})"; exec {} -m vllm.entrypoints.openai.api_server {}'.format(
-        shlex.quote(api_key_file), shlex.quote(python), " ".join(shlex.quote(arg) for arg in args)
+    script = 'export VLLM_API_KEY="$(cat {})"; exec {}'.format(
+        shlex.quote(api_key_file), " ".join(shlex.quote(arg) for arg in list(command) + list(args))
     )
     return "bash -c " + shlex.quote(script)

@@ -60,6 +60,11 @@ def clusterpolicies_ready(objs):
     return len(objs) > 0 and all(((o.get("status") or {}).get("state") == "ready") for o in objs)
 
 
+def pod_finished(obj):
+    """A pod whose containers all ended (phase Succeeded or Failed)."""
+    return bool(obj) and (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def pod_ready(obj):
     """A pod whose Ready condition is True."""
     return bool(obj) and condition_true(obj, "Ready")
@@ -67,6 +72,22 @@ def pod_ready(obj):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # diagnoses
+
+# Waiting reasons that no amount of waiting cures.
+IMAGE_PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+
+
+def image_pull_errors(pods):
+    """``["image: reason: message", ...]`` for the containers that wait on an image they cannot pull."""
+    found = []
+    for pod in pods or []:
+        specs = {c["name"]: c.get("image") for c in ((pod.get("spec") or {}).get("containers") or [])}
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in IMAGE_PULL_ERRORS:
+                image = specs.get(status.get("name")) or status.get("image") or status.get("name")
+                found.append("{}: {}: {}".format(image, waiting["reason"], waiting.get("message") or "no message"))
+    return found
 
 
 def not_ready_pods(pods):

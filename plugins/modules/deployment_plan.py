@@ -94,9 +94,10 @@ options:
     default: auto
   kv_cache_dtype:
     description:
-      - Data type of the KV cache (vLLM C(--kv-cache-dtype)); V(auto) uses the serving dtype.
+      - Data type of the KV cache (vLLM C(--kv-cache-dtype)); V(auto) uses the serving dtype. vLLM 0.32 has no
+        float32 KV cache.
     type: str
-    choices: [auto, bfloat16, float16, float32, fp8, fp8_e4m3, fp8_e5m2]
+    choices: [auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2]
     default: auto
   max_model_len:
     description:
@@ -184,6 +185,44 @@ options:
         with a warning that the extra GPUs stay idle.
       - Refused with O(platform=hosts). An empty dict is the same as none.
     type: dict
+  cpu_pods:
+    description:
+      - "With O(platform=kubernetes), the pods without GPUs that must fit beside KubeRay's worker pods: the Ray head
+        (unless it carries GPUs) and the vLLM driver. The planner places them, largest first, in what the worker pods
+        leave on the nodes (each node's allocatable O(nodes[].cpus) and O(nodes[].memory_mib) minus its worker pods'
+        requests, O(worker_request_ratio) of their share), says in RV(reasons) where each goes, and fails naming the
+        pods and what each node keeps when one does not fit (it would stay Pending)."
+      - A pod with a O(cpu_pods[].node_selector) goes to a node pool the plan does not see; it is only named.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: What the pod is, for the messages (C(the Ray head pod)).
+        type: str
+        required: true
+      cpus:
+        description: Its CPU request, in cores.
+        type: float
+        required: true
+      memory_mib:
+        description: Its memory request, in MiB.
+        type: int
+        required: true
+      node_selector:
+        description: The node selector that sends it to other nodes (a CPU node pool); empty, beside the workers.
+        type: dict
+        default: {}
+      ray_head:
+        description: Whether this is the Ray head pod, which goes to the layout's C(head.node) when it carries GPUs.
+        type: bool
+        default: false
+  worker_request_ratio:
+    description:
+      - With O(platform=kubernetes), the share of its node's allocatable (divided by the worker pods on the node) a
+        worker pod requests, as the ray_cluster role renders it; the rest is left for O(cpu_pods) and the node's
+        DaemonSets.
+    type: float
+    default: 0.8
 notes:
   - KV bytes per token and layer are 2 x KV heads x head_dim x dtype bytes per GPU, with KV heads divided by TP
     (replicated when TP exceeds them); multi-head latent attention (DeepSeek-V2/V3/R1) caches
@@ -547,6 +586,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan i
     DEFAULT_DTYPE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_KV_CACHE_DTYPE,
+    DEFAULT_WORKER_REQUEST_RATIO,
     DTYPES,
     KV_CACHE_DTYPES,
     PLATFORMS,
@@ -584,6 +624,18 @@ ARGUMENT_SPEC = dict(
     runtime_overhead_gib=dict(type="float"),
     option_names=dict(type="dict", default={}),
     kuberay_layout=dict(type="dict"),
+    cpu_pods=dict(
+        type="list",
+        elements="dict",
+        options=dict(
+            name=dict(type="str", required=True),
+            cpus=dict(type="float", required=True),
+            memory_mib=dict(type="int", required=True),
+            node_selector=dict(type="dict", default={}),
+            ray_head=dict(type="bool", default=False),
+        ),
+    ),
+    worker_request_ratio=dict(type="float", default=DEFAULT_WORKER_REQUEST_RATIO),
 )
 
 

@@ -10,6 +10,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     crd_established,
     deployment_available,
     job_finished,
+    pod_finished,
     raycluster_ready,
 )
 
@@ -22,4 +23,5 @@ class TestModule:
             "crd_established": crd_established,
             "job_finished": job_finished,
             "clusterpolicies_ready": clusterpolicies_ready,
+            "pod_finished": pod_finished,
         }

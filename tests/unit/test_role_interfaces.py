@@ -140,8 +140,10 @@ class RoleScan:
             if key == "vars":
                 for name in value:
                     self.define(name, "vars", where)
-            if key == "loop_control" and "loop_var" in value:
-                self.define(value["loop_var"], "loop_var", where)
+            if key == "loop_control":
+                for name_key in ("loop_var", "index_var"):
+                    if name_key in value:
+                        self.define(value[name_key], "loop_var", where)
             if key in ("ansible.builtin.set_fact", "set_fact") and isinstance(value, dict):
                 for name in value:
                     if name != "cacheable":

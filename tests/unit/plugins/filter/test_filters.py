@@ -56,13 +56,17 @@ def test_module_utils_errors_become_filter_errors(call, fragment):
 
 def test_vllm_settings_returns_the_arguments_with_the_settings():
     settings = {"model": "/m", "served_model_name": "m", "host": "h", "port": 1, "device": "cpu"}
-    effective = VllmFilters().filters()["vllm_settings"](settings)
+    effective = VllmFilters().filters()["vllm_settings"](settings, None, venv="/v")
     assert effective["args"][:2] == ["--model", "/m"] and "--enforce-eager" in effective["args"]
+    assert effective["command"] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    entry = VllmFilters().filters()["vllm_job_entrypoint"](effective, "/k")
+    assert "exec /v/bin/python -m vllm.entrypoints.openai.api_server --model /m" in entry
 
 
 def test_the_readiness_tests_are_registered_under_their_names():
     tests = ReadyTests().tests()
     assert set(tests) == {
         "deployment_available", "raycluster_ready", "crd_established", "job_finished", "clusterpolicies_ready",
+        "pod_finished",
     }  # fmt: skip
     assert tests["raycluster_ready"]({"status": {"state": "ready", "readyWorkerReplicas": 1}}, 1)

@@ -991,7 +991,8 @@ def test_empty_option_names_change_nothing():
             "option_names has unknown key(s) tensor_parallel; its keys are deployment_plan's options: nodes, "
             "model_path, model_config, model_params_b, model_name, dtype, kv_cache_dtype, max_model_len, "
             "gpu_memory_utilization, tensor_parallel_size, pipeline_parallel_size, platform, head_gpus, max_gpus, "
-            "allow_cross_node_tp, cpu_kvcache_space_gib, runtime_overhead_gib, kuberay_layout.",
+            "allow_cross_node_tp, cpu_kvcache_space_gib, runtime_overhead_gib, kuberay_layout, cpu_pods, "
+            "worker_request_ratio.",
         ),
         ({"max_model_len": ""}, "option_names.max_model_len is ''; give the name messages should use"),
         ({"max_model_len": 5}, "option_names.max_model_len is 5; give the name messages should use"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import (
+    DERIVED_OPTION_NAMES,
     PlanInputError,
     hosts_plan_input,
+    kubernetes_cpu_pods,
     plan_request,
 )
 
@@ -24,16 +26,17 @@ def test_only_what_the_user_set_goes_to_the_plan_with_its_name():
     )
     assert request == {
         "options": {"tensor_parallel_size": 2, "max_model_len": 4096},
-        "option_names": {
-            "tensor_parallel_size": "ray_vllm_tensor_parallel_size",
-            "max_model_len": "vllm_serve_max_model_len",
-        },
+        "option_names": dict(
+            DERIVED_OPTION_NAMES,
+            tensor_parallel_size="ray_vllm_tensor_parallel_size",
+            max_model_len="vllm_serve_max_model_len",
+        ),
     }
 
 
 def test_the_roles_variable_names_the_option_when_both_agree():
     request = plan_request({"vllm_serve_tensor_parallel_size": 2, "ray_vllm_tensor_parallel_size": "2"})
-    assert request["option_names"] == {"tensor_parallel_size": "vllm_serve_tensor_parallel_size"}
+    assert request["option_names"] == dict(DERIVED_OPTION_NAMES, tensor_parallel_size="vllm_serve_tensor_parallel_size")
 
 
 def test_two_variables_that_disagree_are_refused_naming_both():
@@ -82,3 +85,23 @@ def test_more_gpus_than_the_node_has_or_no_facts_are_refused():
         )
     with pytest.raises(PlanInputError, match="w has no cuda_check_facts"):
         hosts_plan_input([{"name": "w", "is_head": False, "cuda_check_facts": None}])
+
+
+def test_the_head_and_driver_requests_become_numbers_for_the_plan():
+    pods = kubernetes_cpu_pods(
+        {"cpus": "4", "memory": "16Gi", "node_selector": {}},
+        {"resources": {"requests": {"cpu": "500m", "memory": "8Gi"}}, "node_selector": {"pool": "cpu"}},
+    )
+    assert pods == [
+        {"name": "the Ray head pod", "cpus": 4.0, "memory_mib": 16384, "node_selector": {}, "ray_head": True},
+        {
+            "name": "the vLLM driver pod",
+            "cpus": 0.5,
+            "memory_mib": 8192,
+            "node_selector": {"pool": "cpu"},
+            "ray_head": False,
+        },
+    ]
+    assert kubernetes_cpu_pods({"cpus": "4", "memory": "16Gi"}, {"resources": {}})[0]["name"] == "the Ray head pod"
+    with pytest.raises(PlanInputError, match="the Ray head pod's requests"):
+        kubernetes_cpu_pods({"cpus": "four", "memory": "16Gi"}, {})

@@ -167,3 +167,11 @@ def test_port_clashes_name_the_variables():
         "ray_cluster_dashboard_port and vllm_serve_port are both 8000"
     ]
     assert port_clashes({"a": 5, "b": 5, "c": 5}) == ["a, b, c are all 5"]
+
+
+def test_dev_shm_is_each_pods_memory_limit_or_a_smaller_size_asked_for():
+    k8s = raycluster_settings(SEED_LAYOUT, POD_SETTINGS)
+    assert (k8s["head_shm_size"], k8s["worker_shm_size"]) == ("16Gi", "209635Mi")
+    capped = raycluster_settings(SEED_LAYOUT, dict(POD_SETTINGS, shm_size="64Gi"))
+    # 64Gi is more than the head's 16Gi limit (the pages count against it), less than a worker's.
+    assert (capped["head_shm_size"], capped["worker_shm_size"]) == ("16Gi", "64Gi")

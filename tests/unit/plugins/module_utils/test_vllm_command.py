@@ -10,6 +10,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_command impo
     ServingSettingsError,
     job_entrypoint,
     server_args,
+    server_command,
     serving_settings,
 )
 
@@ -59,8 +60,9 @@ def test_the_plan_decides_what_the_user_left_unset():
     assert effective["enforce_eager"] is False
     args = server_args(effective)
     text = " ".join(args)
+    # vllm serve takes the model first, positionally (--model is deprecated there in 0.32).
+    assert args[0] == "/models/m"
     for part in (
-        "--model /models/m",
         "--served-model-name m",
         "--tensor-parallel-size 2",
         "--pipeline-parallel-size 3",
@@ -119,6 +121,8 @@ def test_cpu_plans_serve_with_mp_eager_and_the_planned_kv_cache():
     args = server_args(effective)
     assert "--enforce-eager" in args and "--gpu-memory-utilization" not in args
     assert "--dtype float32" in " ".join(args)
+    # The module form of the CPU wheel reads --model only.
+    assert args[:2] == ["--model", "/models/m"]
 
 
 def test_the_cpu_kv_cache_defaults_to_4_gib_without_a_plan_and_user_env_is_added():
@@ -148,8 +152,26 @@ def test_the_plans_quantization_kv_dtype_middleware_and_extra_args_reach_the_com
 
 
 def test_the_job_entrypoint_reads_the_key_inside_the_job_and_quotes_every_argument():
-    entry = job_entrypoint(["--model", "/m dir/x", "--port", "8000"], "/venv/bin/python", "/keys/api key")
+    entry = job_entrypoint(["/venv/bin/vllm", "serve"], ["--model", "/m dir/x", "--port", "8000"], "/keys/api key")
     assert entry.startswith("bash -c ")
     script = shlex.split(entry)[2]
-    assert script.startswith("export VLLM_API_KEY=\"$(cat '/keys/api key')\"; exec /venv/bin/python -m ")
-    assert "vllm.entrypoints.openai.api_server --model '/m dir/x' --port 8000" in script
+    assert script.startswith("export VLLM_API_KEY=\"$(cat '/keys/api key')\"; exec /venv/bin/vllm serve ")
+    assert script.endswith("--model '/m dir/x' --port 8000")
+
+
+def test_gpus_run_the_vllm_script_and_cpus_the_module_form():
+    gpu = serving_settings(settings(), plan())
+    cpu = serving_settings(settings(), plan(device="CPU"))
+    assert server_command(gpu) == ["vllm", "serve"]
+    assert server_command(gpu, "/opt/venv/") == ["/opt/venv/bin/vllm", "serve"]
+    # The CPU wheel's vllm console script fails; its module runs.
+    assert server_command(cpu) == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    assert server_command(cpu, "/opt/venv") == ["/opt/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_the_ray_executor_is_pinned_to_vllms_v2_backend_and_a_user_may_override_it():
+    assert serving_settings(settings(), plan())["env"] == {"VLLM_USE_RAY_V2_EXECUTOR_BACKEND": "1"}
+    mp = serving_settings(settings(executor_backend="mp"), plan())
+    assert "VLLM_USE_RAY_V2_EXECUTOR_BACKEND" not in mp["env"]
+    mine = serving_settings(settings(env={"VLLM_USE_RAY_V2_EXECUTOR_BACKEND": "0"}), plan())
+    assert mine["env"]["VLLM_USE_RAY_V2_EXECUTOR_BACKEND"] == "0"

@@ -7,10 +7,12 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     crd_established,
     crds_not_established,
     deployment_available,
+    image_pull_errors,
     job_finished,
     nodes_without_gpus,
     not_ready_pods,
     pod_condition_lines,
+    pod_finished,
     raycluster_ready,
 )
 
@@ -88,3 +90,18 @@ def test_pods_and_nodes_diagnoses():
         {"metadata": {"name": "c"}, "status": {"allocatable": {"nvidia.com/gpu": "0"}}},
     ]
     assert nodes_without_gpus(nodes) == ["b", "c"]
+
+
+def test_a_pod_that_cannot_pull_its_image_is_said_to_and_a_finished_one_is_finished():
+    stuck = {
+        "spec": {"containers": [{"name": "image-0", "image": "localhost/llmops/ray-vllm:x"}]},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "image-0", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling"}}}
+            ],
+        },
+    }
+    assert image_pull_errors([stuck]) == ["localhost/llmops/ray-vllm:x: ImagePullBackOff: Back-off pulling"]
+    assert not pod_finished(stuck) and pod_finished({"status": {"phase": "Failed"}}) and not pod_finished(None)
+    assert image_pull_errors([{"status": {"containerStatuses": [{"name": "c", "state": {"running": {}}}]}}]) == []

@@ -1,0 +1,21 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The image gate's filters (docs: image_check.yml, image_check_job_state.yml, image_check_key.yml)."""
+
+from __future__ import annotations
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._image_check import (
+    check_images,
+    check_job_state,
+    images_key,
+)
+
+
+def _image_check(logs, ray_version, fix=""):
+    return check_images(dict(logs), str(ray_version), fix)
+
+
+class FilterModule:
+    def filters(self):
+        return {"image_check": _image_check, "image_check_job_state": check_job_state, "image_check_key": images_key}
