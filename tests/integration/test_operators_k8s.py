@@ -37,7 +37,7 @@ GPU_VALUES = {
     "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": False}},
     "mig": {"strategy": "single"},
 }
-KUBERAY_VALUES = {"image": {"repository": "quay.io/kuberay/operator", "tag": "v1.4.2"}}
+KUBERAY_VALUES = {"image": {"repository": "quay.io/kuberay/operator", "tag": "v1.7.0"}}
 
 
 def play(bed, tmp_path, extra_vars=None, check=False, record=None, name="run"):
@@ -171,7 +171,7 @@ def test_install_runs_the_pinned_charts_with_the_values_and_is_idempotent(seeded
     assert gpu["values"] == GPU_VALUES
 
     assert kuberay["command"] == "upgrade" and "-i" in kuberay["argv"]
-    assert "--version=1.4.2" in kuberay["argv"]
+    assert "--version=1.7.0" in kuberay["argv"]
     assert "--repo=https://ray-project.github.io/kuberay-helm/" in kuberay["argv"]
     assert kuberay["argv"][-2:] == ["kuberay-operator", "kuberay-operator"]
     assert {"--create-namespace", "--wait"} <= set(kuberay["argv"])
@@ -228,7 +228,7 @@ def test_verify_fails_naming_install_mode_when_the_operators_are_absent(own_bed,
 
     rc, output, recap = play(bed, tmp_path, fast(operators_roles=["kuberay_operator"]), record=record, name="ray")
     assert rc != 0 and recap["failed"] == 1, output[-4000:]
-    assert "rayclusters.ray.io, rayjobs.ray.io, rayservices.ray.io are missing" in output
+    assert "rayclusters.ray.io, rayjobs.ray.io, rayservices.ray.io, raycronjobs.ray.io are missing" in output
     assert "Set kuberay_operator_mode: install" in output
     assert "Nothing was changed" in output
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import ray_local
 from playbook_runner import run_playbook
+from testbed_images import IMAGE_WITHOUT_RAY, image_check_outcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,6 +33,7 @@ NAME = "llm-raycluster"
 PLAYBOOK = "tests/integration/playbooks/ray_cluster_k8s.yml"
 TEARDOWN = "tests/integration/playbooks/ray_cluster_k8s_teardown.yml"
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
+IMAGE = "localhost/llmops/ray-vllm:0.32.0-ray2.60.0"  # the role's default: a local build of images/ray-vllm
 
 
 def seed_layout(replicas=2):
@@ -107,6 +109,8 @@ def start_ray(ray_cluster_factory, attempts=3):
 @pytest.fixture
 def bed(tmp_path):
     with RunningTestBed(tmp_path / "testbed") as running:
+        # The image gate's Job ends having printed what the project's serving image holds (a real recording).
+        running.admin("POST", "outcomes", image_check_outcome())
         yield running
 
 
@@ -119,6 +123,7 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     rc, out, recap = run_role(bed, tmp_path, args=["--check", "--diff"])
     assert rc == 0, out[-6000:]
     assert "Check mode: the RayCluster llm/llm-raycluster was only sent as a server-side dry run" in out
+    assert f"Check mode: the image gate would run the Job llm/llm-image-check with {IMAGE}" in out
     assert "rayVersion: 2.60.0" in out  # --diff shows the manifest
     assert raycluster(bed) is None and ray_pods(bed) == []
 
@@ -127,6 +132,10 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     assert rc == 0, out[-8000:]
     assert recap["failed"] == 0
     assert "RayCluster llm/llm-raycluster ready: 3 Ray nodes alive" in out, out[-4000:]
+    # The image gate ran first and its Job keeps the result, so a re-run skips it.
+    assert f"image gate passed: {IMAGE} (Python 3.11.7, Ray 2.60.0, vLLM 0.32.0)" in out, out[-4000:]
+    check_job = get(bed, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/llm-image-check")
+    assert check_job["metadata"]["annotations"]["llmops.ray-vllm/image-check"] == "passed"
     rc_obj = raycluster(bed)
     assert rc_obj["status"]["state"] == "ready" and rc_obj["status"]["readyWorkerReplicas"] == 2
     assert rc_obj["metadata"]["labels"] == {
@@ -163,7 +172,7 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     assert sorted(p["spec"]["nodeName"] for p in workers) == ["gpu-worker-1", "gpu-worker-2"]
     for pod in workers:
         ray = pod["spec"]["containers"][0]
-        assert ray["image"] == "vllm/vllm-openai:v0.32.0"
+        assert ray["image"] == IMAGE
         assert ray["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
         assert ray["resources"]["requests"]["cpu"] in ("25", 25)  # 80 % of the layout's 32 CPUs per pod
         assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": GPU_PRODUCT}
@@ -175,7 +184,9 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
         assert env["VLLM_HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
         assert env["NCCL_SOCKET_IFNAME"]["value"] == "eth0" and env["GLOO_SOCKET_IFNAME"]["value"] == "eth0"
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-        assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+        # /dev/shm is the pod's memory limit (its pages count against it): the head's 16Gi, a worker's 80 % share.
+        limit = "16Gi" if pod in heads else "209635Mi"
+        assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": limit}
         assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "llm-models", "readOnly": True}
         mounts = {m["name"]: m for m in ray["volumeMounts"]}
         assert mounts["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
@@ -205,6 +216,16 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     # Teardown again: nothing left to delete.
     rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
     assert rc == 0 and recap["changed"] == 0, out[-4000:]
+
+
+def test_an_image_without_ray_stops_the_run_before_any_raycluster_exists(bed, tmp_path):
+    bed.admin("POST", "outcomes", image_check_outcome(IMAGE_WITHOUT_RAY))
+    rc, out, recap = run_role(bed, tmp_path)
+    assert rc != 0
+    assert f"the image gate (Job llm/llm-image-check) refused image {IMAGE}: no ray" in out, out[-4000:]
+    assert "no vLLM" in out and "no ray on the PATH" in out
+    assert "set ray_cluster_image (and vllm_serve_image) to it" in out and "No RayCluster was created." in out
+    assert raycluster(bed) is None and ray_pods(bed) == []
 
 
 def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path):

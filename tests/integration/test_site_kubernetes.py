@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_VLLM_KEY
 from playbook_runner import run_playbook
+from testbed_images import image_check_outcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -85,6 +86,7 @@ def three_gpu_ray():
 def test_site_on_the_seed_cluster(tmp_path, three_gpu_ray, keyed_vllm):
     ray = three_gpu_ray
     with RunningTestBed(tmp_path / "testbed") as bed:
+        bed.admin("POST", "outcomes", image_check_outcome())
         bed.admin(
             "PUT",
             "service-backends",
@@ -141,6 +143,7 @@ def test_site_converges_on_other_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm
     gate's expectations are lowered to the local cluster's size, and the test checks what KubeRay placed instead.
     """
     with RunningTestBed(tmp_path / "testbed", seed=seed) as bed:
+        bed.admin("POST", "outcomes", image_check_outcome())
         _map_backends(bed, three_gpu_ray, keyed_vllm)
         extra = []
         if seed == "gpu-nodes-64":

@@ -118,7 +118,9 @@ def test_a_valid_tensor_parallel_size_is_honoured_by_the_plan_and_the_command_li
     assert rc == 0, output[-6000:]
     assert "vLLM runs on CPU with TP=3, PP=1" in output, output[-6000:]
     # --check says the command line the server would get.
-    assert "running vLLM with --model" in output and "--tensor-parallel-size 3" in output, output[-6000:]
+    assert "-m vllm.entrypoints.openai.api_server --model" in output and "--tensor-parallel-size 3" in output, output[
+        -6000:
+    ]
     assert ray_processes() == [] and not port_open(VLLM_PORT)
 
 

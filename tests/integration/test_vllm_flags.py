@@ -46,6 +46,7 @@ _ensure_collection_importable()
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan  # noqa: E402
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_command import (  # noqa: E402
     server_args,
+    server_command,
     serving_settings,
 )
 
@@ -108,9 +109,6 @@ def parse_api_server_module(vllm, args, monkeypatch):
     vllm.api_server_entry.main()
     assert len(started) == 1, "entry.main() no longer hands its arguments to run_server"
     return started[0]
-
-
-PARSERS = {"vllm serve": parse_vllm_serve, "python -m vllm.entrypoints.openai.api_server": parse_api_server_module}
 
 
 def role_settings(**overrides):
@@ -222,48 +220,47 @@ ENGINE_FIELDS = (
 )
 
 
-def roles_args(case):
-    settings, the_plan, _ = CASES[case]
-    return server_args(serving_settings(settings, the_plan))
+def roles_command_line(case):
+    """The program (``vllm serve``, or the module form on CPU) and the arguments the roles run for ``case``."""
+    settings, the_plan = CASES[case][:2]
+    effective = serving_settings(settings, the_plan)
+    return server_command(effective), server_args(effective)
 
 
-@pytest.mark.parametrize("parser", PARSERS)
+def parser_for(command):
+    return parse_vllm_serve if command[:2] == ["vllm", "serve"] else parse_api_server_module
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_every_flag_the_roles_pass_parses_to_what_the_roles_meant(vllm032, monkeypatch, case, parser):
-    args = roles_args(case)
-    namespace = PARSERS[parser](vllm032, args, monkeypatch)
+def test_every_flag_the_roles_pass_parses_to_what_the_roles_meant(vllm032, monkeypatch, case):
+    command, args = roles_command_line(case)
+    namespace = parser_for(command)(vllm032, args, monkeypatch)
     expected = dict(CASES[case][2], model=MODEL, served_model_name=[SERVED_NAME])
     parsed = {key: getattr(namespace, key) for key in expected}
-    assert parsed == expected, f"{parser} {' '.join(args)}"
+    assert parsed == expected, f"{' '.join(command + args)}"
 
     engine = vllm032.AsyncEngineArgs.from_cli_args(namespace)
     engine_expected = {key: value for key, value in expected.items() if key in ENGINE_FIELDS + ("model",)}
     assert {key: getattr(engine, key) for key in engine_expected} == engine_expected
 
 
-def test_vllm_serve_takes_the_model_positionally_but_the_module_form_only_as_model(vllm032, monkeypatch):
-    """vLLM 0.32 moves ``vllm serve --model M`` to ``vllm serve M`` and warns that --model will go away; the module
-    form has the same positional slot but only ServeSubcommand.cmd reads it, so there --model must stay."""
-    args = roles_args(next(iter(CASES)))
-    at = args.index("--model")
-    positional = [args[at + 1], *args[:at], *args[at + 2 :]]
-    served = parse_vllm_serve(vllm032, positional, monkeypatch)
-    assert (served.model, served.tensor_parallel_size) == (MODEL, 2)
+def test_the_gpu_command_runs_vllm_serve_with_the_model_first_and_the_cpu_one_keeps_model(vllm032, monkeypatch):
+    """vLLM 0.32 moves ``vllm serve --model M`` to ``vllm serve M`` and warns that --model will go away, so the roles
+    pass it positionally there; the module form has the same positional slot but only ServeSubcommand.cmd reads it,
+    so on CPU (whose wheel's vllm script fails) --model stays."""
+    gpu_command, gpu_args = roles_command_line(next(iter(CASES)))
+    assert gpu_command == ["vllm", "serve"] and gpu_args[0] == MODEL and "--model" not in gpu_args
+    cpu_case = next(case for case in CASES if CASES[case][0].get("device") == "cpu" or "CPU" in case)
+    cpu_command, cpu_args = roles_command_line(cpu_case)
+    assert cpu_command[1:] == ["-m", "vllm.entrypoints.openai.api_server"] and "--model" in cpu_args
+    at = cpu_args.index("--model")
+    positional = [cpu_args[at + 1], *cpu_args[:at], *cpu_args[at + 2 :]]
     module = parse_api_server_module(vllm032, positional, monkeypatch)
-    assert module.model_tag == MODEL and module.model != MODEL
+    assert module.model_tag == cpu_args[at + 1] and module.model != cpu_args[at + 1]
 
 
 # fp8 is not a dtype vLLM serves in: the plan turns it into --quantization fp8 (the fp8 case above).
 SERVED_DTYPES = [dtype for dtype in _deployment_plan.DTYPES if dtype != "fp8"]
-# Kept by the planner (_deployment_plan.KV_CACHE_DTYPES) but refused by vLLM 0.32's --kv-cache-dtype choices.
-KV_CACHE_DTYPES_VLLM_032_REFUSES = {"float32"}
-
-
-def kv_cache_dtype_param(kv):
-    if kv not in KV_CACHE_DTYPES_VLLM_032_REFUSES:
-        return kv
-    reason = "vLLM 0.32's CacheDType has no float32; the planner should refuse it"
-    return pytest.param(kv, marks=pytest.mark.xfail(raises=SystemExit, strict=True, reason=reason))
 
 
 @pytest.mark.parametrize("dtype", SERVED_DTYPES)
@@ -272,7 +269,7 @@ def test_every_dtype_the_planner_serves_with_is_one_vllm_accepts(vllm032, monkey
     assert namespace.dtype == dtype
 
 
-@pytest.mark.parametrize("kv", [kv_cache_dtype_param(kv) for kv in _deployment_plan.KV_CACHE_DTYPES])
+@pytest.mark.parametrize("kv", _deployment_plan.KV_CACHE_DTYPES)
 def test_every_kv_cache_dtype_the_planner_accepts_is_one_vllm_accepts(vllm032, monkeypatch, kv):
     namespace = parse_vllm_serve(vllm032, [MODEL, "--kv-cache-dtype", kv], monkeypatch)
     assert namespace.kv_cache_dtype == kv
@@ -298,7 +295,7 @@ def test_the_ray_v2_executor_switch_exists_and_picks_the_executor(vllm032, monke
 
 def test_the_environment_the_roles_give_a_gpu_server_selects_the_v2_ray_executor(vllm032, monkeypatch):
     """RayExecutorV2 is the executor that works with a driver without a GPU (the Kubernetes driver pod)."""
-    settings, the_plan, _ = next(iter(CASES.values()))
+    settings, the_plan = next(iter(CASES.values()))[:2]
     effective = serving_settings(settings, the_plan)
     monkeypatch.delenv("VLLM_USE_RAY_V2_EXECUTOR_BACKEND", raising=False)
     for name, value in effective["env"].items():

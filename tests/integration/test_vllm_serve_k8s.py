@@ -12,6 +12,7 @@ The tests run in order: each builds on what the one before left in the test bed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sys
 import urllib.error
@@ -169,14 +170,14 @@ def test_run_creates_the_objects_and_the_gate_passes_through_the_proxy(bed, tmp_
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["image"] == "vllm/vllm-openai:v0.32.0"
+    assert container["image"] == "localhost/llmops/ray-vllm:0.32.0-ray2.60.0"
     assert container["command"][:2] == ["bash", "-c"]
     script = container["command"][2]
     assert "ray start --address=llm-raycluster-head-svc.llm.svc:6379 --num-gpus=0" in script
     assert "--block &" in script
-    assert "exec python3 -m vllm.entrypoints.openai.api_server" in script
+    # vLLM 0.32's GPU image runs its console script (the module form is for the CPU wheel, whose script fails).
+    assert f"exec vllm serve {MODEL_PATH} " in script  # the model positionally: vLLM 0.32 deprecates --model there
     for part in (
-        f"--model {MODEL_PATH}",
         f"--served-model-name {SERVED}",
         "--tensor-parallel-size 2",
         "--pipeline-parallel-size 3",
@@ -280,6 +281,21 @@ def test_chat_ui_lobechat(bed, tmp_path):
     rc, output, recap = play(bed, tmp_path, "chat-again", {"ray_vllm_chat_ui": True, "chat_ui_kind": "lobechat"})
     assert rc == 0, output[-8000:]
     assert recap["changed"] == 0, output[-8000:]
+
+
+def test_chat_ui_open_webui_takes_its_settings_from_the_environment_at_every_start(bed, tmp_path):
+    rc, output, recap = play(bed, tmp_path, "webui", {"ray_vllm_chat_ui": True, "chat_ui_kind": "open-webui"})
+    assert rc == 0, output[-8000:]
+    template = get(bed, "/apis/apps/v1/namespaces/llm/deployments/llm-chat")["spec"]["template"]
+    env = {item["name"]: item for item in template["spec"]["containers"][0]["env"]}
+    # Otherwise the data volume keeps the first OPENAI_* values, and a rotated key is ignored.
+    assert env["ENABLE_PERSISTENT_CONFIG"]["value"] == "False"
+    assert env["OPENAI_API_BASE_URL"]["value"] == "http://llm-vllm.llm.svc:8000/v1"
+    # The key's hash (never the key) on the pod: a rotated key rolls the front end.
+    secret = get(bed, "/api/v1/namespaces/llm/secrets/llm-vllm-api-key")
+    expected = hashlib.sha256(secret["data"]["api-key"].encode()).hexdigest()
+    assert template["metadata"]["annotations"]["llmops.ray-vllm/api-key-sha256"] == expected
+    assert KEY not in json.dumps(template)
 
 
 def test_teardown_keeps_the_secret_unless_asked(bed, tmp_path):
