@@ -22,7 +22,7 @@ def _plan_request(variables):
         raise AnsibleFilterError(str(error)) from None
 
 
-def _hosts_plan_input(hosts, hostvars):
+def _hosts_plan_input(hosts, hostvars, device="auto"):
     hosts = list(hosts)
     nodes = []
     for position, host in enumerate(hosts):
@@ -37,7 +37,7 @@ def _hosts_plan_input(hosts, hostvars):
             }
         )
     try:
-        return hosts_plan_input(nodes)
+        return hosts_plan_input(nodes, device)
     except PlanInputError as error:
         raise AnsibleFilterError(str(error)) from None
 

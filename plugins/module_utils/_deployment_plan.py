@@ -64,8 +64,11 @@ DEFAULT_DTYPE = "auto"
 DEFAULT_KV_CACHE_DTYPE = "auto"
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 DEFAULT_ALLOW_CROSS_NODE_TP = False
+DEFAULT_DEVICE = "auto"
 
 PLATFORMS = ("kubernetes", "hosts")
+# What vLLM serves on: auto (GPUs where a node has one, else CPUs), or either on purpose.
+DEVICES = ("auto", "gpu", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32", "fp8")
 # vLLM 0.32's --kv-cache-dtype choices (vllm/config/cache.py CacheDType) that the memory model sizes; no float32.
 KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
@@ -92,6 +95,7 @@ OPTION_NAMES = (
     "kuberay_layout",
     "cpu_pods",
     "worker_request_ratio",
+    "device",
 )
 
 # The keys of ray_layout.kuberay, which a kuberay_layout override may set.
@@ -759,9 +763,10 @@ class PlanRequest:
     """The planner's inputs, validated once: building one raises the PlanError of the first bad option.
 
     Afterwards the fields hold checked values: ``nodes`` as normalise_nodes returns them, ``head_gpus`` True, False
-    or a count, ``max_model_len`` in tokens (the model's own limit when none was given; ``length_given`` says
-    which), ``gpu_memory_utilization`` and ``runtime_overhead_gib`` as floats (the overhead's default follows
-    ``device``), ``kuberay_layout`` None or the keys it sets, and ``usable_gpus`` the GPUs each node may serve with.
+    or a count, ``device`` ``GPU`` or ``CPU`` (what the plan serves on; ``device_option`` keeps what was asked),
+    ``max_model_len`` in tokens (the model's own limit when none was given; ``length_given`` says which),
+    ``gpu_memory_utilization`` and ``runtime_overhead_gib`` as floats (the overhead's default follows ``device``),
+    ``kuberay_layout`` None or the keys it sets, and ``usable_gpus`` the GPUs each node may serve with.
     """
 
     nodes: list
@@ -782,6 +787,7 @@ class PlanRequest:
     kuberay_layout: dict | None = None
     cpu_pods: list | None = None
     worker_request_ratio: float = DEFAULT_WORKER_REQUEST_RATIO
+    device: str = DEFAULT_DEVICE
 
     def __post_init__(self):
         # The order of the checks decides which problem is reported when several options are wrong.
@@ -790,17 +796,18 @@ class PlanRequest:
         self._check_ranges()
         self.head_gpus = normalise_head_gpus(self.head_gpus, self.platform, self.name)
         self.nodes = normalise_nodes(self.nodes, self.name)
-        self.device = "GPU" if sum(node["gpus"] for node in self.nodes) else "CPU"
+        self.device_option = self.device
+        self.device = self._serving_device()
         self.allow_cross_node_tp = bool(self.allow_cross_node_tp)
         self._check_against_model()
         self._settle_numbers()
         self.usable_gpus = usable_gpus(self.nodes, self.platform, self.head_gpus)
+        self.kuberay_layout = self._checked_kuberay_layout()
+        self.cpu_pods = self._checked_cpu_pods()
         if self.device == "CPU":
             self._check_cpu_kv_cache()
         else:
             self._check_gpus()
-        self.kuberay_layout = self._checked_kuberay_layout()
-        self.cpu_pods = self._checked_cpu_pods()
 
     @classmethod
     def from_params(cls, params):
@@ -832,6 +839,7 @@ class PlanRequest:
             kuberay_layout=params.get("kuberay_layout"),
             cpu_pods=params.get("cpu_pods"),
             worker_request_ratio=_given_or(params.get("worker_request_ratio"), DEFAULT_WORKER_REQUEST_RATIO),
+            device=params.get("device") or DEFAULT_DEVICE,
         )
 
     def name(self, option):
@@ -843,6 +851,7 @@ class PlanRequest:
             ("platform", self.platform, PLATFORMS),
             ("dtype", self.dtype, DTYPES),
             ("kv_cache_dtype", self.kv_cache_dtype, KV_CACHE_DTYPES),
+            ("device", self.device, DEVICES),
         ):
             if value not in choices:
                 raise PlanError("{}={!r} is not one of {}.".format(self.name(option), value, ", ".join(choices)))
@@ -866,6 +875,20 @@ class PlanRequest:
                 f"of its node's allocatable a worker pod requests; {DEFAULT_WORKER_REQUEST_RATIO} leaves room for the "
                 "head, the driver and the node's DaemonSets)."
             )
+
+    def _serving_device(self):
+        """``GPU`` or ``CPU``: the device option, where the nodes allow it; auto takes GPUs wherever a node has one."""
+        gpus = sum(node["gpus"] for node in self.nodes)
+        if self.device_option == "cpu" or (self.device_option == "auto" and not gpus):
+            return "CPU"
+        if not gpus:
+            option, seen = self.name("device"), _describe_nodes(self.nodes, [0] * len(self.nodes))
+            raise PlanError(
+                f"{option}=gpu asks for a GPU plan, but no node has a GPU: expected at least one, seen {seen}. Fix: "
+                f"set {option} to cpu (or auto) to serve on the nodes' CPUs, or add nodes with GPUs (on hosts "
+                "nvidia-smi must list them; on Kubernetes the nodes must advertise nvidia.com/gpu)."
+            )
+        return "GPU"
 
     def _check_against_model(self):
         facts = self.model["facts"]
@@ -904,13 +927,22 @@ class PlanRequest:
         if self.runtime_overhead_gib < 0:
             raise PlanError(f"{self.name('runtime_overhead_gib')}={given} cannot be negative.")
 
+    def cpu_memory(self):
+        """``(MiB or None, what it is, the pod or None)``: the memory a CPU plan's engine has. On Kubernetes vLLM's mp
+        executor runs the model inside the driver pod, so that pod's memory limit counts
+        (``cpu_pods[].engine_memory_mib``); elsewhere the smallest node's RAM."""
+        engine = [pod for pod in self.cpu_pods if pod.get("engine_memory_mib")]
+        if self.platform == "kubernetes" and engine:
+            return engine[0]["engine_memory_mib"], f"the memory limit of {engine[0]['name']}", engine[0]
+        return smallest_ram_mib(self.nodes), "the smallest node's RAM", None
+
     def _check_cpu_kv_cache(self):
         space = self.cpu_kvcache_space_gib
         option = self.name("cpu_kvcache_space_gib")
-        if space is None and not smallest_ram_mib(self.nodes):
+        if space is None and not self.cpu_memory()[0]:
             raise PlanError(
-                f"The nodes have no GPUs and no memory_mib, so the CPU KV cache cannot be sized; pass {option} "
-                "(vLLM's VLLM_CPU_KVCACHE_SPACE) or the nodes' memory_mib."
+                f"The plan serves on CPUs, but the nodes report no memory_mib, so the CPU KV cache cannot be sized; "
+                f"pass {option} (vLLM's VLLM_CPU_KVCACHE_SPACE) or the nodes' memory_mib."
             )
         if space is not None and space < 1:
             raise PlanError(f"{option}={space} must be at least 1 (vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB).")
@@ -965,6 +997,12 @@ class PlanRequest:
                 raise PlanError(
                     f"{where}[{position}] ({pod['name']}) has cpus={numbers['cpus']!r}, memory_mib="
                     f"{numbers['memory_mib']!r}: expected numbers above 0 (the pod's requests)."
+                )
+            engine = pod.get("engine_memory_mib")
+            if engine is not None and not (_is_number(engine) and engine > 0):
+                raise PlanError(
+                    f"{where}[{position}] ({pod['name']}) has engine_memory_mib={engine!r}: expected a number above "
+                    "0 (the memory limit of the pod vLLM's engine runs in) or none."
                 )
             checked.append(dict(pod, cpus=float(numbers["cpus"]), memory_mib=float(numbers["memory_mib"])))
         return checked
@@ -1346,14 +1384,13 @@ class Planner:
         result_memory["cpu_kvcache_space_gib"] = int(kv_space_gib)
         nodes = request.nodes
         used = nodes[: shape["world"]] if shape["world"] <= len(nodes) else nodes
-        self.reasons.append(
-            f"No node has a GPU, so vLLM runs on CPU with TP={tp}, PP={pp} (world size {shape['world']})."
-        )
+        self.reasons.append(f"{self._why_cpu()} with TP={tp}, PP={pp} (world size {shape['world']}).")
+        self._explain_unused_gpus()
         return {
             "tensor_parallel_size": tp,
             "pipeline_parallel_size": pp,
             "world_size": shape["world"],
-            "gpus_total": 0,
+            "gpus_total": sum(node["gpus"] for node in nodes),
             "gpus_used": 0,
             "nodes_total": len(nodes),
             "nodes_used": len(used),
@@ -1363,8 +1400,30 @@ class Planner:
             "ray_layout": _cpu_ray_layout(nodes, request.platform),
         }
 
+    def _why_cpu(self):
+        """Why the plan serves on CPUs: no node has a GPU, or the device option asks for CPUs."""
+        if self.request.device_option == "cpu":
+            return f"{self.name('device')}=cpu, so vLLM runs on the nodes' CPUs"
+        return "No node has a GPU, so vLLM runs on CPU"
+
+    def _explain_unused_gpus(self):
+        """A CPU plan on nodes with GPUs (device=cpu): how many stay unused, and why no Ray node or pod takes them."""
+        nodes = self.request.nodes
+        unused = sum(node["gpus"] for node in nodes)
+        if not unused:
+            return
+        how = (
+            "every Ray node starts with --num-gpus=0"
+            if self.request.platform == "hosts"
+            else "no Ray pod requests nvidia.com/gpu"
+        )
+        self.reasons.append(
+            f"The nodes' {unused} GPU(s) ({_describe_nodes(nodes, [node['gpus'] for node in nodes])}) stay unused: "
+            f"{how}, as {self.name('device')}=cpu asks."
+        )
+
     def _cpu_kv_space(self, model, shape):
-        """VLLM_CPU_KVCACHE_SPACE in GiB: cpu_kvcache_space_gib, else what vLLM would take of the smallest RAM."""
+        """VLLM_CPU_KVCACHE_SPACE in GiB: cpu_kvcache_space_gib, else what vLLM would take of the engine's memory."""
         given = self.request.cpu_kvcache_space_gib
         if given is not None:
             self.reasons.append(
@@ -1372,7 +1431,7 @@ class Planner:
                 f"{self.name('gpu_memory_utilization')}."
             )
             return given
-        ram_mib = smallest_ram_mib(self.request.nodes)
+        ram_mib, where, _pod = self.request.cpu_memory()
         utilization = self.settings.gpu_memory_utilization
         # Without VLLM_CPU_KVCACHE_SPACE vLLM takes gpu_memory_utilization of RAM minus what the process holds.
         kv_bytes = (
@@ -1382,9 +1441,9 @@ class Planner:
         )
         kv_space_gib = max(int(kv_bytes // GIB), 0)
         self.reasons.append(
-            "No {} given: {:.2g} of {} RAM minus weights and overhead leaves {} GiB, passed to vLLM as "
+            "No {} given: {:.2g} of {} ({}) minus weights and overhead leaves {} GiB, passed to vLLM as "
             "VLLM_CPU_KVCACHE_SPACE.".format(
-                self.name("cpu_kvcache_space_gib"), utilization, _fmt_gib(ram_mib * MIB), kv_space_gib
+                self.name("cpu_kvcache_space_gib"), utilization, where, _fmt_gib(ram_mib * MIB), kv_space_gib
             )
         )
         return kv_space_gib
@@ -1394,7 +1453,7 @@ class Planner:
         overhead = self.settings.runtime_overhead_gib * GIB
         kv_bytes = int(kv_space_gib) * GIB
         budget = MemoryBudget(
-            device_bytes=(smallest_ram_mib(self.request.nodes) or 0) * MIB,
+            device_bytes=(self.request.cpu_memory()[0] or 0) * MIB,
             usable_bytes=kv_bytes + weights_per_worker + overhead,
             overhead_bytes=overhead,
             block_size=CPU_BLOCK_SIZE,
@@ -1426,7 +1485,7 @@ class Planner:
         return self._cpu_stage_memory(model, shape, kv_space_gib)
 
     def _check_cpu_ram(self, memory, kv_space_gib):
-        ram_mib = smallest_ram_mib(self.request.nodes)
+        ram_mib, where, _pod = self.request.cpu_memory()
         overhead = self.settings.runtime_overhead_gib * GIB
         needed_ram = memory["weights_bytes"] + int(kv_space_gib) * GIB + overhead
         if not ram_mib:
@@ -1435,16 +1494,16 @@ class Planner:
                 "worker is there."
             )
             return
-        parts = (_fmt_gib(memory["weights_bytes"]), kv_space_gib, _fmt_gib(overhead), _fmt_gib(ram_mib * MIB))
+        parts = (_fmt_gib(memory["weights_bytes"]), kv_space_gib, _fmt_gib(overhead), where, _fmt_gib(ram_mib * MIB))
         if needed_ram > ram_mib * MIB:
             raise PlanError(
-                "The CPU plan needs {} of RAM per worker ({} weights + {} GiB KV cache + {} overhead) but the "
-                "smallest node has {}; lower {} or use a node with more memory.".format(
-                    _fmt_gib(needed_ram), *parts, self.name("cpu_kvcache_space_gib")
+                "The CPU plan needs {} of RAM per worker ({} weights + {} GiB KV cache + {} overhead) but {} is {}; "
+                "lower {} or {}.".format(
+                    _fmt_gib(needed_ram), *parts, self.name("cpu_kvcache_space_gib"), self._more_cpu_memory_fix()
                 )
             )
         self.reasons.append(
-            "Each CPU worker holds {} of weights + {} GiB KV cache + {} overhead in {} of RAM: {} tokens, "
+            "Each CPU worker holds {} of weights + {} GiB KV cache + {} overhead within {} of {}: {} tokens, "
             "{:.2f} sequences of {} tokens.".format(
                 *parts,
                 _fmt_int(memory["tokens"]),
@@ -1452,6 +1511,11 @@ class Planner:
                 _fmt_int(self.settings.max_model_len),
             )
         )
+
+    def _more_cpu_memory_fix(self):
+        if self.request.cpu_memory()[2] is None:
+            return "use a node with more memory"
+        return f"raise that limit ({self.name('cpu_pods')})"
 
     # --- a user's KubeRay layout
 
@@ -1468,9 +1532,9 @@ class Planner:
         return {"kuberay": layout}
 
     def place_cpu_pods(self, ray_layout):
-        """Say where the pods without GPUs (the Ray head, the vLLM driver) go beside the GPU worker pods."""
+        """Say where the pods without GPUs (the Ray head, the vLLM driver) go beside the worker pods (GPU or CPU)."""
         request = self.request
-        if not (request.cpu_pods and "kuberay" in ray_layout and request.device == "GPU"):
+        if not (request.cpu_pods and "kuberay" in ray_layout):
             return
         name = self.name
         sentences, problem = place_cpu_pods(
@@ -1576,7 +1640,8 @@ def _cpu_ray_layout(nodes, platform):
             "hosts": {
                 "head": {"name": nodes[0]["name"], "num_gpus": 0},
                 "workers": [{"name": node["name"], "num_gpus": 0} for node in nodes[1:]],
-                "idle": [],
+                # Hosts with GPUs a CPU plan leaves unused (device=cpu).
+                "idle": [node["name"] for node in nodes if node["gpus"]],
             }
         }
     return {
@@ -1818,6 +1883,8 @@ class KuberayLayoutCheck:
         if self.request.device == "GPU":
             self._check_world_size()
             self._check_tp_groups()
+        else:
+            self._check_no_gpus()
 
     def gpus(self):
         """GPUs the layout gives Ray: the head pod's and every worker pod's."""
@@ -1922,6 +1989,16 @@ class KuberayLayoutCheck:
                 f"{self.label} asks for {self.gpus()} GPUs ({self._gpu_sum()}) but the nodes have {total} "
                 f"({_describe_nodes(nodes, [node['gpus'] for node in nodes])}): expected at most {total}, seen "
                 f"{self.gpus()}; lower {self.label}.worker_group.replicas or num_gpus."
+            )
+
+    def _check_no_gpus(self):
+        """A CPU plan's pods ask for no GPU: vLLM would not use it, and the pod would hold it from other work."""
+        if self.gpus():
+            device = self.request.name("device")
+            raise PlanError(
+                f"{self.label} asks for {self.gpus()} GPUs ({self._gpu_sum()}), but the plan serves on CPUs "
+                f"({device}={self.request.device_option}): expected 0 GPUs, seen {self.gpus()}; set "
+                f"{self.label}.worker_group.num_gpus and head.num_gpus to 0, or plan on GPUs ({device}=gpu or auto)."
             )
 
     def _check_world_size(self):

@@ -11,6 +11,7 @@ Each plan option may come from a role variable or a collection-wide one; the pla
 
 from __future__ import annotations
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan import DEVICES, DTYPES
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._quantity import MIB, QuantityError, parse_quantity
 
 # deployment_plan option -> the inventory variables that may set it, the role's own first.
@@ -25,14 +26,17 @@ PLAN_OPTION_VARIABLES = (
     ("model_name", ("vllm_serve_served_model_name",)),
     ("kuberay_layout", ("ray_cluster_kuberay_layout",)),
     ("worker_request_ratio", ("ray_cluster_worker_request_ratio",)),
+    ("device", ("ray_vllm_device",)),
 )
+# The values deployment_plan's argument spec allows; checked here so that a refusal names the variable, not the option.
+OPTION_CHOICES = {"dtype": DTYPES, "device": DEVICES}
 # How the planner's messages name what site.yml computes rather than reads: the pods without GPUs (cpu_pods).
 DERIVED_OPTION_NAMES = {
     "cpu_pods": "the head and driver requests (ray_cluster_head_cpus, ray_cluster_head_memory, vllm_serve_resources; "
     "ray_cluster_head_node_selector and vllm_serve_node_selector send them to a CPU node pool)",
 }
-# vllm_serve_dtype's default; it asks for nothing.
-UNSET_VALUES = {"vllm_serve_dtype": "auto"}
+# Defaults that ask for nothing: vllm_serve_dtype's, and ray_vllm_device's (the plan's own choice).
+UNSET_VALUES = {"vllm_serve_dtype": "auto", "ray_vllm_device": "auto"}
 
 
 class PlanInputError(ValueError):
@@ -42,6 +46,14 @@ class PlanInputError(ValueError):
 def _given(variables, name):
     value = variables.get(name)
     return None if value is None or value == "" or UNSET_VALUES.get(name) == value else value
+
+
+def _check_choice(option, name, value):
+    choices = OPTION_CHOICES.get(option)
+    if choices and value not in choices:
+        raise PlanInputError(
+            f"{name}={value!r} is not one of {', '.join(choices)}; set {name} to one of them, or leave it unset."
+        )
 
 
 def plan_request(variables):
@@ -58,6 +70,7 @@ def plan_request(variables):
         if not given:
             continue
         first_name, first_value = given[0]
+        _check_choice(option, first_name, first_value)
         for other_name, other_value in given[1:]:
             if str(other_value) != str(first_value):
                 raise PlanInputError(
@@ -103,17 +116,18 @@ def _plan_node(node):
     }
 
 
-def hosts_plan_input(nodes):
+def hosts_plan_input(nodes, device="auto"):
     """The planner's node list for platform hosts, and the dtype CPU nodes need.
 
     ``nodes``: the Ray head first, each ``{name, is_head, cuda_check_facts, ray_cluster_num_gpus,
-    ray_cluster_head_num_gpus}`` (the last two None when the inventory leaves them unset).
+    ray_cluster_head_num_gpus}`` (the last two None when the inventory leaves them unset). ``device``: the plan's
+    device option (ray_vllm_device); with ``cpu`` every node serves on its CPUs, GPUs or not.
     Returns ``{"nodes": [...], "cpu_dtype": "float32" or None}``: CPUs without AVX-512 bf16 serve float32 (bf16
     there gave garbage text), so the plan sizes weights at 4 bytes a parameter.
     """
     plan_nodes = [_plan_node(node) for node in nodes]
     needs_float32 = any(
-        (node["cuda_check_facts"].get("mode") == "cpu")
+        (device == "cpu" or node["cuda_check_facts"].get("mode") == "cpu")
         and not (node["cuda_check_facts"].get("cpu") or {}).get("bf16_supported")
         for node in nodes
     )
@@ -124,9 +138,11 @@ def kubernetes_cpu_pods(head, driver):
     """The planner's ``cpu_pods`` for the Kubernetes platform: the Ray head and the vLLM driver pods.
 
     ``head``: ``{cpus, memory, node_selector}`` (the ray_cluster role's quantities); ``driver``: ``{resources,
-    node_selector}`` (vllm_serve_resources). A quantity Kubernetes would refuse is refused here, by name.
+    node_selector}`` (vllm_serve_resources). The driver also carries ``engine_memory_mib``, its memory limit (else
+    its request): a CPU plan runs vLLM's engine in it. A quantity Kubernetes would refuse is refused here, by name.
     """
-    requests = (driver.get("resources") or {}).get("requests") or {}
+    resources = driver.get("resources") or {}
+    requests = resources.get("requests") or {}
     pods = [
         ("the Ray head pod", head.get("cpus"), head.get("memory"), head.get("node_selector"), True),
         ("the vLLM driver pod", requests.get("cpu"), requests.get("memory"), driver.get("node_selector"), False),
@@ -136,8 +152,25 @@ def kubernetes_cpu_pods(head, driver):
         if cpus in (None, "") or memory in (None, ""):
             continue  # no request: the scheduler fits it anywhere, and so does the plan
         try:
-            numbers = {"cpus": parse_quantity(cpus), "memory_mib": int(parse_quantity(memory) // MIB)}
+            numbers = {"cpus": parse_quantity(cpus), "memory_mib": _mib(memory)}
         except QuantityError as error:
             raise PlanInputError(f"{name}'s requests (cpu {cpus!r}, memory {memory!r}): {error}") from None
         result.append(dict(numbers, name=name, node_selector=selector or {}, ray_head=is_head))
+    if result and not result[-1]["ray_head"]:
+        result[-1]["engine_memory_mib"] = _engine_memory_mib(resources, result[-1])
     return result
+
+
+def _engine_memory_mib(resources, driver_pod):
+    """The driver pod's memory limit in MiB, else its request: where a CPU plan's vLLM engine lives."""
+    limit = (resources.get("limits") or {}).get("memory")
+    if limit in (None, ""):
+        return driver_pod["memory_mib"]
+    try:
+        return _mib(limit)
+    except QuantityError as error:
+        raise PlanInputError(f"{driver_pod['name']}'s memory limit {limit!r}: {error}") from None
+
+
+def _mib(quantity):
+    return int(parse_quantity(quantity) // MIB)

@@ -37,17 +37,27 @@ def _same(left, right):
         return str(left) == str(right)
 
 
+def _plan_hint(key, user_value):
+    """How to get the plan to agree with a user's value, if site.yml can hand it over."""
+    if key in PLAN_INPUTS:
+        return (
+            ", or pass it to the plan (site.yml hands it to llmops.ray_vllm.deployment_plan, which then checks it "
+            "against the model and the GPUs)"
+        )
+    if key == "device":
+        return (
+            f", or plan on that device: set ray_vllm_device: {user_value} (site.yml hands it to "
+            "llmops.ray_vllm.deployment_plan as its device option)"
+        )
+    return ""
+
+
 def _planned_value(key, user_value, planned, names):
     """The user's value if set (after checking it against the plan's), else the plan's, else None."""
     if user_value is None:
         return planned
     if planned is not None and not _same(user_value, planned):
-        hint = (
-            ", or pass it to the plan (site.yml hands it to llmops.ray_vllm.deployment_plan, which then checks it "
-            "against the model and the GPUs)"
-            if key in PLAN_INPUTS
-            else ""
-        )
+        hint = _plan_hint(key, user_value)
         raise ServingSettingsError(
             f"{names(key)}={user_value} conflicts with the deployment plan ({names('plan')}), which has "
             f"{key}={planned}. The plan was made without that value; fix: leave {names(key)} at its default to take "

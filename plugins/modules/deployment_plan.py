@@ -20,7 +20,8 @@ description:
   - The first node is the Ray head. On O(platform=kubernetes) the head is a pod; the worker group never counts it
     again (the C(numOfHosts) and C(replicas) pitfall).
   - Nodes without GPUs make a CPU plan, whose KV cache is C(VLLM_CPU_KVCACHE_SPACE) GiB rather than a share of
-    O(gpu_memory_utilization).
+    O(gpu_memory_utilization); O(device=cpu) makes one on nodes with GPUs too, and O(device=gpu) refuses nodes
+    without any.
   - On O(platform=kubernetes) a user's O(kuberay_layout) replaces the planned KubeRay layout once it is checked
     against the plan's TP and PP and the nodes' GPUs.
   - Error messages and RV(reasons) name options as O(option_names) says, so a playbook can have them name the
@@ -147,9 +148,10 @@ options:
     default: false
   cpu_kvcache_space_gib:
     description:
-      - For CPU-only nodes, the KV cache size in GiB per worker (vLLM's C(VLLM_CPU_KVCACHE_SPACE)). When unset,
-        O(gpu_memory_utilization) of the smallest node's O(nodes[].memory_mib) minus weights and overhead, as vLLM
-        does without the variable. Ignored when the nodes have GPUs.
+      - For a CPU plan, the KV cache size in GiB per worker (vLLM's C(VLLM_CPU_KVCACHE_SPACE)). When unset,
+        O(gpu_memory_utilization) of the smallest node's O(nodes[].memory_mib) (on Kubernetes, of the driver pod's
+        O(cpu_pods[].engine_memory_mib) when given) minus weights and overhead, as vLLM does without the variable.
+        Ignored by a GPU plan.
     type: int
   runtime_overhead_gib:
     description:
@@ -216,6 +218,12 @@ options:
         description: Whether this is the Ray head pod, which goes to the layout's C(head.node) when it carries GPUs.
         type: bool
         default: false
+      engine_memory_mib:
+        description:
+          - The vLLM driver pod's memory limit in MiB. A CPU plan on Kubernetes runs vLLM's engine inside that pod
+            (the C(mp) executor), so weights, the KV cache and O(runtime_overhead_gib) are sized to it instead of a
+            node's memory, and an unset O(cpu_kvcache_space_gib) is taken from it.
+        type: int
   worker_request_ratio:
     description:
       - With O(platform=kubernetes), the share of its node's allocatable (divided by the worker pods on the node) a
@@ -223,6 +231,16 @@ options:
         DaemonSets.
     type: float
     default: 0.8
+  device:
+    description:
+      - What vLLM serves on. V(auto) plans on GPUs when any node has one, else on the nodes' CPUs.
+      - V(cpu) plans on the CPUs even where the nodes have GPUs, which then stay unused (RV(reasons) says how many);
+        Ray registers none of them (RV(ray_layout.hosts) starts every node with no GPU, RV(ray_layout.kuberay) has
+        worker pods without a GPU request) and RV(device) is V(CPU), so vLLM runs its CPU form.
+      - V(gpu) insists on GPUs and fails, naming the option and the fix, when no node has one.
+    type: str
+    choices: [auto, gpu, cpu]
+    default: auto
 notes:
   - KV bytes per token and layer are 2 x KV heads x head_dim x dtype bytes per GPU, with KV heads divided by TP
     (replicated when TP exceeds them); multi-head latent attention (DeepSeek-V2/V3/R1) caches
@@ -262,6 +280,16 @@ EXAMPLES = r"""
       kuberay_layout: ray_cluster_kuberay_layout
   register: plan
 
+- name: Plan the demo model on the CPUs of GPU nodes, leaving their GPUs unused
+  llmops.ray_vllm.deployment_plan:
+    platform: kubernetes
+    device: cpu
+    nodes: "{{ cuda_check_facts.nodes }}"
+    model_path: /models/SmolLM2-135M-Instruct
+    max_model_len: 2048
+    cpu_kvcache_space_gib: 1
+    option_names: {device: ray_vllm_device}
+
 - name: Plan the CPU demo with a 1 GiB KV cache
   llmops.ray_vllm.deployment_plan:
     platform: hosts
@@ -290,7 +318,7 @@ world_size:
   type: int
   sample: 16
 gpus_total:
-  description: GPUs the nodes have.
+  description: GPUs the nodes have (also on a CPU plan, which uses none of them).
   returned: success
   type: int
   sample: 16
@@ -325,7 +353,7 @@ platform:
   type: str
   sample: kubernetes
 device:
-  description: V(GPU), or V(CPU) when no node has a GPU.
+  description: V(GPU), or V(CPU) when no node has a GPU or O(device=cpu).
   returned: success
   type: str
   sample: GPU
@@ -510,7 +538,7 @@ ray_layout:
           elements: dict
           sample: [{name: gpu-node-1, num_gpus: 1}]
         idle:
-          description: Hosts with GPUs the plan leaves unused.
+          description: Hosts with GPUs the plan leaves unused (on a CPU plan, every host with GPUs).
           type: list
           elements: str
           sample: []
@@ -583,10 +611,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan import (
     DEFAULT_ALLOW_CROSS_NODE_TP,
+    DEFAULT_DEVICE,
     DEFAULT_DTYPE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_KV_CACHE_DTYPE,
     DEFAULT_WORKER_REQUEST_RATIO,
+    DEVICES,
     DTYPES,
     KV_CACHE_DTYPES,
     PLATFORMS,
@@ -633,9 +663,11 @@ ARGUMENT_SPEC = dict(
             memory_mib=dict(type="int", required=True),
             node_selector=dict(type="dict", default={}),
             ray_head=dict(type="bool", default=False),
+            engine_memory_mib=dict(type="int"),
         ),
     ),
     worker_request_ratio=dict(type="float", default=DEFAULT_WORKER_REQUEST_RATIO),
+    device=dict(type="str", default=DEFAULT_DEVICE, choices=list(DEVICES)),
 )
 
 

@@ -23,6 +23,17 @@ def test_hosts_plan_input_reads_each_hosts_vars_the_head_first():
     assert result["cpu_dtype"] == "float32"
 
 
+def test_the_plan_filters_hand_the_device_over():
+    gpu = {"mode": "gpu", "gpu_count": 1, "gpu_memory_mib": 46068, "cpu": {"bf16_supported": False}}
+    hosts = PlanFilters().filters()["hosts_plan_input"]
+    assert hosts(["h"], {"h": {"cuda_check_facts": gpu}})["cpu_dtype"] is None
+    assert hosts(["h"], {"h": {"cuda_check_facts": gpu}}, "cpu")["cpu_dtype"] == "float32"
+    request = PlanFilters().filters()["plan_request"]({"ray_vllm_device": "cpu"})
+    assert (request["options"], request["option_names"]["device"]) == ({"device": "cpu"}, "ray_vllm_device")
+    with pytest.raises(AnsibleFilterError, match=r"^ray_vllm_device='tpu' is not one of auto, gpu, cpu"):
+        PlanFilters().filters()["plan_request"]({"ray_vllm_device": "tpu"})
+
+
 @pytest.mark.parametrize(
     ("call", "fragment"),
     [

@@ -696,6 +696,17 @@ FAILURES = [
         "head_gpus='some' must be true, false or a GPU count.",
         id="head-gpus-not-a-count",
     ),
+    pytest.param(
+        dict(
+            model=smollm2,
+            nodes=[{"name": "localhost", "gpus": 0, "memory_mib": 8192}],
+            platform="kubernetes",
+            device="gpu",
+        ),
+        "device=gpu asks for a GPU plan, but no node has a GPU: expected at least one, seen localhost: 0. Fix: set "
+        "device to cpu (or auto)",
+        id="device-gpu-without-gpus",
+    ),
 ]
 
 
@@ -810,6 +821,149 @@ def test_cpu_plan_needs_ram_for_weights_and_kv():
             max_model_len=2048,
             cpu_kvcache_space_gib=4,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the device option: CPUs on purpose, GPUs insisted on
+
+# The seed's two A100 nodes (32 CPUs, 256 GiB each) and the driver pod of vllm_serve_resources' defaults (requests 2 CPU
+# and 8 GiB, limit 32 GiB), as plan_kubernetes.yml hands them over (_plan_inputs.kubernetes_cpu_pods).
+SEED_CPU_PODS = [
+    {"name": "the Ray head pod", "cpus": 4.0, "memory_mib": 16384, "node_selector": {}, "ray_head": True},
+    {
+        "name": "the vLLM driver pod",
+        "cpus": 2.0,
+        "memory_mib": 8192,
+        "node_selector": {},
+        "ray_head": False,
+        "engine_memory_mib": 32768,
+    },
+]
+
+
+def seed_cpu_plan(device="cpu", **options):
+    return dp.build_plan(
+        model=smollm2(),
+        nodes=gpu_nodes("A100-80GB", 1, 1),
+        platform="kubernetes",
+        device=device,
+        dtype="float32",
+        max_model_len=2048,
+        **options,
+    )
+
+
+def test_device_cpu_plans_on_the_cpus_of_gpu_nodes_on_kubernetes():
+    plan = seed_cpu_plan(cpu_kvcache_space_gib=1, cpu_pods=SEED_CPU_PODS)
+    assert (plan["device"], plan["gpus_total"], plan["gpus_used"], plan["world_size"]) == ("CPU", 2, 0, 1)
+    assert plan["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert "--gpu-memory-utilization" not in plan["vllm_args"]
+    layout = layout_of(plan)
+    assert layout["head"] == {"num_gpus": 0, "node": None}
+    assert {key: layout["worker_group"][key] for key in ("replicas", "num_gpus", "gpu_product", "pods_per_node")} == {
+        "replicas": 2,
+        "num_gpus": 0,
+        "gpu_product": "",
+        "pods_per_node": {"gpu-0": 1, "gpu-1": 1},
+    }
+    text = " ".join(plan["reasons"])
+    assert "device=cpu, so vLLM runs on the nodes' CPUs with TP=1, PP=1 (world size 1)." in text
+    assert (
+        "The nodes' 2 GPU(s) (gpu-0: 1, gpu-1: 1) stay unused: no Ray pod requests nvidia.com/gpu, as device=cpu asks."
+        in text
+    )
+    # The head and the driver still need room beside the (CPU) worker pods, and the plan says where they go.
+    assert "the Ray head pod (4 CPU, 16.0 GiB) fits beside the worker pod(s) on gpu-0." in text
+    assert plan["warnings"] == []
+    assert plan["table_lines"][2].startswith("1 of 2  CPU ")
+
+
+def test_device_cpu_on_gpu_hosts_starts_every_ray_node_without_gpus():
+    plan = dp.build_plan(
+        model=smollm2(), nodes=gpu_nodes("L40S", 2, 2), platform="hosts", device="cpu", max_model_len=2048
+    )
+    assert plan["device"] == "CPU" and plan["gpus_total"] == 4
+    assert layout_of(plan) == {
+        "head": {"name": "gpu-0", "num_gpus": 0},
+        "workers": [{"name": "gpu-1", "num_gpus": 0}],
+        "idle": ["gpu-0", "gpu-1"],
+    }
+    assert any(
+        reason == "The nodes' 4 GPU(s) (gpu-0: 2, gpu-1: 2) stay unused: every Ray node starts with --num-gpus=0, as "
+        "device=cpu asks."
+        for reason in plan["reasons"]
+    )
+
+
+def test_device_auto_and_gpu_keep_todays_plans():
+    options = dict(nodes=gpu_nodes("A100-80GB", 1, 1), platform="kubernetes", max_model_len=8096)
+    auto = dp.build_plan(model=distill_70b(), **options)
+    assert auto["device"] == "GPU" and auto == dp.build_plan(model=distill_70b(), device="gpu", **options)
+    on_cpus = dp.build_plan(model=smollm2(), nodes=cpu_node(), platform="hosts", dtype="float32", max_model_len=2048)
+    assert on_cpus["device"] == "CPU" and on_cpus["reasons"][-1].startswith("No node has a GPU, so vLLM runs on CPU")
+    assert on_cpus == dp.build_plan(
+        model=smollm2(), nodes=cpu_node(), platform="hosts", dtype="float32", max_model_len=2048, device="auto"
+    )
+
+
+def test_device_gpu_without_gpus_names_the_variable_and_the_fix():
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(
+            model=smollm2(),
+            nodes=cpu_node(),
+            platform="hosts",
+            device="gpu",
+            option_names={"device": "ray_vllm_device"},
+        )
+    assert error.value.msg == (
+        "ray_vllm_device=gpu asks for a GPU plan, but no node has a GPU: expected at least one, seen localhost: 0. "
+        "Fix: set ray_vllm_device to cpu (or auto) to serve on the nodes' CPUs, or add nodes with GPUs (on hosts "
+        "nvidia-smi must list them; on Kubernetes the nodes must advertise nvidia.com/gpu)."
+    )
+
+
+def test_a_kubernetes_cpu_plan_sizes_the_engine_to_the_driver_pod():
+    # The mp executor runs the model inside the driver pod: 0.9 x 32 GiB - 0.5 GiB weights - 2 GiB overhead = 26.3.
+    plan = seed_cpu_plan(cpu_pods=SEED_CPU_PODS)
+    assert plan["memory"]["cpu_kvcache_space_gib"] == 26
+    assert "0.9 of the memory limit of the vLLM driver pod (32.0 GiB)" in " ".join(plan["reasons"])
+    small = [dict(SEED_CPU_PODS[1], engine_memory_mib=2048)]
+    with pytest.raises(dp.PlanError) as error:
+        seed_cpu_plan(cpu_pods=small, cpu_kvcache_space_gib=1, option_names={"cpu_pods": "vllm_serve_resources"})
+    assert error.value.msg == (
+        "The CPU plan needs 3.5 GiB of RAM per worker (0.5 GiB weights + 1 GiB KV cache + 2.0 GiB overhead) but the "
+        "memory limit of the vLLM driver pod is 2.0 GiB; lower cpu_kvcache_space_gib or raise that limit "
+        "(vllm_serve_resources)."
+    )
+    # Without a driver pod the smallest node's RAM counts, as on hosts.
+    assert seed_cpu_plan()["memory"]["cpu_kvcache_space_gib"] == int(0.9 * 256 - 0.5 - 2)
+
+
+def test_a_cpu_plans_kuberay_layout_asks_for_no_gpus():
+    with pytest.raises(dp.PlanError) as error:
+        seed_cpu_plan(kuberay_layout={"worker_group": {"num_gpus": 1}}, cpu_kvcache_space_gib=1)
+    assert error.value.msg == (
+        "kuberay_layout asks for 2 GPUs (0 on the head pod + replicas=2 x num_of_hosts=1 x num_gpus=1), but the plan "
+        "serves on CPUs (device=cpu): expected 0 GPUs, seen 2; set kuberay_layout.worker_group.num_gpus and "
+        "head.num_gpus to 0, or plan on GPUs (device=gpu or auto)."
+    )
+    plan = seed_cpu_plan(kuberay_layout={"worker_group": {"cpus": 8}}, cpu_kvcache_space_gib=1)
+    assert layout_of(plan)["worker_group"]["cpus"] == 8
+
+
+def test_device_is_renamed_in_every_cpu_reason():
+    plain = seed_cpu_plan(cpu_pods=SEED_CPU_PODS)
+    renamed = seed_cpu_plan(cpu_pods=SEED_CPU_PODS, option_names=EVERY_NAME)
+    for key in ("reasons", "warnings"):
+        assert [BARE_OPTION.findall(text) for text in renamed[key]] == [[] for text in renamed[key]], key
+        assert [re.sub(r"\bvar_", "", text) for text in renamed[key]] == plain[key]
+
+
+def test_a_bad_device_and_engine_memory_are_refused():
+    with pytest.raises(dp.PlanError, match=r"^device='tpu' is not one of auto, gpu, cpu\.$"):
+        seed_cpu_plan(device="tpu")
+    with pytest.raises(dp.PlanError, match=r"has engine_memory_mib=0: expected a number above 0"):
+        seed_cpu_plan(cpu_pods=[dict(SEED_CPU_PODS[1], engine_memory_mib=0)])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -942,7 +1096,7 @@ def test_option_names_reach_every_reason_and_warning(options, top, memory, layou
         ),
         (
             dict(model=smollm2, nodes=cpu_node(8 * 1024), platform="hosts", dtype="float32", max_model_len=2048),
-            "No vllm_serve_cpu_kvcache_space_gib given: 0.9 of 8.0 GiB RAM",
+            "No vllm_serve_cpu_kvcache_space_gib given: 0.9 of the smallest node's RAM (8.0 GiB)",
         ),
         (
             dict(model=llama31_70b, nodes=gpu_nodes("H100-80GB", 4), platform="hosts", max_model_len=32768),
@@ -992,7 +1146,7 @@ def test_empty_option_names_change_nothing():
             "model_path, model_config, model_params_b, model_name, dtype, kv_cache_dtype, max_model_len, "
             "gpu_memory_utilization, tensor_parallel_size, pipeline_parallel_size, platform, head_gpus, max_gpus, "
             "allow_cross_node_tp, cpu_kvcache_space_gib, runtime_overhead_gib, kuberay_layout, cpu_pods, "
-            "worker_request_ratio.",
+            "worker_request_ratio, device.",
         ),
         ({"max_model_len": ""}, "option_names.max_model_len is ''; give the name messages should use"),
         ({"max_model_len": 5}, "option_names.max_model_len is 5; give the name messages should use"),

@@ -100,8 +100,47 @@ def test_the_head_and_driver_requests_become_numbers_for_the_plan():
             "memory_mib": 8192,
             "node_selector": {"pool": "cpu"},
             "ray_head": False,
+            # No limit: the request is what the engine of a CPU plan may count on.
+            "engine_memory_mib": 8192,
         },
     ]
     assert kubernetes_cpu_pods({"cpus": "4", "memory": "16Gi"}, {"resources": {}})[0]["name"] == "the Ray head pod"
     with pytest.raises(PlanInputError, match="the Ray head pod's requests"):
         kubernetes_cpu_pods({"cpus": "four", "memory": "16Gi"}, {})
+
+
+def test_the_driver_pods_memory_limit_is_where_a_cpu_plans_engine_lives():
+    driver = {"resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}}
+    pods = kubernetes_cpu_pods({"cpus": "4", "memory": "16Gi"}, driver)
+    assert [pod.get("engine_memory_mib") for pod in pods] == [None, 32768]
+    with pytest.raises(PlanInputError, match=r"the vLLM driver pod's memory limit 'lots': "):
+        kubernetes_cpu_pods(
+            {}, {"resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "lots"}}}
+        )
+
+
+def test_ray_vllm_device_reaches_the_plan_by_name_and_auto_asks_for_nothing():
+    assert plan_request({"ray_vllm_device": "cpu"}) == {
+        "options": {"device": "cpu"},
+        "option_names": dict(DERIVED_OPTION_NAMES, device="ray_vllm_device"),
+    }
+    assert plan_request({"ray_vllm_device": "auto"})["options"] == {}
+    with pytest.raises(PlanInputError) as error:
+        plan_request({"ray_vllm_device": "tpu"})
+    assert (
+        str(error.value)
+        == "ray_vllm_device='tpu' is not one of auto, gpu, cpu; set ray_vllm_device to one of them, or leave it unset."
+    )
+    with pytest.raises(PlanInputError, match=r"^ray_vllm_dtype='fp16' is not one of auto, bfloat16"):
+        plan_request({"ray_vllm_dtype": "fp16"})
+
+
+def test_gpu_hosts_planned_on_their_cpus_size_float32_without_bf16():
+    gpu = {"mode": "gpu", "gpu_count": 1, "gpu_memory_mib": 46068, "gpu_product": "NVIDIA L40S", "memory_mib": 64000}
+    nodes = [
+        {"name": "h", "is_head": True, "cuda_check_facts": dict(gpu, cpu={"logical_cores": 8, "bf16_supported": False})}
+    ]
+    assert hosts_plan_input(nodes)["cpu_dtype"] is None
+    assert hosts_plan_input(nodes, "cpu")["cpu_dtype"] == "float32"
+    nodes[0]["cuda_check_facts"]["cpu"]["bf16_supported"] = True
+    assert hosts_plan_input(nodes, "cpu")["cpu_dtype"] is None

@@ -175,3 +175,33 @@ def test_the_ray_executor_is_pinned_to_vllms_v2_backend_and_a_user_may_override_
     assert "VLLM_USE_RAY_V2_EXECUTOR_BACKEND" not in mp["env"]
     mine = serving_settings(settings(env={"VLLM_USE_RAY_V2_EXECUTOR_BACKEND": "0"}), plan())
     assert mine["env"]["VLLM_USE_RAY_V2_EXECUTOR_BACKEND"] == "0"
+
+
+def test_a_users_cpu_device_is_taken_with_a_cpu_plan_and_refused_with_a_gpu_plan_naming_ray_vllm_device():
+    cpu_plan = plan(device="CPU", tp=1, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    effective = serving_settings(settings(device="cpu"), cpu_plan)
+    assert (effective["device"], effective["executor_backend"]) == ("cpu", "mp")
+    with pytest.raises(ServingSettingsError) as error:
+        serving_settings(settings(device="cpu"), plan())
+    assert str(error.value) == (
+        "vllm_serve_device=cpu conflicts with the deployment plan (vllm_serve_plan), which has device=gpu. The plan "
+        "was made without that value; fix: leave vllm_serve_device at its default to take the plan's, or plan on "
+        "that device: set ray_vllm_device: cpu (site.yml hands it to llmops.ray_vllm.deployment_plan as its device "
+        "option)."
+    )
+    with pytest.raises(ServingSettingsError, match="set ray_vllm_device: gpu"):
+        serving_settings(settings(device="gpu"), cpu_plan)
+
+
+def test_a_cpu_plan_on_kubernetes_runs_the_module_form_with_mp_eager_and_its_kv_cache():
+    """What the driver pod execs for a CPU plan (no venv in the image: python3 from its PATH)."""
+    effective = serving_settings(
+        settings(middleware="llmops_api_key_header.ApiKeyHeaderMiddleware", cpu_kvcache_space_gib=1),
+        plan(device="CPU", tp=1, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"}),
+    )
+    command = server_command(effective) + server_args(effective)
+    assert command[:5] == ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/m"]
+    text = " ".join(command)
+    assert "--distributed-executor-backend mp" in text and "--enforce-eager" in command
+    assert "--gpu-memory-utilization" not in text
+    assert effective["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}

@@ -183,6 +183,7 @@ def test_documented_defaults_are_the_planner_constants():
         ("dtype", dp.DEFAULT_DTYPE),
         ("kv_cache_dtype", dp.DEFAULT_KV_CACHE_DTYPE),
         ("allow_cross_node_tp", dp.DEFAULT_ALLOW_CROSS_NODE_TP),
+        ("device", dp.DEFAULT_DEVICE),
     ):
         assert options[option]["default"] == constant == deployment_plan.ARGUMENT_SPEC[option]["default"], option
 
@@ -246,6 +247,24 @@ def test_kuberay_layout_that_misses_the_world_size_fails():
         "kuberay_layout gives Ray 1 GPUs (0 on the head pod + replicas=1 x num_of_hosts=1 x num_gpus=1), fewer than "
         "the plan's world size: expected at least 2 (TP=1 x PP=2), seen 1;"
     )
+
+
+def test_device_cpu_plans_on_the_gpu_nodes_cpus_and_device_gpu_needs_a_gpu():
+    nodes = [dict(A100, name="gpu-node-0", cpus=32.0, memory_mib=262144)]
+    result = run(smollm2_args(nodes=nodes, device="cpu", max_model_len=2048, cpu_kvcache_space_gib=1))
+    assert (result["device"], result["gpus_total"], result["gpus_used"]) == ("CPU", 1, 0)
+    assert result["ray_layout"]["hosts"] == {"head": {"name": "gpu-node-0", "num_gpus": 0}, "workers": [], "idle": [
+        "gpu-node-0"
+    ]}  # fmt: skip
+    assert result["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    refused = run(
+        smollm2_args(
+            nodes=[{"name": "cpu-0", "memory_mib": 8192}], device="gpu", option_names={"device": "ray_vllm_device"}
+        ),
+        FailJson,
+    )
+    assert refused["msg"].startswith("ray_vllm_device=gpu asks for a GPU plan, but no node has a GPU")
+    assert "tpu" in run(smollm2_args(device="tpu"), FailJson)["msg"]
 
 
 def test_kuberay_layout_is_refused_on_hosts():
