@@ -156,12 +156,17 @@ def model_dir_problems(directory, weight_suffixes=SAFETENSORS_WEIGHTS, file_prob
     return problems
 
 
+def endpoint_url(endpoint):
+    """A hub endpoint as the SDKs take it: a URL (a bare host gets https://), without a trailing slash."""
+    return (endpoint if "://" in endpoint else "https://" + endpoint).rstrip("/")
+
+
 def download_with_sdk(source, model_id, revision, target, token=None, endpoint=None):
     """Download ``model_id@revision`` into ``target`` with the source's own SDK (which checks file hashes)."""
     if source == "modelscope":
         if endpoint:
             # modelscope 1.40 reads MODELSCOPE_ENDPOINT (a URL); MODELSCOPE_DOMAIN is deprecated there.
-            os.environ["MODELSCOPE_ENDPOINT"] = endpoint if "://" in endpoint else "https://" + endpoint
+            os.environ["MODELSCOPE_ENDPOINT"] = endpoint_url(endpoint)
         from modelscope.hub.api import HubApi
         from modelscope.hub.snapshot_download import snapshot_download
 
@@ -169,10 +174,16 @@ def download_with_sdk(source, model_id, revision, target, token=None, endpoint=N
             HubApi().login(token)
         snapshot_download(model_id, revision=revision, local_dir=target)
     elif source == "huggingface":
-        if endpoint:
-            os.environ["HF_ENDPOINT"] = endpoint
         from huggingface_hub import snapshot_download
 
-        snapshot_download(repo_id=model_id, revision=revision, local_dir=target, token=token or None)
+        # Passed with the call: HF_ENDPOINT is read once, when huggingface_hub's constants are first imported, so a
+        # process that had imported them already would still go to huggingface.co.
+        snapshot_download(
+            repo_id=model_id,
+            revision=revision,
+            local_dir=target,
+            token=token or None,
+            endpoint=endpoint_url(endpoint) if endpoint else None,
+        )
     else:
         raise ValueError("download_with_sdk does not handle source %r" % source)

@@ -53,7 +53,11 @@ options:
     description: Access token for private repositories.
     type: str
   endpoint:
-    description: Hub endpoint override (a mirror).
+    description:
+      - Hub endpoint override (a mirror, or a local Hugging Face-compatible hub), as a URL; a bare host gets
+        C(https://).
+      - ModelScope gets it as C(MODELSCOPE_ENDPOINT); huggingface_hub as C(snapshot_download)'s C(endpoint), passed
+        with the call because C(HF_ENDPOINT) is read only when the SDK's constants are first imported.
     type: str
 """
 

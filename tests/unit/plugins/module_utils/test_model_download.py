@@ -9,7 +9,7 @@ import numpy
 import pytest
 from safetensors.numpy import save_file
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import read_marker
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import endpoint_url, read_marker
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download import (
     PARTIAL_SUFFIX,
     ModelDownloadError,
@@ -215,3 +215,8 @@ def test_a_failed_download_says_where_it_resumes(tmp_path):
         "Downloading org/m@abc from huggingface failed: connection reset. What was fetched stays in %s.partial and "
         "the next run resumes from it." % dest
     )
+
+
+def test_a_hub_endpoint_is_a_url_without_a_trailing_slash():
+    assert endpoint_url("hub.example.com:8088") == "https://hub.example.com:8088"
+    assert endpoint_url("http://172.17.0.1:8088/") == "http://172.17.0.1:8088"

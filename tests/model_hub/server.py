@@ -1,0 +1,243 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The HTTP side of the local hub: the parts of the Hugging Face Hub API that huggingface_hub's snapshot_download and
+hf_hub_download use (read from huggingface_hub 2.4.0: hf_api.model_info and list_repo_tree, file_download's HEAD
+metadata call and http_get, utils/_http.hf_raise_for_status).
+
+- ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{revision}``: the model info, with ``sha`` (the commit
+  the revision resolves to) and ``siblings``;
+- ``GET /api/models/{repo}/tree/{revision}[/{folder}]`` (``recursive``): files with ``oid``, ``size`` and ``lfs``,
+  and folders, in one page (no ``Link`` header);
+- ``HEAD`` and ``GET /{repo}/resolve/{revision}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` (the LFS sha256
+  of a large file, else its git blob id) and ``Content-Length``; ``Range: bytes=a-b`` answers 206 with
+  ``Content-Range``, which is how the SDK resumes a file whose connection broke;
+- a missing repository, revision or file answers 404 with the Hub's ``X-Error-Code`` (``RepoNotFound``,
+  ``RevisionNotFound``, ``EntryNotFound``), ``X-Error-Message`` and a JSON ``{"error": ...}`` body, which the SDK
+  turns into RepositoryNotFoundError, RevisionNotFoundError and RemoteEntryNotFoundError;
+- ``GET /``: the repositories served, their commits and sizes (for people and probes).
+
+Files are sent straight from disk (no redirect to a CDN). For tests, ``interruptions`` cuts the first whole-file GET of
+a file after some bytes, as a broken connection would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+TRUE_VALUES = ("1", "true", "True")
+
+
+class HubError(Exception):
+    """An answer other than 200: its status, the Hub's error code (or None) and message."""
+
+    def __init__(self, status, code, message, commit=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.commit = status, code, message, commit
+
+
+class HubServer(ThreadingHTTPServer):
+    """Serves ``repositories`` ({repo_id: Repository}); ``interruptions`` ({"ORG/NAME/path": bytes}) cuts the first
+    whole-file GET of each named file after that many bytes; ``log`` (a file) gets one line per request."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, repositories, interruptions=None, log=None):
+        super().__init__(address, HubRequestHandler)
+        self.repositories = dict(repositories)
+        self.interruptions = dict(interruptions or {})
+        self.log = log
+        self.requests = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def record(self, entry):
+        with self.lock:
+            self.requests.append(entry)
+        if self.log is not None:
+            print("{method} {path} range={range} -> {status}".format(**entry), file=self.log, flush=True)
+
+    def take_interruption(self, key):
+        """Bytes after which to cut this GET of ``key``, once; None when it runs to the end."""
+        with self.lock:
+            return self.interruptions.pop(key, None)
+
+
+class HubRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "llmops-model-hub"
+
+    def log_message(self, format, *args):
+        """Requests are recorded by HubServer.record instead."""
+
+    def do_GET(self):
+        self._answer(send_body=True)
+
+    def do_HEAD(self):
+        self._answer(send_body=False)
+
+    def _answer(self, send_body):
+        url = urlsplit(self.path)
+        status = 500
+        try:
+            status = self._route(url, send_body)
+        except HubError as error:
+            status = error.status
+            self._send_error(error, send_body)
+        except (BrokenPipeError, ConnectionResetError):
+            status = 499  # the client went away
+            self.close_connection = True
+        finally:
+            self.server.record(
+                {
+                    "method": self.command,
+                    "path": url.path,
+                    "range": self.headers.get("Range"),
+                    "status": status,
+                }
+            )
+
+    # --- routing
+
+    def _route(self, url, send_body):
+        parts = [unquote(part) for part in url.path.strip("/").split("/")] if url.path.strip("/") else []
+        query = parse_qs(url.query)
+        if not parts:
+            return self._send_json(self._index(), send_body)
+        if parts[0] == "api" and len(parts) >= 4 and parts[1] == "models":
+            return self._api(parts[2:], query, send_body)
+        if len(parts) >= 5 and parts[2] == "resolve":
+            repository = self._repository(f"{parts[0]}/{parts[1]}")
+            return self._send_file(repository, parts[3], "/".join(parts[4:]), send_body)
+        raise HubError(404, None, f"{url.path} is not a route of this hub")
+
+    def _api(self, parts, query, send_body):
+        repository = self._repository(f"{parts[0]}/{parts[1]}")
+        rest = parts[2:]
+        if not rest:
+            return self._send_json(repository.info(_flag(query, "blobs")), send_body)
+        if rest[0] == "revision" and len(rest) == 2:
+            self._commit(repository, rest[1])
+            return self._send_json(repository.info(_flag(query, "blobs")), send_body)
+        if rest[0] == "tree" and len(rest) >= 2:
+            self._commit(repository, rest[1])
+            folder = "/".join(rest[2:])
+            entries = repository.tree(folder, recursive=_flag(query, "recursive"))
+            if entries is None:
+                raise HubError(404, "EntryNotFound", f"{folder} does not exist on {rest[1]}", repository.sha)
+            return self._send_json(entries, send_body)
+        raise HubError(404, None, f"/api/models/{repository.repo_id}/{'/'.join(rest)} is not a route of this hub")
+
+    def _repository(self, repo_id):
+        repository = self.server.repositories.get(repo_id)
+        if repository is None:
+            raise HubError(404, "RepoNotFound", f"Repository not found: {repo_id} is not served here")
+        return repository
+
+    def _commit(self, repository, revision):
+        commit = repository.resolve(revision)
+        if commit is None:
+            raise HubError(
+                404, "RevisionNotFound", f"Invalid rev id: {revision} (this hub serves main and {repository.sha})"
+            )
+        return commit
+
+    def _index(self):
+        return [
+            {"id": repo.repo_id, "sha": repo.sha, "files": len(repo.files), "bytes": repo.total_bytes()}
+            for repo in self.server.repositories.values()
+        ]
+
+    # --- answers
+
+    def _send_json(self, value, send_body):
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+        return 200
+
+    def _send_error(self, error, send_body):
+        body = json.dumps({"error": error.message}).encode()
+        self.send_response(error.status)
+        if error.code:
+            self.send_header("X-Error-Code", error.code)
+        self.send_header("X-Error-Message", error.message)
+        if error.commit:
+            self.send_header("X-Repo-Commit", error.commit)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def _send_file(self, repository, revision, path, send_body):
+        commit = self._commit(repository, revision)
+        repo_file = repository.files.get(path)
+        if repo_file is None:
+            raise HubError(404, "EntryNotFound", f"Entry not found: {path} is not in {repository.repo_id}", commit)
+        start, end = self._byte_range(repo_file.size, commit)
+        status = 206 if self.headers.get("Range") else 200
+        self.send_response(status)
+        self.send_header("X-Repo-Commit", commit)
+        self.send_header("ETag", f'"{repo_file.etag}"')
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{repo_file.size}")
+        self.end_headers()
+        if send_body:
+            self._send_bytes(repo_file, start, end - start + 1, f"{repository.repo_id}/{path}", status)
+        return status
+
+    def _byte_range(self, size, commit):
+        """``(first, last)`` byte of the answer: the whole file, or the one range ``Range: bytes=a-b`` asks for."""
+        wanted = self.headers.get("Range")
+        if not wanted:
+            return 0, size - 1
+        match = RANGE.match(wanted.strip())
+        if not match or not (match.group(1) or match.group(2)):
+            raise HubError(416, None, f"Range {wanted!r} is not one range of bytes=first-last", commit)
+        first, last = match.group(1), match.group(2)
+        if not first:  # bytes=-N: the last N bytes
+            return max(size - int(last), 0), size - 1
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        if start >= size or start > end:
+            raise HubError(416, None, f"Range {wanted!r} is outside the file's {size} bytes", commit)
+        return start, end
+
+    def _send_bytes(self, repo_file, offset, count, key, status):
+        cut = self.server.take_interruption(key) if status == 200 else None
+        with open(repo_file.local_path, "rb") as stream:
+            if cut is None:
+                self.connection.sendfile(stream, offset, count)
+                return
+            self.connection.sendfile(stream, offset, min(cut, count))
+        # A broken connection, as the client sees one: the body stops short of its Content-Length.
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _flag(query, name):
+    return any(value in TRUE_VALUES for value in query.get(name, []))
+
+
+def serve(repositories, host="127.0.0.1", port=0, interruptions=None, log=sys.stderr):
+    """A started HubServer (not yet serving: call serve_forever, in this thread or another)."""
+    return HubServer((host, port), repositories, interruptions, log)
