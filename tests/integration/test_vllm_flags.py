@@ -27,6 +27,7 @@ fp8 support, memory, Ray placement) is said in images/README.md.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import re
@@ -61,9 +62,30 @@ MODEL = "/models/DeepSeek-R1-Distill-Llama-70B"
 SERVED_NAME = "deepseek-r1-distill-llama-70b"
 
 
+@contextlib.contextmanager
+def builtin_sys_intern():
+    """sys.intern as Python ships it while vLLM is imported.
+
+    Ansible replaces sys.intern with a callable object (ansible.module_utils._internal._patches: SysInternPatch) once
+    any test in this process has loaded Ansible's module_utils, and torch._dynamo, imported by vLLM, registers a
+    substitute for sys.intern that must be a function.
+    """
+    current = sys.intern
+    sys.intern = getattr(current, "unpatched_implementation", current)
+    try:
+        yield
+    finally:
+        sys.intern = current
+
+
 @pytest.fixture(scope="module")
 def vllm032():
     """vLLM's parsers and switches, imported once for the module (importing vLLM takes seconds)."""
+    with builtin_sys_intern():
+        return _import_vllm032()
+
+
+def _import_vllm032():
     import uvloop
     import vllm
     import vllm.entrypoints.launchers.api_server.entry as api_server_entry
