@@ -25,7 +25,7 @@ from kubernetes.stream import stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from k8s_testbed import pod_exec, service_proxy
+from k8s_testbed import pod_env, pod_exec, service_proxy
 
 NS = "default"
 RESULTS = web.AppKey("results", list)
@@ -146,7 +146,7 @@ def api_app(backend_url: str, down_port: int, workdir: str) -> web.Application:
     async def exec_handler(request: web.Request) -> web.StreamResponse:
         command, container, stdin, stdout, stderr, tty = pod_exec.exec_query(request)
         spec = POD["spec"]["containers"][0]
-        env = pod_exec.container_environment(POD, spec, lookup)
+        env = pod_env.container_environment(POD, spec, lookup)
         ws = await pod_exec.serve_exec(
             request,
             POD,
@@ -494,15 +494,15 @@ def test_kubectl_exec(servers, tmp_path):
 
 def test_container_environment_errors():
     container = {"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "nope"}}}]}
-    with pytest.raises(pod_exec.EnvResolutionError, match="couldn't find key nope in Secret default/sec"):
-        pod_exec.container_environment(POD, container, lookup)
+    with pytest.raises(pod_env.EnvResolutionError, match="couldn't find key nope in Secret default/sec"):
+        pod_env.container_environment(POD, container, lookup)
     container = {"name": "c", "envFrom": [{"secretRef": {"name": "missing"}}]}
-    with pytest.raises(pod_exec.EnvResolutionError, match='secret "missing" not found'):
-        pod_exec.container_environment(POD, container, lookup)
+    with pytest.raises(pod_env.EnvResolutionError, match='secret "missing" not found'):
+        pod_env.container_environment(POD, container, lookup)
     container = {"name": "c", "envFrom": [{"secretRef": {"name": "missing", "optional": True}}]}
-    assert pod_exec.container_environment(POD, container, lookup) == {"HOSTNAME": "mypod"}
+    assert pod_env.container_environment(POD, container, lookup) == {"HOSTNAME": "mypod"}
     container = {"name": "c", "env": [{"name": "IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}]}
-    assert pod_exec.container_environment(POD, container, lookup)["IPS"] == "10.1.2.3,fd00::3"
+    assert pod_env.container_environment(POD, container, lookup)["IPS"] == "10.1.2.3,fd00::3"
 
 
 # ------------------------------------------------------------------------------------------------ proxy
