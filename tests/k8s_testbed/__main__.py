@@ -6,6 +6,7 @@
 PYTHONPATH=tests python -m k8s_testbed start --state-dir .build/testbed   # prints the kubeconfig path
 PYTHONPATH=tests python -m k8s_testbed stop --state-dir .build/testbed
 PYTHONPATH=tests python -m k8s_testbed run --state-dir DIR [--seed gpu-nodes-3] [--controllers nodes,kubelet]
+    [--runtime runc]   # pods whose images are in the local image store run as runc containers (root, runc)
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import time
 
 from . import launcher
 
+STOP_SECONDS = 60
+
 
 def _run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     enabled = None if args.controllers is None else [c for c in args.controllers.split(",") if c]
-    bed = launcher.prepare(args.state_dir, args.seed, enabled)
+    bed = launcher.prepare(args.state_dir, args.seed, enabled, args.runtime)
     asyncio.run(launcher.serve(bed, args.state_dir, args.port))
     return 0
 
@@ -46,6 +49,8 @@ def _start(args) -> int:
         args.seed,
         "--port",
         str(args.port),
+        "--runtime",
+        args.runtime,
     ]
     if args.controllers is not None:
         command += ["--controllers", args.controllers]
@@ -65,6 +70,7 @@ def _start(args) -> int:
 
 
 def _stop(args) -> int:
+    """SIGTERM, then wait until the server has gone (it stops its containers first), SIGKILL after a minute."""
     pid_file = os.path.join(args.state_dir, "server.pid")
     if not os.path.exists(pid_file):
         return 0
@@ -72,6 +78,11 @@ def _stop(args) -> int:
         pid = int(handle.read().strip())
     try:
         os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     os.unlink(pid_file)
@@ -90,6 +101,12 @@ def main(argv=None) -> int:
             action.add_argument("--seed", default="gpu-nodes-2", help="seed name (seeds/<name>.yaml) or a path")
             action.add_argument("--port", type=int, default=0, help="0 picks a free port")
             action.add_argument("--controllers", default=None, help="comma-separated; default: all")
+            action.add_argument(
+                "--runtime",
+                choices=("none", "runc"),
+                default="none",
+                help="runc: pods whose images are in the local image store run as containers (root, runc)",
+            )
     args = parser.parse_args(argv)
     args.state_dir = os.path.abspath(args.state_dir)
     return {"run": _run, "start": _start, "stop": _stop}[args.action](args)

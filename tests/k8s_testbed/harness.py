@@ -27,10 +27,13 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 class RunningTestBed:
-    def __init__(self, state_dir, seed: str = "gpu-nodes-2", controllers=None, start_timeout: float = 60):
+    def __init__(
+        self, state_dir, seed: str = "gpu-nodes-2", controllers=None, start_timeout: float = 60, runtime: str = "none"
+    ):
         self.state_dir = Path(state_dir)
         self.seed = seed
         self.controllers = controllers
+        self.runtime = runtime  # "runc": pods whose images are stored locally run as containers
         self.start_timeout = start_timeout
         self.process = None
         self.kubeconfig = str(self.state_dir / "kubeconfig")
@@ -41,6 +44,7 @@ class RunningTestBed:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tmpdir.mkdir(exist_ok=True)
         command = [sys.executable, "-m", "k8s_testbed", "run", "--state-dir", str(self.state_dir), "--seed", self.seed]
+        command += ["--runtime", self.runtime]
         if self.controllers is not None:
             command += ["--controllers", ",".join(self.controllers)]
         env = dict(os.environ, PYTHONPATH=str(TESTS_DIR))
@@ -107,7 +111,7 @@ class RunningTestBed:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(10)
+                self.process.wait(60 if self.runtime != "none" else 10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)

@@ -17,7 +17,8 @@ from aiohttp import web
 from . import controllers, server, tls
 
 
-def prepare(state_dir: str, seed_name: str, enabled_controllers=None) -> server.TestBed:
+def prepare(state_dir: str, seed_name: str, enabled_controllers=None, runtime: str = "none") -> server.TestBed:
+    """A test bed for ``state_dir``; ``runtime`` "runc" runs pods whose images are stored locally as containers."""
     os.makedirs(state_dir, exist_ok=True)
     bed = server.TestBed(
         controllers.load_seed(seed_name),
@@ -25,6 +26,7 @@ def prepare(state_dir: str, seed_name: str, enabled_controllers=None) -> server.
         exec_root=os.path.join(state_dir, "exec"),
         enabled_controllers=enabled_controllers,
         client_cert_cn="testbed-admin",
+        runtime_dir=state_dir if runtime == "runc" else None,
     )
     return bed
 

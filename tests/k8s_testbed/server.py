@@ -22,7 +22,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from . import controllers, defaults, patching, pod_exec, resources, selectors, service_proxy, validation
+from . import controllers, defaults, patching, pod_env, pod_exec, resources, selectors, service_proxy, validation
 from .state import Fault, TestBedState
 from .store import ApiError, Store, bad_request, not_found
 from .timestamps import now_rfc3339
@@ -71,10 +71,14 @@ def _truthy(value: str | None) -> bool:
 class TestBed:
     """One emulated cluster: state, HTTP app, controller loop."""
 
-    def __init__(self, seed: dict, token: str, *, exec_root: str, enabled_controllers=None, client_cert_cn=""):
+    def __init__(
+        self, seed: dict, token: str, *, exec_root: str, enabled_controllers=None, client_cert_cn="", runtime_dir=None
+    ):
         registry = resources.ResourceRegistry()
         objects = Store(registry)
         self.state = TestBedState(registry=registry, objects=objects, seed=seed, exec_root=exec_root)
+        # With runtime_dir, pods whose images are stored locally run as containers (runtime/), from the start.
+        self.runtime_dir = runtime_dir
         self.token = token
         self.client_cert_cn = client_cert_cn
         objects.validate = self._validate
@@ -143,6 +147,7 @@ class TestBed:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
 
         async def start_ticker(app):
+            self._start_runtime(asyncio.get_running_loop())
             app["ticker"] = asyncio.get_running_loop().create_task(self._ticker(app))
 
         async def stop_ticker(app):
@@ -151,10 +156,27 @@ class TestBed:
             app["ticker"].cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await app["ticker"]
+            if self.state.runtime is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.state.runtime.stop)
 
         app.on_startup.append(start_ticker)
         app.on_cleanup.append(stop_ticker)
         return app
+
+    def _start_runtime(self, loop) -> None:
+        if self.runtime_dir is None:
+            return
+        from .images.store import ImageStore
+        from .runtime import PodRuntime
+
+        def poke():
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the test bed is stopping
+                loop.call_soon_threadsafe(self.reconcile_soon)
+
+        runtime = PodRuntime(self.runtime_dir, poke)
+        runtime.start()
+        self.state.images = ImageStore()
+        self.state.runtime = runtime
 
     def _client_certificate_user(self, request) -> str:
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
@@ -494,10 +516,12 @@ class TestBed:
         if options.get("orphanDependents") is True:
             propagation = "Orphan"
         dry_run = request.query.getall("dryRun", []) or options.get("dryRun") or []
+        grace = request.query.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
         return {
             "propagation": propagation,
             "dry_run": bool(dry_run),
             "preconditions": options.get("preconditions") or {},
+            "grace_period": None if grace in (None, "") else int(grace),
         }
 
     async def delete(self, request, resource_type, namespace, name):
@@ -694,23 +718,21 @@ class TestBed:
             )
         if not command:
             raise bad_request("you must specify at least 1 command")
+        streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "tty": tty}
+        runtime = self.state.runtime
+        if runtime is not None and runtime.manages(pod["metadata"]["uid"]):
+            argv = runtime.exec_argv(pod["metadata"]["uid"], container["name"], command)
+            if argv is None:
+                raise bad_request(f'unable to upgrade connection: container not found ("{container["name"]}")')
+            return await pod_exec.serve_exec(
+                request, pod, container["name"], command, env={}, workdir="", argv=argv, **streams
+            )
         try:
-            env = pod_exec.container_environment(pod, container, self._lookup)
-        except pod_exec.EnvResolutionError as error:
+            env = pod_env.container_environment(pod, container, self._lookup)
+        except pod_env.EnvResolutionError as error:
             raise ApiError(500, "InternalError", f"container {container['name']} cannot start: {error}") from None
         workdir = os.path.join(self.state.exec_root, namespace, name, container["name"])
-        return await pod_exec.serve_exec(
-            request,
-            pod,
-            container["name"],
-            command,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            tty=tty,
-            env=env,
-            workdir=workdir,
-        )
+        return await pod_exec.serve_exec(request, pod, container["name"], command, env=env, workdir=workdir, **streams)
 
     async def pod_log(self, request, namespace, name):
         pod = self._pod(namespace, name)
@@ -719,10 +741,10 @@ class TestBed:
         except ValueError as error:
             raise bad_request(str(error)) from None
         container = self._container(pod, options.container or "")
-        key = (namespace, name, container["name"])
+        source = self._log_source(pod, container["name"], options.previous)
         return await pod_exec.serve_log(
             request,
-            lambda: list(self.state.pod_logs.get(key, [])),
+            source,
             options.follow,
             tail_lines=options.tail_lines,
             timestamps=options.timestamps,
@@ -731,21 +753,53 @@ class TestBed:
             limit_bytes=options.limit_bytes,
         )
 
+    def _log_source(self, pod, container_name, previous):
+        """A callable giving the container's log lines: the real log of a pod that runs, else the recorded one."""
+        runtime, uid = self.state.runtime, pod["metadata"]["uid"]
+        if runtime is not None and runtime.manages(uid):
+            try:
+                runtime.log_lines(uid, container_name, previous)
+            except LookupError as error:
+                raise bad_request(str(error)) from None
+            return lambda: runtime.log_lines(uid, container_name, previous) or []
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"], container_name)
+        return lambda: list(self.state.pod_logs.get(key, []))
+
     async def service_proxy(self, request, namespace, name_port, tail):
         try:
             _scheme, name, port = service_proxy.parse_proxy_target(name_port)
-            service = self.state.objects.get(self.state.type_of("v1", "Service"), namespace, name)
-            port_entry = service_proxy.resolve_service_port(service, port)
+            target = self._mapped_service_backend(namespace, name, port)
+            if target is None:
+                target = self._service_endpoint(namespace, name_port, name, port)
         except service_proxy.ProxyError as error:
             raise ApiError(error.code, error.reason, str(error)) from None
-        backends = self.state.service_backends
-        target = None
-        for candidate in (str(port_entry.get("port")), port_entry.get("name") or "", port):
-            target = target or backends.get((namespace, name, candidate))
-        if target is None:
-            raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
         # The real server drops the client's Authorization header once it has authenticated the request.
         return await service_proxy.proxy_request(request, target, tail, strip_authorization=True)
+
+    def _mapped_service_backend(self, namespace, name, port):
+        """The URL a test mapped to this Service port with the admin API (it wins over the Endpoints), or None."""
+        service = self.state.objects.peek(self.state.type_of("v1", "Service"), namespace, name)
+        if service is None:
+            return None
+        candidates = [port]
+        with contextlib.suppress(service_proxy.ProxyError):
+            entry = service_proxy.resolve_service_port(service, port)
+            candidates += [str(entry.get("port")), entry.get("name") or ""]
+        backends = self.state.service_backends
+        return next((backends[(namespace, name, c)] for c in candidates if (namespace, name, c) in backends), None)
+
+    def _service_endpoint(self, namespace, name_port, name, port):
+        """Where kube-apiserver would send the request: a ready endpoint of the Service's Endpoints object."""
+        objects = self.state.objects
+        port_name = port
+        if service_proxy.is_port_number(port):  # only a number needs the Service, to learn the port's name
+            service = objects.get(self.state.type_of("v1", "Service"), namespace, name)
+            port_name = service_proxy.resolve_service_port(service, port).get("name") or ""
+        endpoints = objects.get(self.state.type_of("v1", "Endpoints"), namespace, name)
+        pod_type = self.state.type_of("v1", "Pod")
+        return service_proxy.endpoint_base_url(
+            endpoints, name_port, port_name, lambda pod_name: objects.peek(pod_type, namespace, pod_name)
+        )
 
     # ---- /testbed/v1 admin API ----------------------------------------------------------------------------
     async def admin(self, request, parts):

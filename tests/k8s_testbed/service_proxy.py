@@ -1,17 +1,19 @@
 # Copyright: contributors to llmops.ray_vllm
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ``services/{name}/proxy`` subresource: target parsing, port resolution and HTTP forwarding.
+"""The ``services/{name}/proxy`` subresource: target parsing, endpoint choice and HTTP forwarding.
 
 Behaviour follows kube-apiserver: the ``{name}`` segment is ``[scheme:]name[:port]`` (``net.SplitSchemeNamePort``;
 scheme ``http``/``https``/empty, anything else is ``400 invalid service request "..."``); a numeric port is mapped
-to the Service port of that number (``503 no service port N found for service "svc"``), and the port *name* then
-selects the endpoint port (``503 no endpoints available for service "svc"`` when none matches, so an unnamed
-request only works for a Service whose single port is unnamed). The proxy transport adds ``X-Forwarded-Uri``/
-``-Host``/``-Proto``, rewrites same-host ``Location`` redirects to go through the proxy path, and turns a failed
-dial into ``503 error trying to reach service: dial tcp ...``. The authentication filter deletes the
-``Authorization`` header from every successfully authenticated request (bearer token *and* client certificate)
-before the proxy sees it, so callers emulating an authenticating server should pass ``strip_authorization=True``.
-HTML link rewriting of ``text/html`` bodies is not emulated.
+to the name of the Service port of that number (``503 no service port N found for service "svc"``), and that name
+(or the name given, or empty) selects the endpoint: a ready address of the Service's Endpoints object, in a subset
+with a port of that name, whose ``targetRef`` is a pod of the namespace that has that IP (``endpoint_base_url``;
+``503 no endpoints available for service "svc"`` for an Endpoints object without subsets, ``... "svc:port"`` when
+no address qualifies). The proxy transport adds ``X-Forwarded-Uri``/``-Host``/``-Proto``, rewrites same-host
+``Location`` redirects to go through the proxy path, and turns a failed dial into ``503 error trying to reach
+service: dial tcp ...``. The authentication filter deletes the ``Authorization`` header from every successfully
+authenticated request (bearer token *and* client certificate) before the proxy sees it, so callers emulating an
+authenticating server should pass ``strip_authorization=True``. HTML link rewriting of ``text/html`` bodies is not
+emulated.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import posixpath
+import random
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -84,6 +87,11 @@ def parse_proxy_target(name_port: str) -> Tuple[str, str, str]:
     return scheme, name, port
 
 
+def is_port_number(port: str) -> bool:
+    """Whether the port of a proxy target is a number (as Go's ``strconv.ParseInt`` reads it) rather than a name."""
+    return port.isdigit() or (port[:1] in "+-" and port[1:].isdigit())
+
+
 def resolve_service_port(service: Dict[str, Any], port: str) -> Dict[str, Any]:
     """The ``spec.ports[]`` entry a proxy request for ``port`` (number, name or empty) goes to.
 
@@ -92,7 +100,7 @@ def resolve_service_port(service: Dict[str, Any], port: str) -> Dict[str, Any]:
     """
     name = (service.get("metadata") or {}).get("name", "")
     ports: List[Dict[str, Any]] = list((service.get("spec") or {}).get("ports") or [])
-    if port.isdigit() or (port[:1] in "+-" and port[1:].isdigit() and port[1:]):
+    if is_port_number(port):
         number = int(port)
         for entry in ports:
             if int(entry.get("port", -1)) == number:
@@ -115,6 +123,55 @@ def resolve_target_port(service_port: Dict[str, Any], pod: Optional[Dict[str, An
             if entry.get("name") == target:
                 return int(entry["containerPort"])
     raise ProxyError("no endpoints available for service port %s" % _go_quote(str(target)))
+
+
+def endpoint_base_url(
+    endpoints: Dict[str, Any], name_port: str, port_name: str, pod_named: Callable[[str], Optional[Dict[str, Any]]]
+) -> str:
+    """``<scheme>://<ip>:<port>`` of a ready endpoint for the proxy request ``name_port`` on the port ``port_name``.
+
+    As kube-apiserver 1.33 chooses (read in kubernetes ``pkg/registry/core/service/storage/storage.go``,
+    ``ResourceLocation`` and ``isValidAddress``): subsets from a random one on, those with ready addresses and a
+    port named ``port_name``; addresses from a random one on, the first whose ``targetRef`` names a pod of the
+    Endpoints' namespace (``pod_named`` looks it up) that has the address among its pod IPs. Hand-written Endpoints
+    without ``targetRef`` therefore never qualify, on a real cluster as here. Raises ProxyError (503).
+    """
+    scheme, name, _port = parse_proxy_target(name_port)
+    subsets = endpoints.get("subsets") or []
+    if not subsets:
+        raise ProxyError("no endpoints available for service %s" % _go_quote(name))
+    namespace = endpoints["metadata"].get("namespace")
+    for subset in _from_random(subsets):
+        addresses = subset.get("addresses") or []
+        for port in subset.get("ports") or []:
+            if (port.get("name") or "") != port_name:
+                continue
+            for address in _from_random(addresses):
+                if _is_pod_address(address, namespace, pod_named):
+                    return "%s://%s" % (scheme or "http", _host_port(address["ip"], int(port["port"])))
+    # The apiserver names the whole request target here, port included.
+    raise ProxyError("no endpoints available for service %s" % _go_quote(name_port))
+
+
+def _from_random(items: List[Any]) -> List[Any]:
+    """``items`` in order, starting at a random one (the apiserver spreads proxy requests this way)."""
+    if not items:
+        return []
+    start = random.randrange(len(items))
+    return items[start:] + items[:start]
+
+
+def _is_pod_address(address: Dict[str, Any], namespace: Optional[str], pod_named) -> bool:
+    reference = address.get("targetRef") or {}
+    if not reference.get("name") or reference.get("namespace") != namespace:
+        return False
+    pod = pod_named(reference["name"])
+    pod_ips = {entry.get("ip") for entry in ((pod or {}).get("status") or {}).get("podIPs") or []}
+    return address.get("ip") in pod_ips
+
+
+def _host_port(host: str, port: int) -> str:
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 # --------------------------------------------------------------------------------------------------- forwarding
@@ -153,7 +210,7 @@ def _connection_tokens(headers: Any) -> set:
 
 def _dial_error(exc: BaseException, host: str, port: int) -> str:
     """Describe a failed connect the way Go's net package does."""
-    address = "%s:%d" % (host, port) if ":" not in host else "[%s]:%d" % (host, port)
+    address = _host_port(host, port)
     os_error = getattr(exc, "os_error", None) or exc
     code = getattr(os_error, "errno", None)
     if isinstance(exc, asyncio.TimeoutError) or code == errno.ETIMEDOUT:
@@ -249,6 +306,9 @@ async def proxy_request(
             skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
         )
     except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError, asyncio.TimeoutError, OSError) as exc:
+        # kube-apiserver's proxy transport (k8s.io/apimachinery pkg/util/proxy/transport.go, Transport.RoundTrip)
+        # answers a failed round trip with a 503 ServiceUnavailable Status "error trying to reach service: <error>",
+        # where the error is Go's dial error, e.g. "dial tcp 10.244.1.2:8080: connect: connection refused".
         return status_response(
             503, "ServiceUnavailable", "error trying to reach service: %s" % _dial_error(exc, host, port)
         )

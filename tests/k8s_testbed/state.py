@@ -41,7 +41,9 @@ class TestBedState:
     # Pods the test crash-loops: (namespace, name) -> reason; nodes the test marks NotReady: names.
     crashlooping_pods: dict = field(default_factory=dict)
     not_ready_nodes: set = field(default_factory=set)
-    exec_root: str = ""  # per-pod working directories for exec live under it
+    exec_root: str = ""  # per-pod working directories for exec live under it (pods that are records)
+    runtime: object = None  # runtime.PodRuntime when pods run as containers, else None
+    images: object = None  # images.store.ImageStore: the local images such pods run
 
     def append_log(self, namespace: str, pod: str, container: str, line: str) -> None:
         self.pod_logs.setdefault((namespace, pod, container), []).append((rfc3339_nano(), line))

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from . import resources, selectors
-from .timestamps import now_rfc3339
+from .timestamps import now_rfc3339, rfc3339_after
 
 HISTORY_LENGTH = 20000
 NAMESPACE_TYPE_KEY = ("", "namespaces")
@@ -329,9 +329,21 @@ class Store:
         return served(new, resource_type), warnings
 
     def delete(
-        self, resource_type, namespace, name, *, dry_run=False, propagation="Background", preconditions=None
+        self,
+        resource_type,
+        namespace,
+        name,
+        *,
+        dry_run=False,
+        propagation="Background",
+        preconditions=None,
+        grace_period=None,
     ) -> tuple:
-        """Returns (object as deleted or as now terminating, finished: bool)."""
+        """Returns (object as deleted or as now terminating, finished: bool).
+
+        A pod on a node that has not ended is deleted gracefully, as the real server does: it gets deletionTimestamp
+        and deletionGracePeriodSeconds (``grace_period``, else its terminationGracePeriodSeconds) and stays until its
+        kubelet has stopped it and deletes it again with a grace period of 0."""
         stored = self.peek(resource_type, namespace, name)
         if stored is None:
             raise not_found(resource_type, name)
@@ -354,6 +366,9 @@ class Store:
             )
         if dry_run:
             return served(stored, resource_type), True
+        grace = _pod_grace(resource_type, stored, grace_period)
+        if grace:
+            return served(self._terminate_pod(resource_type, namespace, name, stored, grace), resource_type), False
         pending_finalizers = list(stored["metadata"].get("finalizers") or [])
         if propagation == "Foreground" and self._dependents(stored["metadata"]["uid"]):
             pending_finalizers.append("foregroundDeletion")
@@ -373,6 +388,18 @@ class Store:
             return served(new, resource_type), False
         removed = self._remove(resource_type, namespace, name, stored, orphan=propagation == "Orphan")
         return served(removed, resource_type), True
+
+    def _terminate_pod(self, resource_type, namespace, name, stored: dict, grace: int) -> dict:
+        current = stored["metadata"].get("deletionGracePeriodSeconds")
+        if current is not None and current <= grace:
+            return stored
+        new = copy.deepcopy(stored)
+        new["metadata"]["deletionTimestamp"] = rfc3339_after(grace)
+        new["metadata"]["deletionGracePeriodSeconds"] = grace
+        new["metadata"]["resourceVersion"] = str(self._next_version())
+        self._bucket(resource_type)[(namespace or "", name)] = new
+        self._emit("MODIFIED", resource_type, copy.deepcopy(new), copy.deepcopy(stored))
+        return new
 
     def _remove(self, resource_type, namespace, name, last: dict, orphan=False) -> dict:
         del self._bucket(resource_type)[(namespace or "", name)]
@@ -478,3 +505,14 @@ def _comparable(obj: dict) -> str:
     trimmed = copy.deepcopy(obj)
     trimmed["metadata"].pop("managedFields", None)
     return json.dumps(trimmed, sort_keys=True)
+
+
+def _pod_grace(resource_type, stored: dict, grace_period) -> int:
+    """The grace period a pod's deletion gets: 0 (removed at once) unless it is on a node and has not ended."""
+    if resource_type.kind != "Pod" or resource_type.group:
+        return 0
+    spec, status = stored.get("spec") or {}, stored.get("status") or {}
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return 0
+    grace = grace_period if grace_period is not None else spec.get("terminationGracePeriodSeconds", 30)
+    return max(int(grace or 0), 0)

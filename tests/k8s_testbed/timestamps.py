@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 
 def now_rfc3339() -> str:
     """Whole seconds, as metav1.Time is written (creationTimestamp, conditions, events, managedFields)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_after(seconds: float) -> str:
+    """Whole seconds, ``seconds`` from now (a pod's deletionTimestamp: when its grace period ends)."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339_nano(moment: datetime | None = None) -> str:

@@ -22,7 +22,9 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .. import defaults
+from ..images.store import image_ref
 from ..quantity import parse_quantity
+from ..store import ApiError
 from ..timestamps import now_rfc3339
 from . import base
 from .base import (
@@ -34,6 +36,7 @@ from .base import (
     set_pod_condition,
     terminated_state,
 )
+from .kubelet_containers import ContainerPods, runs_as_containers
 from .nodes import node_index, node_internal_ip, node_ready
 
 if TYPE_CHECKING:
@@ -193,21 +196,8 @@ def _unavailable_message(total: int, reasons, preemption) -> str:
 # ---- container statuses -----------------------------------------------------------------------------------------
 
 
-def _image_ref(image: str) -> str:
-    """The image as containerd reports it: with registry and tag."""
-    name = image or "busybox"
-    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    first = name.split("/", 1)[0]
-    if "/" not in name:
-        name = "docker.io/library/" + name
-    elif "." not in first and ":" not in first and first != "localhost":
-        name = "docker.io/" + name
-    return name
-
-
 def _image_id(image: str) -> str:
-    ref = _image_ref(image)
+    ref = image_ref(image)
     repository = ref.split("@", 1)[0].rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
     return f"{repository}@sha256:{hashlib.sha256(ref.encode()).hexdigest()}"
 
@@ -234,7 +224,7 @@ def _created_status(container: dict, container_id: str, started: bool, state: di
     """A container the runtime created: its image resolved and pinned, its ID."""
     return {
         "name": container["name"],
-        "image": _image_ref(container.get("image", "")),
+        "image": image_ref(container.get("image", "")),
         "imageID": _image_id(container.get("image", "")),
         "containerID": container_id,
         "ready": True,
@@ -317,6 +307,7 @@ class KubeletController(Controller):
     def __init__(self, state: TestBedState):
         super().__init__(state)
         self._crash = {}  # (namespace, name) -> monotonic time of the last emulated restart
+        self.containers = ContainerPods(self)
 
     def reconcile(self) -> None:
         nodes = {n["metadata"]["name"]: n for n in self.objects("v1", "Node")}
@@ -324,13 +315,35 @@ class KubeletController(Controller):
         usage, counts = _node_usage(nodes, pods)
         for pod in _pending(pods):
             self._schedule(pod, nodes, usage, counts)
-        for pod in list(self.objects("v1", "Pod")):
+        pods = list(self.objects("v1", "Pod"))
+        for pod in pods:
             node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name and not deleting(pod):
+            if not node_name:
+                continue
+            if deleting(pod):
+                self._finish_deletion(pod)
+            elif runs_as_containers(pod, self.state.runtime, self.state.images):
+                self.containers.sync(pod, nodes.get(node_name))
+            else:
                 self._run(pod, nodes.get(node_name))
+        if self.state.runtime is not None:
+            self.containers.sync_shared(list(self.objects("v1", "Pod")))
         for key in list(self._crash):
             if key not in self.state.crashlooping_pods:
                 del self._crash[key]
+
+    def _finish_deletion(self, pod: dict) -> None:
+        """A deleted pod on a node goes once its containers have stopped (at once for a record)."""
+        if self.containers.stopped(pod):
+            self.remove_terminated_pod(pod)
+
+    def remove_terminated_pod(self, pod: dict) -> None:
+        metadata = pod["metadata"]
+        try:
+            self.store.delete(self.rtype("v1", "Pod"), metadata["namespace"], metadata["name"], grace_period=0)
+        except ApiError as error:
+            if error.code != 404:
+                raise
 
     # -- scheduler --
     def _schedule(self, pod: dict, nodes: dict, usage: dict, counts: dict) -> None:
@@ -422,7 +435,7 @@ class KubeletController(Controller):
                 return False
         return True
 
-    def _pod_ip(self, pod: dict, node: dict | None) -> str:
+    def pod_ip(self, pod: dict, node: dict | None) -> str:
         host_ip = node_internal_ip(node) if node else "10.0.0.250"
         if (pod.get("spec") or {}).get("hostNetwork"):
             return host_ip
@@ -467,7 +480,7 @@ class KubeletController(Controller):
         """Init containers complete and the containers run, each with a log line."""
         spec = pod["spec"]
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        ip = self._pod_ip(pod, self.peek("v1", "Node", None, node_name))
+        ip = self.pod_ip(pod, self.peek("v1", "Node", None, node_name))
         status["phase"] = "Running"
         status["podIP"] = ip
         status["podIPs"] = [{"ip": ip}]

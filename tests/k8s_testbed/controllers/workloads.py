@@ -38,6 +38,7 @@ from .base import (
     terminated_state,
 )
 from .kubelet import node_matches_affinity, required_node_terms, untolerated_taint
+from .kubelet_containers import runs_as_containers
 
 JOB_RUN_SECONDS = 0.3  # how long a Job's pod runs before it finishes
 REVISION_LABEL = "controller-revision-hash"
@@ -436,10 +437,14 @@ class WorkloadsController(Controller):
             status.setdefault("startTime", stamp)
         return active + started
 
+    def _runs_as_containers(self, pod: dict) -> bool:
+        """A pod that runs as containers ends when they do, never on an emulated schedule."""
+        return runs_as_containers(pod, self.state.runtime, self.state.images)
+
     def _finish_running_pods(self, job: dict) -> None:
         outcome = self.state.requested_outcomes.get(("Job", *_namespace_and_name(job))) or {}
         for pod in self.owned("v1", "Pod", job):
-            if phase_of(pod) == "Running":
+            if phase_of(pod) == "Running" and not self._runs_as_containers(pod):
                 self._finish_pod(pod, outcome)
 
     def _start_job_pods(self, job: dict, count: int) -> list:
@@ -489,7 +494,7 @@ class WorkloadsController(Controller):
             if kind != "Pod":
                 continue
             pod = self.peek("v1", "Pod", namespace, name)
-            if pod is None or deleting(pod) or phase_of(pod) != "Running":
+            if pod is None or deleting(pod) or phase_of(pod) != "Running" or self._runs_as_containers(pod):
                 continue
             if (pod.get("spec") or {}).get("restartPolicy", "Always") in ("Never", "OnFailure"):
                 self._finish_pod(pod, outcome)
