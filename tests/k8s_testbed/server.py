@@ -710,6 +710,16 @@ class TestBed:
         pod = self._pod(namespace, name)
         command, container_name, stdin, stdout, stderr, tty = pod_exec.exec_query(request)
         container = self._container(pod, container_name)
+        streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "tty": tty}
+        runtime = self.state.runtime
+        if runtime is not None and runtime.manages(pod["metadata"]["uid"]) and command:
+            # A real container, init containers included, whatever the pod's phase: it runs or it does not.
+            argv = runtime.exec_argv(pod["metadata"]["uid"], container["name"], command)
+            if argv is None:
+                raise bad_request(f'unable to upgrade connection: container not found ("{container["name"]}")')
+            return await pod_exec.serve_exec(
+                request, pod, container["name"], command, env={}, workdir="", argv=argv, **streams
+            )
         if (pod.get("status") or {}).get("phase") != "Running":
             raise bad_request(
                 f"pod {name} does not have a host assigned"
@@ -718,15 +728,6 @@ class TestBed:
             )
         if not command:
             raise bad_request("you must specify at least 1 command")
-        streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr, "tty": tty}
-        runtime = self.state.runtime
-        if runtime is not None and runtime.manages(pod["metadata"]["uid"]):
-            argv = runtime.exec_argv(pod["metadata"]["uid"], container["name"], command)
-            if argv is None:
-                raise bad_request(f'unable to upgrade connection: container not found ("{container["name"]}")')
-            return await pod_exec.serve_exec(
-                request, pod, container["name"], command, env={}, workdir="", argv=argv, **streams
-            )
         try:
             env = pod_env.container_environment(pod, container, self._lookup)
         except pod_env.EnvResolutionError as error:

@@ -89,6 +89,8 @@ class PodWorker(threading.Thread):
         self.env = env  # runtime services: runc, cgroups, network, paths, poke
         self.pod_dir = os.path.join(env.pods_root, plan.uid)
         self._lock = threading.Lock()
+        # The newest /etc/hosts the kubelet gave; kept for a sandbox set up after an update.
+        self._hosts = plan.hosts
         self._wake = threading.Event()
         self._stop_grace = None
         self._kill_requests = set()
@@ -163,23 +165,27 @@ class PodWorker(threading.Thread):
     def _write_pod_files(self) -> dict:
         etc = os.path.join(self.pod_dir, "etc")
         os.makedirs(etc, exist_ok=True)
-        files = {
-            "/etc/hosts": self.plan.hosts,
-            "/etc/hostname": self.plan.hostname + "\n",
-            "/etc/resolv.conf": self.plan.resolv,
-        }
         written = {}
-        for target, text in files.items():
-            path = os.path.join(etc, os.path.basename(target))
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            written[target] = path
+        with self._lock:  # update_hosts skips a file that does not exist yet: write the newest one
+            files = {
+                "/etc/hosts": self._hosts,
+                "/etc/hostname": self.plan.hostname + "\n",
+                "/etc/resolv.conf": self.plan.resolv,
+            }
+            for target, text in files.items():
+                path = os.path.join(etc, os.path.basename(target))
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                written[target] = path
         return written
 
     def update_hosts(self, text: str) -> None:
         """Rewrite the pod's /etc/hosts in place (containers see it through a bind mount of the same file)."""
         path = os.path.join(self.pod_dir, "etc", "hosts")
-        if os.path.exists(path):
+        with self._lock:
+            self._hosts = text
+            if not os.path.exists(path):
+                return  # the sandbox writes it
             with open(path, encoding="utf-8") as handle:
                 if handle.read() == text:
                     return
