@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
+    crash_looping_containers,
     crds_not_established,
     image_pull_errors,
     nodes_without_gpus,
@@ -22,4 +23,5 @@ class FilterModule:
             "pod_condition_lines": pod_condition_lines,
             "crds_not_established": crds_not_established,
             "image_pull_errors": image_pull_errors,
+            "crash_looping_containers": crash_looping_containers,
         }

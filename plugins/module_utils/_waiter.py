@@ -128,8 +128,47 @@ def pod_condition_lines(pods, role_label="ray.io/node-type"):
                 line += " " + condition["reason"]
             if condition.get("message") and condition.get("reason") != "Unschedulable":
                 line += ": " + condition["message"]
+        for container in _container_statuses(pod):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] not in ("ContainerCreating", "PodInitializing"):
+                line += ", container {} {}".format(container.get("name"), _waiting_text(container, waiting))
         lines.append(line)
     return lines
+
+
+def _container_statuses(pod):
+    status = (pod or {}).get("status") or {}
+    return (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+
+
+def _waiting_text(container, waiting):
+    """``CrashLoopBackOff (restarts 3, last exit 127 Error)`` or the reason and the kubelet's message."""
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    if waiting["reason"] == "CrashLoopBackOff" and last:
+        return "CrashLoopBackOff (restarts {}, last exit {} {})".format(
+            container.get("restartCount", 0), last.get("exitCode"), last.get("reason") or ""
+        ).replace(" )", ")")
+    return waiting["reason"] + (": " + waiting["message"] if waiting.get("message") else "")
+
+
+def crash_looping_containers(pods):
+    """``[{"pod", "container", "restarts", "exit_code"}]``: the containers the kubelet keeps restarting (waiting in
+    CrashLoopBackOff, init containers included), for the gate to show their last log lines."""
+    found = []
+    for pod in pods or []:
+        for container in _container_statuses(pod):
+            if ((container.get("state") or {}).get("waiting") or {}).get("reason") != "CrashLoopBackOff":
+                continue
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            found.append(
+                {
+                    "pod": (pod.get("metadata") or {}).get("name"),
+                    "container": container.get("name"),
+                    "restarts": container.get("restartCount", 0),
+                    "exit_code": last.get("exitCode"),
+                }
+            )
+    return found
 
 
 def crds_not_established(lookups):

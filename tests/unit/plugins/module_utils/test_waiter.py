@@ -5,6 +5,7 @@ from __future__ import annotations
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     clusterpolicies_ready,
     crd_established,
+    crash_looping_containers,
     crds_not_established,
     deployment_available,
     image_pull_errors,
@@ -105,3 +106,57 @@ def test_a_pod_that_cannot_pull_its_image_is_said_to_and_a_finished_one_is_finis
     assert image_pull_errors([stuck]) == ["localhost/llmops/ray-vllm:x: ImagePullBackOff: Back-off pulling"]
     assert not pod_finished(stuck) and pod_finished({"status": {"phase": "Failed"}}) and not pod_finished(None)
     assert image_pull_errors([{"status": {"containerStatuses": [{"name": "c", "state": {"running": {}}}]}}]) == []
+
+
+def crashing_worker():
+    """A KubeRay worker pod of an image without Ray, as the test bed's runtime reports it after three exits."""
+    return {
+        "metadata": {"name": "llm-raycluster-gpu-worker-abc", "labels": {"ray.io/node-type": "worker"}},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+            "initContainerStatuses": [
+                {"name": "wait-gcs-ready", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+            ],
+            "containerStatuses": [
+                {
+                    "name": "ray",
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}},
+                    "lastState": {"terminated": {"exitCode": 127, "reason": "Error"}},
+                }
+            ],
+        },
+    }
+
+
+def test_a_crash_looping_container_is_named_with_its_restarts_and_exit_code():
+    creating = {
+        "metadata": {"name": "head", "labels": {"ray.io/node-type": "head"}},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [{"name": "ray", "state": {"waiting": {"reason": "ContainerCreating"}}}],
+        },
+    }
+    assert pod_condition_lines([crashing_worker(), creating]) == [
+        "llm-raycluster-gpu-worker-abc (worker): Running, Ready=False ContainersNotReady, "
+        "container ray CrashLoopBackOff (restarts 3, last exit 127 Error)",
+        "head (head): Pending",
+    ]
+    assert crash_looping_containers([crashing_worker(), creating, None]) == [
+        {"pod": "llm-raycluster-gpu-worker-abc", "container": "ray", "restarts": 3, "exit_code": 127}
+    ]
+    config_error = {
+        "metadata": {"name": "p"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "c",
+                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s" not found'}},
+                }
+            ]
+        },
+    }
+    assert pod_condition_lines([config_error]) == [
+        'p (?): ?, container c CreateContainerConfigError: secret "s" not found'
+    ]
