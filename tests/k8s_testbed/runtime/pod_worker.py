@@ -153,7 +153,7 @@ class PodWorker(threading.Thread):
             self.netns = self.env.network.add_pod(self.plan.uid, self.plan.ip)
             self.volume_dirs = volumes.prepare_volumes(self.plan, self.pod_dir)
             self.pod_files = self._write_pod_files()
-        except Exception as error:  # the kubelet reports every sandbox failure the same way and retries
+        except Exception as error:  # reported as the kubelet does; not retried here (README: not emulated)
             self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {error}")
             self._stop_grace = 0
             return False
