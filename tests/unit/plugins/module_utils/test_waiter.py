@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     clusterpolicies_ready,
-    crd_established,
     crash_looping_containers,
+    crd_established,
     crds_not_established,
     deployment_available,
     image_pull_errors,
