@@ -7,6 +7,11 @@ The test bed's API server validates the RayCluster against KubeRay's CRD schema 
 controller builds the head and worker pods and the head Service as KubeRay v1.4 does, its scheduler places them by
 GPUs, nodeSelector and tolerations, and its service proxy forwards the Ray gate to a real local Ray cluster (a head
 and two workers with one GPU resource each) standing in for the pods.
+
+Why a mapping and not the pods that run (the test bed's runtime, molecule/kubernetes): these are the role's GPU
+layouts, whose pods ask for nvidia.com/gpu and must show GPUs to the gate, which the CPU image's Ray cannot; and the
+image gate's outcomes here are recorded reports (tests/fixtures/images), where test_site_kubernetes_pods.py runs the
+gate's Job for real.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 # Copyright: contributors to llmops.ray_vllm
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""`site.yml -i inventories/prod` against the emulated seed cluster (tests/k8s_testbed), gates to real servers.
+"""`site.yml -i inventories/prod` with GPU plans against the emulated seed clusters (tests/k8s_testbed), gates to
+real servers.
 
-The test bed plays the cluster (API server, scheduler, kubelet, KubeRay, GPU operator); it runs no containers.
-So the two things the gates must really reach run on this machine and are mapped to the Services the roles
-create: a real Ray cluster whose workers offer one GPU each (as the plan's KubeRay layout has it) behind
-`llm-raycluster-head-svc:8265`, and a real vLLM CPU server with the API-key middleware the roles deploy behind
-`llm-vllm:8000`, serving the demo model under the seed's served name (`keyed_vllm` in conftest.py).
-Every manifest the roles send is validated by the test bed (built-in schemas and the KubeRay CRD schema; unknown
-fields are refused).
+The test bed plays the cluster (API server, scheduler, kubelet, KubeRay, GPU operator) and runs these pods as
+records: GPU plans ask for nvidia.com/gpu and vLLM's GPU command line, which the local CPU image cannot serve. So
+the two things the gates must really reach run on this machine and are mapped to the Services the roles create: a
+real Ray cluster whose workers offer one GPU each behind `llm-raycluster-head-svc:8265`, and a real vLLM CPU server
+with the API-key middleware behind `llm-vllm:8000` (`keyed_vllm` in conftest.py). Every manifest the roles send is
+validated by the test bed (built-in schemas and the KubeRay CRD schema; unknown fields are refused).
 
-Order: --check (nothing created), a real run, a second run with changed=0, teardown (model volume kept).
+The seed deployment with pods that run (--check, converge, changed=0, faults, teardown) is
+test_site_kubernetes_pods.py and molecule/kubernetes.
 """
 
 from __future__ import annotations
@@ -83,60 +84,14 @@ def three_gpu_ray():
         cluster.stop()
 
 
-def test_site_on_the_seed_cluster(tmp_path, three_gpu_ray, keyed_vllm):
-    ray = three_gpu_ray
-    with RunningTestBed(tmp_path / "testbed") as bed:
-        bed.admin("POST", "outcomes", image_check_outcome())
-        bed.admin(
-            "PUT",
-            "service-backends",
-            {
-                f"{NAMESPACE}/llm-raycluster-head-svc:8265": ray.dashboard_url,
-                f"{NAMESPACE}/llm-vllm:8000": keyed_vllm.base_url,
-            },
-        )
-        rc, output, recap = _site(bed, tmp_path, "check", "--check", "--diff")
-        assert rc == 0, output[-8000:]
-        assert _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters") == []
-        assert _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments") == []
-        assert "TP" in output  # the plan table is shown before anything changes
+@pytest.mark.parametrize("seed", ["gpu-nodes-2", "gpu-nodes-3", "gpu-nodes-64"])
+def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
+    """The plan chooses the GPU layout for the seed (2 A100 nodes), 3 A100 nodes (the seed's question) and 64 nodes
+    of 8 H200s; the gates reach real Ray and vLLM processes mapped to the Services.
 
-        rc, output, recap = _site(bed, tmp_path, "run")
-        assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
-        assert API_KEY not in output
-        clusters = _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters")
-        assert [c["status"].get("state") for c in clusters] == ["ready"]
-        group = clusters[0]["spec"]["workerGroupSpecs"][0]
-        assert group["replicas"] == 2  # the plan: TP=2 over the two A100 nodes, the head without a GPU
-        deployments = {
-            d["metadata"]["name"]: d for d in _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")
-        }
-        command = json.dumps(deployments["llm-vllm"]["spec"]["template"]["spec"]["containers"][0])
-        assert "--tensor-parallel-size" in command and "--distributed-executor-backend" in command
-
-        rc, output, recap = _site(bed, tmp_path, "rerun")
-        assert rc == 0, output[-8000:]
-        assert recap["localhost"]["changed"] == 0, output[-8000:]
-
-        rc, output, recap = run_playbook(
-            "playbooks/teardown.yml",
-            inventory="inventories/prod",
-            extra_args=["-e", f"ray_vllm_kubeconfig={bed.kubeconfig}"],
-            env=bed.env(),
-            log_path=tmp_path / "teardown.log",
-        )
-        assert rc == 0, output[-8000:]
-        assert _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters") == []
-        assert "llm-vllm" not in {
-            d["metadata"]["name"] for d in _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")
-        }
-        claims = [c["metadata"]["name"] for c in _list(bed, f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims")]
-        assert "llm-models" in claims  # the model volume stays unless asked
-
-
-@pytest.mark.parametrize("seed", ["gpu-nodes-3", "gpu-nodes-64"])
-def test_site_converges_on_other_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
-    """The plan chooses the layout for 3 A100 nodes (the seed's question) and for 64 nodes of 8 H200s.
+    Why a mapping here and not the pods that run (test_site_kubernetes_pods.py, molecule/kubernetes): these are GPU
+    plans, whose pods ask for nvidia.com/gpu and run vLLM's GPU command line, which the CPU image cannot serve; and
+    the 64-node plan asks for 65 Ray nodes, more than this machine runs.
 
     On 3 nodes the plan uses every GPU (PP=3): the local Ray cluster has exactly those 4 nodes and 3 GPUs. For 64
     nodes the plan asks 65 Ray nodes and 512 GPUs, which this machine cannot run as Ray processes: there the Ray
@@ -150,13 +105,17 @@ def test_site_converges_on_other_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm
             extra = ["-e", "ray_cluster_expected_nodes=4", "-e", "ray_cluster_expected_gpus=3"]
         rc, output, recap = _site(bed, tmp_path, "run", *extra)
         assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
+        assert API_KEY not in output
         cluster = _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters")[0]
         group = cluster["spec"]["workerGroupSpecs"][0]
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
         pods = _list(bed, f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=ray.io/node-type%3Dworker")
         listed = _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")
         command = json.dumps(next(d for d in listed if d["metadata"]["name"] == "llm-vllm")["spec"]["template"])
-        if seed == "gpu-nodes-3":
+        if seed == "gpu-nodes-2":
+            assert (group["replicas"], str(limits["nvidia.com/gpu"])) == (2, "1")
+            assert "--tensor-parallel-size" in command and "--distributed-executor-backend" in command
+        elif seed == "gpu-nodes-3":
             assert (group["replicas"], str(limits["nvidia.com/gpu"])) == (3, "1")
             assert re.search(r"--pipeline-parallel-size\W+3\b", command), command
         else:

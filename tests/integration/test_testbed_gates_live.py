@@ -10,6 +10,10 @@ bed forwards to the real local processes the test maps to those services.
 Like the real API server, the test bed removes the Authorization header once it has authenticated the request,
 so a key meant for the backend cannot pass through it in that header: vllm_health sends it as X-API-Key through
 the proxy, and the vLLM server (``keyed_vllm`` in conftest.py) runs the collection's middleware that maps it.
+
+Why a mapping and not the pods that run: the gates' edge cases need processes the test starts, stops and delays at
+will (a late worker, a server still loading); the gates through the proxy to pods that run are in
+molecule/kubernetes (verify) and test_site_kubernetes_pods.py.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ One real vLLM server (started once for the module, with the collection's X-API-K
 ``--middleware``) stands behind the Service ``llm/llm-vllm:8000`` of the test bed, so the role's gate goes through
 the API server's service proxy, which removes ``Authorization`` as a real one does, and needs a real completion.
 The tests run in order: each builds on what the one before left in the test bed.
+
+Why a mapping and not the pods that run: these tests cover the role's GPU plans, Secrets, Ingress and chat UIs,
+whose vLLM pod runs vLLM's GPU command line, which the CPU image cannot serve, and whose chat UI images cannot be
+built here; the vLLM driver serving from its container is molecule/kubernetes.
 """
 
 from __future__ import annotations
