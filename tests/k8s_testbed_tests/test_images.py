@@ -432,7 +432,7 @@ def test_gc_removes_the_layers_and_blobs_no_image_uses(store, tmp_path):
 
     assert removed["layers"] == ["sha256:" + Path(full.layer_dirs[2]).name]
     assert sorted(os.listdir(store.layers)) == sorted(Path(d).name for d in full.layer_dirs[:2])
-    used, _ = store.referenced()
+    used, _in_use = store.referenced()
     assert {"sha256:" + name for name in os.listdir(store.blobs)} == used
     assert store.resolve("localhost/test/tiny:1-lite") is not None
 

@@ -26,7 +26,7 @@ from test_runtime_pods import IMAGE, create, pod, ready
 def test_nothing_is_left_behind_after_stop(tmp_path):
     ensure_images([IMAGE])
     with RunningTestBed(tmp_path / "bed", runtime="runc") as running:
-        status, _ = running.request("POST", "/api/v1/namespaces", {"metadata": {"name": "left"}})
+        status, _body = running.request("POST", "/api/v1/namespaces", {"metadata": {"name": "left"}})
         assert status == 201
         create(running, "left", pod("sleeper", command=["sleep", "3600"], grace=30))
         ready(running, "left", "sleeper")
@@ -34,13 +34,17 @@ def test_nothing_is_left_behind_after_stop(tmp_path):
     assert not _processes_in_container_cgroups(), "no container process is left"
     assert (
         subprocess.run(
-            ["runc", "--root", os.path.join(RUNTIME_ROOT, "runc"), "list", "-q"], capture_output=True, text=True
+            ["runc", "--root", os.path.join(RUNTIME_ROOT, "runc"), "list", "-q"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         == ""
     )
     assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if RUNTIME_ROOT in line]
-    assert "llmtb-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert subprocess.run(["ip", "link", "show", "llmtb0"], capture_output=True).returncode != 0, "the bridge is gone"
+    assert "llmtb-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    bridge = subprocess.run(["ip", "link", "show", "llmtb0"], capture_output=True, check=False)
+    assert bridge.returncode != 0, "the bridge is gone"
     assert not Path(MEMORY_ROOT + MemoryCgroups().base).exists(), "no container cgroup is left"
 
 

@@ -156,7 +156,11 @@ def wait_for_port(ip: str, port: int, process: subprocess.Popen, timeout: float 
 
 def run_in_pod(pod_uid: str, *command: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["ip", "netns", "exec", network.netns_name(pod_uid), *command], capture_output=True, text=True, timeout=timeout
+        ["ip", "netns", "exec", network.netns_name(pod_uid), *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -377,7 +381,7 @@ def test_start_sweeps_what_a_crashed_owner_left(tmp_path):
 def test_router_forwards_round_robin_with_half_close(two_line_pods, router):
     targets = ((two_line_pods["a"], LINE_PORT), (two_line_pods["b"], LINE_PORT))
     router.sync([ServiceRoute("default", "lines", "10.96.0.30", 80, targets)])
-    answers = {answer_once("10.96.0.30", 80) for _ in range(4)}
+    answers = {answer_once("10.96.0.30", 80) for _turn in range(4)}
     assert answers == {"a:hi", "b:hi"}
 
     client = LineClient("10.96.0.30", 80)
@@ -403,12 +407,12 @@ def test_router_keeps_connections_to_endpoints_that_stay(two_line_pods, router):
 
     router.sync([ServiceRoute("default", "lines", "10.96.0.31", 80, (endpoint_a, endpoint_b))])
     assert to_a.ask("2") == "a:2"
-    assert {answer_once("10.96.0.31", 80) for _ in range(4)} == {"a:hi", "b:hi"}
+    assert {answer_once("10.96.0.31", 80) for _turn in range(4)} == {"a:hi", "b:hi"}
 
     router.sync([ServiceRoute("default", "lines", "10.96.0.31", 80, (endpoint_b,))])
     assert to_a.ask("3") == ""  # its endpoint left the Service: the connection is closed
     to_a.close()
-    assert {answer_once("10.96.0.31", 80) for _ in range(3)} == {"b:hi"}
+    assert {answer_once("10.96.0.31", 80) for _turn in range(3)} == {"b:hi"}
 
     # A new port of the same Service is served beside the first, which keeps its connections.
     to_b = LineClient("10.96.0.31", 80)
@@ -448,7 +452,7 @@ def test_router_skips_refusing_endpoints_and_closes_when_all_refuse(two_line_pod
     refusing = (two_line_pods["a"], LINE_PORT + 1)
     good = (two_line_pods["b"], LINE_PORT)
     router.sync([ServiceRoute("default", "lines", "10.96.0.33", 80, (refusing, good))])
-    assert {answer_once("10.96.0.33", 80) for _ in range(4)} == {"b:hi"}
+    assert {answer_once("10.96.0.33", 80) for _turn in range(4)} == {"b:hi"}
 
     router.sync([ServiceRoute("default", "lines", "10.96.0.33", 80, (refusing,))])
     started = time.monotonic()
@@ -776,7 +780,7 @@ def test_service_proxy_goes_to_a_ready_pod_endpoint(testbed, pod_network, start_
     started = time.monotonic()
     with proxy(testbed, "web:80", "/events", stream=True) as response:
         arrivals = [(time.monotonic() - started, chunk) for chunk in response.iter_content(chunk_size=None)]
-    assert b"".join(chunk for _, chunk in arrivals) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert b"".join(chunk for _stamp, chunk in arrivals) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
     assert arrivals[0][1] == b"data: 0\n\n" and arrivals[0][0] < 0.35  # streamed as it came, not buffered
     assert arrivals[-1][0] >= 0.8
 

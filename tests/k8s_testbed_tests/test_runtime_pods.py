@@ -91,6 +91,16 @@ def container_state(bed, namespace, name):
     return statuses[0]
 
 
+def restarted(entry):
+    """A container status once the container has restarted, else None (for wait_for)."""
+    return entry if entry.get("restartCount", 0) >= 1 else None
+
+
+def succeeded(result):
+    """An exec's (code, stdout, stderr) when the code is 0, else None (for wait_for)."""
+    return result if result[0] == 0 else None
+
+
 def pod_exec(bed, namespace, name, *command):
     """(exit code, stdout, stderr) of a command run in the pod's real container through the API server's exec."""
     from kubernetes import client
@@ -219,9 +229,7 @@ def test_services_resolve_and_forward_to_ready_endpoints(bed, namespace):
     for name in ("backend", f"backend.{namespace}", f"backend.{namespace}.svc.cluster.local"):
         code, out, err = wait_for(
             f"{name} answering from another pod",
-            lambda n=name: (lambda r: r if r[0] == 0 else None)(
-                pod_exec(bed, namespace, "client", "python3", "-c", fetch, f"http://{n}/")
-            ),
+            lambda n=name: succeeded(pod_exec(bed, namespace, "client", "python3", "-c", fetch, f"http://{n}/")),
             timeout=30,
         )
         assert out.strip() == "200"
@@ -330,7 +338,7 @@ def test_probes_restart_an_unhealthy_container(bed, namespace):
     )
     entry = wait_for(
         "a restart after failed liveness probes",
-        lambda: (lambda e: e if e.get("restartCount", 0) >= 1 else None)(container_state(bed, namespace, "sick")),
+        lambda: restarted(container_state(bed, namespace, "sick")),
         timeout=60,
     )
     assert entry["lastState"]["terminated"]["exitCode"] in (137, 143)
@@ -369,7 +377,7 @@ def test_admin_faults_are_real(bed, namespace):
     bed.admin("POST", f"pods/{namespace}/victim/crashloop", {})
     entry = wait_for(
         "the killed container restarting",
-        lambda: (lambda e: e if e.get("restartCount", 0) >= 1 else None)(container_state(bed, namespace, "victim")),
+        lambda: restarted(container_state(bed, namespace, "victim")),
     )
     assert entry["lastState"]["terminated"]["exitCode"] == 137
     bed.admin("DELETE", f"pods/{namespace}/victim/crashloop")

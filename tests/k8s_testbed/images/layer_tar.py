@@ -69,7 +69,7 @@ def _walk(root: str, prefix: str = ""):
 def _add_entry(tar: tarfile.TarFile, path: str, name: str) -> None:
     status = os.lstat(path)
     if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0:
-        head, _, base = name.rpartition("/")
+        head, _slash, base = name.rpartition("/")
         parent = os.lstat(os.path.dirname(path))  # a whiteout's own mtime is when overlayfs made it: noise
         tar.addfile(_empty_file(f"{head}/{WHITEOUT_PREFIX}{base}" if head else WHITEOUT_PREFIX + base, parent))
         return

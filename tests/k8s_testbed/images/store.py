@@ -55,7 +55,7 @@ def image_ref(image: str) -> str:
 
 
 def digest_hex(digest: str) -> str:
-    algorithm, _, hexdigest = digest.partition(":")
+    algorithm, _colon, hexdigest = digest.partition(":")
     if algorithm != "sha256" or len(hexdigest) != 64:
         raise ValueError(f"expected a digest 'sha256:<64 hex digits>', got {digest!r}")
     return hexdigest
@@ -313,7 +313,7 @@ def mounted_lower_dirs() -> set:
             if fields[fields.index("-") + 1] != "overlay":
                 continue
             for option in fields[-1].split(","):
-                name, _, value = option.partition("=")
+                name, _equals, value = option.partition("=")
                 if name.rstrip("+") in ("lowerdir", "upperdir", "datadir"):
                     used.update(_unescape(path) for path in value.split(":"))
     return used

@@ -364,7 +364,7 @@ class _Forwarder:
 
     async def _connect(self):
         """(endpoint, reader, writer) of the first endpoint that accepts, trying each once in round robin."""
-        for _ in range(len(self.targets)):
+        for _attempt in range(len(self.targets)):
             endpoint = self.targets[self.turn % len(self.targets)]
             self.turn += 1
             try:
