@@ -27,7 +27,6 @@ fp8 support, memory, Ray placement) is said in images/README.md.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import os
 import re
@@ -45,6 +44,7 @@ from vllm_local import _ensure_collection_importable
 _ensure_collection_importable()
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan  # noqa: E402
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._gguf_convert import original_sys_intern  # noqa: E402
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_command import (  # noqa: E402
     server_args,
     server_command,
@@ -62,26 +62,14 @@ MODEL = "/models/DeepSeek-R1-Distill-Llama-70B"
 SERVED_NAME = "deepseek-r1-distill-llama-70b"
 
 
-@contextlib.contextmanager
-def builtin_sys_intern():
-    """sys.intern as Python ships it while vLLM is imported.
-
-    Ansible replaces sys.intern with a callable object (ansible.module_utils._internal._patches: SysInternPatch) once
-    any test in this process has loaded Ansible's module_utils, and torch._dynamo, imported by vLLM, registers a
-    substitute for sys.intern that must be a function.
-    """
-    current = sys.intern
-    sys.intern = getattr(current, "unpatched_implementation", current)
-    try:
-        yield
-    finally:
-        sys.intern = current
-
-
 @pytest.fixture(scope="module")
 def vllm032():
-    """vLLM's parsers and switches, imported once for the module (importing vLLM takes seconds)."""
-    with builtin_sys_intern():
+    """vLLM's parsers and switches, imported once for the module (importing vLLM takes seconds).
+
+    Imported with Python's own sys.intern: Ansible's replacement, in place once any earlier test of this process
+    loaded Ansible's module_utils, breaks torch._dynamo's import (_gguf_convert.original_sys_intern says why).
+    """
+    with original_sys_intern():
         return _import_vllm032()
 
 
