@@ -74,7 +74,8 @@ def test_the_image_gate_refuses_the_image_without_ray(pods):
 
 def test_without_the_gate_the_raycluster_gate_reports_the_crash_loop_and_its_logs(pods):
     extra = ["-e", f"ray_cluster_image={seed_pods.SERVING_IMAGE_WITHOUT_RAY}", "-e", "ray_cluster_image_check=false"]
-    extra += ["-e", "ray_cluster_kuberay_timeout=90", "-e", "ray_cluster_kuberay_delay=5"]
+    # The head exits at once (exit 127) and waits in CrashLoopBackOff from its first restart on.
+    extra += ["-e", "ray_cluster_kuberay_timeout=45", "-e", "ray_cluster_kuberay_delay=5"]
     rc, output, recap = pods.site("crash-loop", *extra)
     flat = _flat(output)
     assert rc != 0, output[-8000:]
