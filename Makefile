@@ -20,7 +20,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test checks-and-images checks-in-turn images-timed lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test checks-and-images checks-in-turn images-timed molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
         molecule bench teardown clean images
 
 help:
@@ -142,9 +142,13 @@ test-local: setup
 test-plan: setup
 	$(BIN)/python -m pytest tests/unit tests/integration -q -k deployment_plan
 
+# The two scenarios share nothing (the hosts platform on this machine's own ports; the test bed's pods in their own
+# network namespaces), so they run side by side.
 molecule: setup
-	$(BIN)/molecule test -s default
-	$(BIN)/molecule test -s kubernetes
+	@$(MAKE) --no-print-directory -j2 --output-sync=line molecule-default molecule-kubernetes
+
+molecule-default molecule-kubernetes: setup
+	$(BIN)/molecule test -s $(@:molecule-%=%)
 
 bench: setup
 	$(BIN)/python tests/bench/bench_local.py
