@@ -17,10 +17,19 @@ The memory model mirrors what vLLM does at start-up:
   before the last, so the tightest stage decides.
 
 How a plan is made: ``PlanRequest`` holds the module's options and validates all of them once, when it is built;
-``Planner(request).plan()`` then sizes the model (dtypes, weight bytes), chooses the layout (TP, PP, the Ray
-workers), checks a user's KubeRay layout against that choice, and assembles the result dict. The planner owns the
-reasons and warnings its steps add. Messages name options through ``request.name(option)``, so a playbook can
-have them name its own variables (``option_names``).
+``Planner(request).plan()`` then sizes the model (dtypes, weight bytes), chooses the replicas and their layout,
+checks a user's KubeRay layout against that choice, and assembles the result dict. The planner owns the reasons and
+warnings its steps add. Messages name options through ``request.name(option)``, so a playbook can have them name its
+own variables (``option_names``).
+
+How replicas are chosen (``ReplicaSearch``): one replica is the fewest GPUs that hold the weights and the KV cache of
+``target_concurrency`` sequences of ``max_model_len`` tokens (vLLM's Maximum concurrency of the replica's tightest
+GPU: with TP the KV heads are split and with PP the layers, so every GPU of a replica holds the same tokens). It sits
+inside one node with TP (PP=1) when a node holds it, else over whole nodes with PP across them; the given TP or PP
+fix its shape. As many replicas run as the GPUs hold, or ``replicas``, or the layout is sized for ``max_replicas``
+(autoscaling, starting with ``min_replicas``); GPUs left over grow each replica when that keeps their number. When
+no replica holds the target, one instance takes the largest layout over the GPUs, with ``max_model_len`` lowered when
+it was not given, as the planner did before replicas.
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ DEFAULT_KV_CACHE_DTYPE = "auto"
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 DEFAULT_ALLOW_CROSS_NODE_TP = False
 DEFAULT_DEVICE = "auto"
+# Full-length sequences each replica must hold in its KV cache at once; the replica search sizes replicas for it.
+DEFAULT_TARGET_CONCURRENCY = 8
 
 PLATFORMS = ("kubernetes", "hosts")
 # What vLLM serves on: auto (GPUs where a node has one, else CPUs), or either on purpose.
@@ -96,6 +107,11 @@ OPTION_NAMES = (
     "cpu_pods",
     "worker_request_ratio",
     "device",
+    "replicas",
+    "min_replicas",
+    "max_replicas",
+    "gpu_share",
+    "target_concurrency",
 )
 
 # The keys of ray_layout.kuberay, which a kuberay_layout override may set.
@@ -115,6 +131,14 @@ KUBERAY_KEYS = {
 }
 # The least each count of a KubeRay layout may be; replicas may be 0 when the head pod carries every GPU.
 KUBERAY_MINIMUMS = {"num_gpus": 0, "replicas": 0, "min_replicas": 0, "max_replicas": 0, "num_of_hosts": 1}
+
+# vLLM 0.32's default max_num_seqs for its OpenAI server (EngineArgs._set_default_max_num_seqs_and_batched_tokens_args):
+# 1024 on GPUs of at least 70 GiB other than the A100 (H100, H200, B200), 256 on other GPUs, 128 per worker on CPU.
+# A replica runs at most that many sequences at once, so Ray Serve sends it no more (serve.max_ongoing_requests).
+VLLM_MAX_NUM_SEQS_LARGE_GPU = 1024
+VLLM_MAX_NUM_SEQS_GPU = 256
+VLLM_MAX_NUM_SEQS_CPU_WORKER = 128
+VLLM_LARGE_GPU_MIB = 70 * 1024
 
 # The largest single node the smallest-cluster search proposes (HGX-class servers carry 8 GPUs).
 LARGEST_SINGLE_NODE = 8
@@ -211,8 +235,26 @@ def pipeline_stage_layers(num_layers, pp_size):
     return partitions
 
 
+# Messages name each node up to this many; more are grouped by count, so a 1,000-node plan stays readable.
+MOST_NODES_NAMED = 8
+
+
 def _describe_nodes(nodes, usable):
-    return ", ".join("{}: {}".format(node["name"], count) for node, count in zip(nodes, usable))
+    return _per_node((node["name"], count) for node, count in zip(nodes, usable))
+
+
+def _per_node(pairs):
+    """``gpu-0: 1, gpu-1: 1`` for ``(node name, count)`` pairs; above MOST_NODES_NAMED nodes, ``64 nodes with 8``."""
+    pairs = list(pairs)
+    if len(pairs) <= MOST_NODES_NAMED:
+        return ", ".join(f"{name}: {count}" for name, count in pairs)
+    groups = {}
+    for _name, count in pairs:
+        groups[count] = groups.get(count, 0) + 1
+    return ", ".join(
+        "{} node{} with {}".format(_fmt_int(nodes), "" if nodes == 1 else "s", count)
+        for count, nodes in sorted(groups.items(), reverse=True)
+    )
 
 
 def _product(nodes, members):
@@ -580,13 +622,18 @@ def _stage_room(budget, weights_per_device, bytes_per_token, needed_blocks):
 def layout_memory(model, nodes, layout, settings):
     """stage_memory of a GPU layout on the smallest GPU among its nodes (``settings``: a MemorySettings)."""
     device_bytes = min(nodes[index]["gpu_memory_mib"] for index in layout["members"]) * MIB
-    budget = MemoryBudget(
+    budget = gpu_budget(device_bytes, settings)
+    return stage_memory(model, layout["tp"], layout["pp"], budget, settings.max_model_len)
+
+
+def gpu_budget(device_bytes, settings):
+    """The MemoryBudget of one GPU of ``device_bytes`` under ``settings`` (a MemorySettings)."""
+    return MemoryBudget(
         device_bytes=device_bytes,
         usable_bytes=device_bytes * settings.gpu_memory_utilization,
         overhead_bytes=settings.runtime_overhead_gib * GIB,
         block_size=GPU_BLOCK_SIZE,
     )
-    return stage_memory(model, layout["tp"], layout["pp"], budget, settings.max_model_len)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -622,7 +669,10 @@ class _LayoutSearch:
         layouts = []
         for unit in range(self.largest, 0, -1):
             for wanted in self._worker_counts(unit):
-                layouts.extend(self._layouts_for(self._place(unit, wanted), unit))
+                sizes = self._tp_sizes(unit, wanted)
+                if sizes:
+                    # Placing costs a pass over the nodes, so only counts some TP size suits are placed.
+                    layouts.extend(self._layouts_for(self._place(unit, wanted), unit, sizes))
         # Stable sort keeps bigger workers and then bigger TP first inside each world size.
         layouts.sort(key=lambda layout: (-layout["world"], layout["cross_node_tp"]))
         if not self.wish.cross_node and self.wish.tp is None:
@@ -640,37 +690,35 @@ class _LayoutSearch:
 
     def _place(self, unit, wanted):
         """``{node index: workers}``: ``wanted`` workers of ``unit`` GPUs, filling the nodes in order."""
-        units_by_node = {}
-        for index, count in enumerate(self.usable):
-            take = min(count // unit, wanted - sum(units_by_node.values()))
-            if take > 0:
-                units_by_node[index] = take
-        return units_by_node
+        return fill_nodes(self.usable, unit, wanted)
 
-    def _layouts_for(self, units_by_node, unit):
-        units = sum(units_by_node.values())
+    def _tp_sizes(self, unit, units):
+        """The TP sizes ``units`` workers of ``unit`` GPUs allow: the requested one, placeable, whose stages number at
+        most the layers (and the requested PP), largest first."""
         world = unit * units
-        found = []
-        for size in self.valid_tp:
-            if self.wish.tp is not None and size != self.wish.tp:
-                continue
-            if not self._tp_placeable(size, unit, units):
-                continue
-            stages = world // size
-            if stages > self.layers or (self.wish.pp is not None and stages != self.wish.pp):
-                continue
-            found.append(
-                {
-                    "tp": size,
-                    "pp": stages,
-                    "unit": unit,
-                    "units_by_node": units_by_node,
-                    "members": sorted(units_by_node),
-                    "world": world,
-                    "cross_node_tp": size > unit,
-                }
-            )
-        return found
+        return [
+            size
+            for size in self.valid_tp
+            if (self.wish.tp is None or size == self.wish.tp)
+            and self._tp_placeable(size, unit, units)
+            and world // size <= self.layers
+            and (self.wish.pp is None or world // size == self.wish.pp)
+        ]
+
+    def _layouts_for(self, units_by_node, unit, sizes):
+        world = unit * sum(units_by_node.values())
+        return [
+            {
+                "tp": size,
+                "pp": world // size,
+                "unit": unit,
+                "units_by_node": units_by_node,
+                "members": sorted(units_by_node),
+                "world": world,
+                "cross_node_tp": size > unit,
+            }
+            for size in sizes
+        ]
 
     def _tp_placeable(self, size, unit, units):
         if size <= unit:
@@ -679,9 +727,210 @@ class _LayoutSearch:
         return size > self.largest and size % unit == 0 and units % (size // unit) == 0
 
 
+def fill_nodes(usable, unit, wanted, per_node_group=1):
+    """``{node index: workers}``: ``wanted`` workers of ``unit`` GPUs, filling the nodes in order; with
+    ``per_node_group`` a node takes only whole groups of that many workers (the workers of one replica)."""
+    units_by_node = {}
+    placed = 0
+    for index, count in enumerate(usable):
+        if placed >= wanted:
+            break
+        take = min(count // unit // per_node_group * per_node_group, wanted - placed)
+        if take > 0:
+            units_by_node[index] = take
+            placed += take
+    return units_by_node
+
+
 def used_gpus_by_node(nodes, layout):
     """``{node name: GPUs the layout uses on it}``."""
     return {nodes[index]["name"]: count * layout["unit"] for index, count in layout["units_by_node"].items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# replicas: copies of the model, each a layout of its own
+
+# How many model replicas a plan runs: ``started`` at first (the result's replicas), ``most`` that its GPUs and Ray
+# layout hold (max_replicas when ``autoscaled``).
+ReplicaCount = namedtuple("ReplicaCount", "started most autoscaled")
+
+
+class ReplicaSearch:
+    """The layouts one model replica may take on the nodes, fewest GPUs first, and how many of one the nodes hold.
+
+    A replica sits inside one node (1 GPU up to the largest node's usable GPUs, TP only unless TP or PP was asked
+    for); only when no node holds it does it span 2, 3 ... of the nodes with the most usable GPUs, with PP across
+    them, in the whole workers candidate_layouts gives them (whole nodes first). Candidates come from
+    candidate_layouts on that small sub-cluster, never on every node, so a 1,000-node plan searches as fast as a
+    2-node one. Every replica is sized on the smallest GPU among the nodes, so it fits wherever Ray places it.
+    ``best`` keeps the layout that held the most sequences, for the messages.
+    """
+
+    def __init__(self, request, model):
+        usable = request.usable_gpus
+        self.request, self.model = request, model
+        self.sizes = sorted((count for count in usable if count), reverse=True)
+        self.largest = self.sizes[0]
+        memories = [node["gpu_memory_mib"] for node, count in zip(request.nodes, usable) if count]
+        self.device_mib, self.memory_mibs = min(memories), set(memories)
+        self.cap = request.gpu_cap()[0]
+        cross_node = request.allow_cross_node_tp or request.tensor_parallel_size is not None
+        self.wish = LayoutWish(request.tensor_parallel_size, request.pipeline_parallel_size, self.cap, cross_node)
+        self.sizes_asked = self.wish.tp is not None or self.wish.pp is not None
+        self.best = None
+        self._memories = {}
+        self._units = {}
+
+    def layouts(self):
+        """Every replica layout: inside one node, then over more and more nodes."""
+        yield from self.in_node()
+        yield from self.over_nodes()
+
+    def in_node(self, fewest=1):
+        """Layouts inside the largest node, from ``fewest`` GPUs up: TP only (PP=1), since PP is for replicas no node
+        holds, unless TP or PP was asked for."""
+        for gpus in range(fewest, self.largest + 1):
+            wish = self.wish._replace(max_gpus=gpus if self.cap is None else min(gpus, self.cap))
+            for layout in candidate_layouts([self.largest], self.model["facts"], wish):
+                if layout["world"] == gpus and (layout["pp"] == 1 or self.sizes_asked):
+                    yield layout
+
+    def over_nodes(self, fewest=2):
+        """Layouts spanning ``fewest`` nodes and more, each count of nodes in candidate_layouts' order."""
+        for count in range(max(fewest, 2), self._most_nodes() + 1):
+            layouts = candidate_layouts(self.sizes[:count], self.model["facts"], self.wish)
+            spanning = [layout for layout in layouts if len(layout["members"]) == count]
+            if not spanning and not self.sizes_asked:
+                # Every worker is used, so more nodes only make more stages: none fits beyond this.
+                return
+            yield from spanning
+
+    def _most_nodes(self):
+        """A replica spans at most this many nodes: each holds a whole stage, or a share of a cross-node TP group."""
+        facts = self.model["facts"]
+        stages = self.wish.pp or facts["num_hidden_layers"]
+        widest = self.wish.tp or max(valid_tensor_parallel_sizes(facts))
+        spread = widest if self.wish.cross_node and widest > self.largest else 1
+        return min(len(self.sizes), stages * spread)
+
+    def memory(self, layout, settings):
+        """stage_memory of ``layout`` on the smallest GPU (``settings``: a MemorySettings)."""
+        key = (layout["tp"], layout["pp"], settings)
+        if key not in self._memories:
+            budget = gpu_budget(self.device_mib * MIB, settings)
+            self._memories[key] = stage_memory(self.model, layout["tp"], layout["pp"], budget, settings.max_model_len)
+        return self._memories[key]
+
+    def holds(self, memory):
+        """Whether a replica with ``memory`` holds target_concurrency full sequences (vLLM's Maximum concurrency)."""
+        return memory["fits"] and memory["max_concurrency"] >= self.request.target_concurrency
+
+    def smallest(self, settings):
+        """``(layout, memory)`` of the first replica layout that holds target_concurrency sequences, or None."""
+        for layout in self.layouts():
+            memory = self.memory(layout, settings)
+            if memory["fits"] and (self.best is None or memory["max_concurrency"] > self.best[1]["max_concurrency"]):
+                self.best = (layout, memory)
+            if self.holds(memory):
+                return layout, memory
+        return None
+
+    def fixed_shape(self, settings):
+        """``(layout, memory)`` of the requested TP x PP in the fewest nodes, when it holds one sequence (or can,
+        with a shorter max_model_len that was not given); else None, and the single-instance plan says why."""
+        layout = next(iter(self.layouts()), None)
+        if layout is None:
+            return None
+        memory = self.memory(layout, settings)
+        if memory["fits"] or (not self.request.length_given and memory["blocks"] > 0):
+            return layout, memory
+        return None
+
+    def largest_keeping(self, layout, replicas, settings):
+        """``(layout, memory)`` of the largest layout, past ``layout``, of which ``replicas`` still fit and that holds
+        target_concurrency; inside one node when ``layout`` is, else over more nodes. None when there is none."""
+        spans = len(layout["members"])
+        bigger = self.in_node(layout["world"] + 1) if spans == 1 else self.over_nodes(spans + 1)
+        grown = None
+        for other in bigger:
+            if other["world"] <= (grown or (layout,))[0]["world"] or self.count(other) < replicas:
+                continue
+            memory = self.memory(other, settings)
+            if self.holds(memory):
+                grown = (other, memory)
+        return grown
+
+    def count(self, layout):
+        """How many replicas of ``layout`` the usable GPUs hold within the GPU cap: whole replicas per node when one
+        sits inside a node, else whole workers anywhere."""
+        unit, workers = layout["unit"], layout["world"] // layout["unit"]
+        group = workers if len(layout["members"]) == 1 else 1
+        key = (unit, group)
+        if key not in self._units:
+            self._units[key] = sum(count // unit // group for count in self.request.usable_gpus)
+        count = self._units[key] if group > 1 else self._units[key] // workers
+        return count if self.cap is None else min(count, self.cap // layout["world"])
+
+    def offered(self):
+        """The GPUs the replicas may use: every usable GPU, or the cap."""
+        total = sum(self.request.usable_gpus)
+        return total if self.cap is None else min(total, self.cap)
+
+    def place(self, layout, replicas):
+        """``layout`` for ``replicas`` replicas on the real nodes: their workers filled into the nodes in order, with
+        ``replica_world`` the GPUs of one replica and ``world`` those of all."""
+        unit, workers = layout["unit"], layout["world"] // layout["unit"]
+        group = workers if len(layout["members"]) == 1 else 1
+        by_node = fill_nodes(self.request.usable_gpus, unit, replicas * workers, group)
+        return dict(
+            layout,
+            units_by_node=by_node,
+            members=sorted(by_node),
+            world=unit * sum(by_node.values()),
+            replica_world=layout["world"],
+        )
+
+    def sized_on_smaller_gpu(self):
+        """Whether some nodes have larger GPUs than the one replicas are sized on."""
+        return len(self.memory_mibs) > 1
+
+    def describe_best(self):
+        """``the most one holds is 2.66, with TP=1 x PP=2 on 2 GPU(s)``, or that none holds even one sequence."""
+        if self.best is None:
+            return "none holds the weights and one such sequence"
+        layout, memory = self.best
+        return "the most one holds is {:.2f}, with TP={} x PP={} on {} GPU(s)".format(
+            memory["max_concurrency"], layout["tp"], layout["pp"], layout["world"]
+        )
+
+
+def _replica_where(layout):
+    spans = len(layout["members"])
+    return "inside one node" if spans == 1 else f"over {spans} nodes"
+
+
+def _placement_group(shape, device):
+    """One replica's Ray placement group: a bundle per GPU (with a CPU for its worker), or per CPU worker."""
+    bundle = {"GPU": 1, "CPU": 1} if device == "GPU" else {"CPU": 1}
+    return {
+        "bundles": [dict(bundle) for _ in range(shape["world"])],
+        "strategy": "STRICT_PACK" if shape["nodes"] == 1 else "PACK",
+    }
+
+
+def _bundle_text(bundle):
+    return "{" + ", ".join(f"{key}: {value}" for key, value in bundle.items()) + "}"
+
+
+def _autoscaling_result(counts, serve):
+    if not counts.autoscaled:
+        return None
+    return {
+        "min_replicas": counts.started,
+        "max_replicas": counts.most,
+        "target_ongoing_requests": serve["target_ongoing_requests"],
+        "max_ongoing_requests": serve["max_ongoing_requests"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -753,6 +1002,30 @@ def _given_or(value, default):
     return value if value is not None else default
 
 
+# What each count option means, for the message that refuses a bad value: (what it is, what to set it to).
+_COUNT_MEANINGS = {
+    "replicas": ("a replica count", "the number of model replicas to serve, or leave it unset to run as many as fit"),
+    "min_replicas": ("a replica count", "the fewest replicas autoscaling keeps running, or leave it unset for 1"),
+    "max_replicas": (
+        "a replica count",
+        "the most replicas autoscaling may run, or leave it unset for as many as the GPUs hold",
+    ),
+    "target_concurrency": (
+        "a number of sequences",
+        f"how many full-length sequences each replica must hold at once (default {DEFAULT_TARGET_CONCURRENCY})",
+    ),
+}
+
+
+def _is_whole(value, minimum):
+    return _is_number(value) and float(value).is_integer() and value >= minimum
+
+
+def _not_a_count_message(option, value, meaning):
+    what, fix = meaning
+    return f"{option}={value!r} is not {what}: expected a whole number >= 1, seen {value!r}; set {fix}."
+
+
 def smallest_ram_mib(nodes):
     """The least memory_mib among the nodes that report one, or None."""
     return min((node["memory_mib"] for node in nodes if node["memory_mib"]), default=None)
@@ -788,12 +1061,18 @@ class PlanRequest:
     cpu_pods: list | None = None
     worker_request_ratio: float = DEFAULT_WORKER_REQUEST_RATIO
     device: str = DEFAULT_DEVICE
+    replicas: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    gpu_share: float | None = None
+    target_concurrency: int = DEFAULT_TARGET_CONCURRENCY
 
     def __post_init__(self):
         # The order of the checks decides which problem is reported when several options are wrong.
         self._names = OptionNames(self.option_names)
         self._check_choices()
         self._check_ranges()
+        self._check_replica_options()
         self.head_gpus = normalise_head_gpus(self.head_gpus, self.platform, self.name)
         self.nodes = normalise_nodes(self.nodes, self.name)
         self.device_option = self.device
@@ -840,6 +1119,11 @@ class PlanRequest:
             cpu_pods=params.get("cpu_pods"),
             worker_request_ratio=_given_or(params.get("worker_request_ratio"), DEFAULT_WORKER_REQUEST_RATIO),
             device=params.get("device") or DEFAULT_DEVICE,
+            replicas=params.get("replicas"),
+            min_replicas=params.get("min_replicas"),
+            max_replicas=params.get("max_replicas"),
+            gpu_share=params.get("gpu_share"),
+            target_concurrency=_given_or(params.get("target_concurrency"), DEFAULT_TARGET_CONCURRENCY),
         )
 
     def name(self, option):
@@ -875,6 +1159,75 @@ class PlanRequest:
                 f"of its node's allocatable a worker pod requests; {DEFAULT_WORKER_REQUEST_RATIO} leaves room for the "
                 "head, the driver and the node's DaemonSets)."
             )
+
+    def _check_replica_options(self):
+        """replicas, min_replicas, max_replicas, target_concurrency, gpu_share: each alone, then together."""
+        for option in ("replicas", "min_replicas", "max_replicas", "target_concurrency"):
+            value = getattr(self, option)
+            if value is not None and not _is_whole(value, 1):
+                raise PlanError(_not_a_count_message(self.name(option), value, _COUNT_MEANINGS[option]))
+            if value is not None:
+                setattr(self, option, int(value))
+        self._check_gpu_share()
+        name = self.name
+        if self.replicas is not None and self.autoscaling:
+            option = "min_replicas" if self.min_replicas is not None else "max_replicas"
+            given = f"{name(option)}={getattr(self, option)}"
+            raise PlanError(
+                f"{name('replicas')}={self.replicas} and {given} both set how many replicas run: expected either a "
+                f"fixed count ({name('replicas')}) or an autoscaling range ({name('min_replicas')} and "
+                f"{name('max_replicas')}), seen both. Remove {name('replicas')} to autoscale, or the range to run a "
+                "fixed number."
+            )
+        low, high = self.min_replicas, self.max_replicas
+        if low is not None and high is not None and high < low:
+            raise PlanError(
+                f"{name('max_replicas')}={high} is below {name('min_replicas')}={low}: expected {name('min_replicas')} "
+                f"<= {name('max_replicas')}, seen {low} > {high}; raise {name('max_replicas')} to at least {low} or "
+                f"lower {name('min_replicas')}."
+            )
+
+    def _check_gpu_share(self):
+        share, name = self.gpu_share, self.name
+        if share is None:
+            return
+        if not (_is_number(share) and 0 < share <= 1):
+            raise PlanError(
+                f"{name('gpu_share')}={share!r} is not a share of the GPUs: expected a number above 0 and at most 1, "
+                f"seen {share!r}; set the share of the offered GPUs the plan may use (0.5 for half), or leave it unset "
+                "to use them all."
+            )
+        if self.max_gpus is not None:
+            raise PlanError(
+                f"{name('max_gpus')}={self.max_gpus} and {name('gpu_share')}={share} both cap the GPUs the plan uses: "
+                f"expected one of them, seen both; keep {name('max_gpus')} for a count or {name('gpu_share')} for a "
+                "share, and remove the other."
+            )
+
+    @property
+    def autoscaling(self):
+        """Whether Ray Serve scales the replicas (min_replicas or max_replicas was given)."""
+        return self.min_replicas is not None or self.max_replicas is not None
+
+    @property
+    def sizes_fixed(self):
+        """Whether both TP and PP were given, so the replica's shape is the user's."""
+        return self.tensor_parallel_size is not None and self.pipeline_parallel_size is not None
+
+    def gpu_cap(self):
+        """``(most GPUs the plan may use, the option that says so)``, or ``(None, None)`` without a cap."""
+        if self.max_gpus is not None:
+            return self.max_gpus, "max_gpus"
+        if self.gpu_share is not None and self.device == "GPU":
+            return int(math.floor(self.gpu_share * sum(self.usable_gpus) + 1e-9)), "gpu_share"
+        return None, None
+
+    def describe_cap(self):
+        """How reasons name the GPU cap: ``max_gpus=8`` or ``gpu_share=0.5 (8 of 16 GPUs)``."""
+        cap, option = self.gpu_cap()
+        if option == "max_gpus":
+            return f"{self.name('max_gpus')}={self.max_gpus}"
+        return f"{self.name('gpu_share')}={self.gpu_share:g} ({cap} of {sum(self.usable_gpus)} GPUs)"
 
     def _serving_device(self):
         """``GPU`` or ``CPU``: the device option, where the nodes allow it; auto takes GPUs wherever a node has one."""
@@ -964,12 +1317,24 @@ class PlanRequest:
             )
         if tp is not None and tp > max(usable) and not self.allow_cross_node_tp:
             raise PlanError(self._tp_across_nodes_message())
+        self._check_share_leaves_a_gpu()
         if tp is not None and pp is not None and tp * pp > sum(usable):
             raise PlanError(
                 f"{name('tensor_parallel_size')}={tp} x {name('pipeline_parallel_size')}={pp} = {tp * pp} GPUs, but "
                 f"the nodes offer {sum(usable)} usable GPU(s) ({_describe_nodes(nodes, usable)}); lower the sizes or "
                 "add nodes."
             )
+
+    def _check_share_leaves_a_gpu(self):
+        cap, option = self.gpu_cap()
+        if option != "gpu_share" or cap >= 1:
+            return
+        share, name, total = self.gpu_share, self.name, sum(self.usable_gpus)
+        raise PlanError(
+            f"{name('gpu_share')}={share:g} of the {total} usable GPU(s) is less than one GPU: expected a share that "
+            f"leaves at least one whole GPU (at least {1.0 / total:.3g}), seen {share:g}; raise {name('gpu_share')}, "
+            f"or set {name('max_gpus')} to a count instead."
+        )
 
     def _tp_across_nodes_message(self):
         tp, largest = self.tensor_parallel_size, max(self.usable_gpus)
@@ -1026,9 +1391,9 @@ class PlanRequest:
 
 
 class Planner:
-    """Plans one PlanRequest (validated when it was built): size the model, choose the layout, check a KubeRay
-    override against that choice, assemble the result. The planner owns ``reasons`` and ``warnings``; each step
-    appends the sentences of what it decided."""
+    """Plans one PlanRequest (validated when it was built): size the model, choose the replicas and their layout,
+    check a KubeRay override against that choice, assemble the result. The planner owns ``reasons`` and
+    ``warnings``; each step appends the sentences of what it decided."""
 
     def __init__(self, request):
         self.request = request
@@ -1069,35 +1434,315 @@ class Planner:
     # --- choose on GPUs
 
     def _choose_gpu_layout(self, model):
-        request = self.request
+        """Replicas of the smallest layout that holds target_concurrency sequences, as many as the GPUs hold (or as
+        asked); when none does, one instance over the GPUs, shortening max_model_len when it was not given."""
         self._explain_gpu_inputs()
+        search = ReplicaSearch(self.request, model)
+        if self.request.sizes_fixed:
+            found = search.fixed_shape(self.settings)
+        else:
+            found = search.smallest(self.settings)
+        if found is None:
+            return self._single_instance(model, search)
+        return self._replicated(search, found)
+
+    def _single_instance(self, model, search):
+        """One instance over the GPUs, the largest layout that fits (no replica holds target_concurrency)."""
+        request = self.request
         wish = self._wish(cross_node=request.allow_cross_node_tp or request.tensor_parallel_size is not None)
         layouts = candidate_layouts(request.usable_gpus, model["facts"], wish)
         if not layouts:
-            raise PlanError(self._no_layout_message())
+            raise PlanError(self._no_layout_message(search))
         chosen, memory = self._first_fitting(model, layouts)
         if not memory["fits"]:
-            memory = self._shorten_to_fit(model, chosen, memory)
+            memory = self._shorten_to_fit(chosen, memory, lambda layout: self._layout_memory(model, layout))
+        counts = self._single_instance_count(search)
+        self._explain_single_instance(search)
         self._explain_gpu_count(chosen)
         self._explain_tp_and_pp(chosen)
         self.reasons.append(_fit_sentence(memory, self.settings, "GPU"))
-        return {
-            "tensor_parallel_size": chosen["tp"],
-            "pipeline_parallel_size": chosen["pp"],
-            "world_size": chosen["world"],
+        chosen = dict(chosen, replica_world=chosen["world"])
+        return self._gpu_placement(chosen, chosen, memory, counts)
+
+    def _replicated(self, search, found):
+        """``found`` (layout, memory) of one replica: how many run, grown into GPUs left over, placed on the nodes."""
+        layout, memory = found
+        if not memory["fits"]:
+            memory = self._shorten_to_fit(layout, memory, lambda shape: search.memory(shape, self.settings))
+        counts = self._replica_counts(search, layout)
+        self._explain_replica(search, layout, memory)
+        self._explain_replica_count(search, layout, counts)
+        layout, memory = self._grow_into_leftover(search, (layout, memory), counts)
+        self._explain_idle_gpus(search, layout, counts)
+        self._explain_tp_and_pp(layout)
+        self.reasons.append(_fit_sentence(memory, self.settings, "GPU"))
+        return self._gpu_placement(layout, search.place(layout, counts.most), memory, counts)
+
+    def _gpu_placement(self, replica, cluster, memory, counts):
+        """The GPU placement: one replica's sizes and memory, the GPUs all replicas use, and the Ray layout."""
+        request = self.request
+        placement = {
+            "tensor_parallel_size": replica["tp"],
+            "pipeline_parallel_size": replica["pp"],
+            "world_size": replica["world"],
             "gpus_total": sum(node["gpus"] for node in request.nodes),
-            "gpus_used": chosen["world"],
+            "gpus_used": cluster["world"],
+            "gpus_idle": sum(request.usable_gpus) - cluster["world"],
             "nodes_total": len(request.nodes),
-            "nodes_used": len(chosen["members"]),
-            "cross_node_tensor_parallel": chosen["cross_node_tp"],
+            "nodes_used": len(cluster["members"]),
+            "cross_node_tensor_parallel": replica["cross_node_tp"],
             "max_model_len": self.settings.max_model_len,
             "memory": _memory_result(memory, self.settings.max_model_len, "GPU"),
-            "ray_layout": self._ray_layout(chosen),
+            "ray_layout": self._ray_layout(cluster, counts),
         }
+        shape = {"tp": replica["tp"], "pp": replica["pp"], "world": replica["world"], "nodes": len(replica["members"])}
+        placement.update(self._replica_parts(shape, memory, counts))
+        return placement
 
     def _wish(self, cross_node):
         request = self.request
-        return LayoutWish(request.tensor_parallel_size, request.pipeline_parallel_size, request.max_gpus, cross_node)
+        cap = request.gpu_cap()[0]
+        return LayoutWish(request.tensor_parallel_size, request.pipeline_parallel_size, cap, cross_node)
+
+    # --- replicas: how many, how large, and why
+
+    def _replica_counts(self, search, layout):
+        """ReplicaCount from replicas, the autoscaling range, or every replica the GPUs hold; refuses more than fit."""
+        request = self.request
+        fit = search.count(layout)
+        if request.replicas is not None:
+            self._check_replicas_fit("replicas", request.replicas, fit, layout)
+            return ReplicaCount(request.replicas, request.replicas, False)
+        if not request.autoscaling:
+            return ReplicaCount(fit, fit, False)
+        least = request.min_replicas or 1
+        most = request.max_replicas or max(fit, least)
+        option = "max_replicas" if request.max_replicas is not None else "min_replicas"
+        self._check_replicas_fit(option, most, fit, layout)
+        return ReplicaCount(least, most, True)
+
+    def _check_replicas_fit(self, option, asked, fit, layout):
+        if asked <= fit:
+            return
+        request, name = self.request, self.name
+        capped = f", capped by {request.describe_cap()}" if request.gpu_cap()[0] is not None else ""
+        if request.sizes_fixed:
+            why = f"as {name('tensor_parallel_size')} and {name('pipeline_parallel_size')} ask"
+        else:
+            why = f"to hold the weights and {self._target_sequences()} at once"
+        raise PlanError(
+            f"{name(option)}={asked} asks for more replicas than the GPUs hold: expected at most {fit}, seen {asked}. "
+            f"Each replica needs {layout['world']} GPU(s) {_replica_where(layout)} (TP={layout['tp']} x "
+            f"PP={layout['pp']}) {why}, and the nodes offer {sum(request.usable_gpus)} usable GPU(s) "
+            f"({_describe_nodes(request.nodes, request.usable_gpus)}){capped}. Fix: lower {name(option)} to {fit}, "
+            f"lower {name('target_concurrency')} or {name('max_model_len')} for smaller replicas, or add GPUs."
+        )
+
+    def _target_sequences(self):
+        """``target_concurrency=8 full 131,072-token sequences``, at the length asked for (or the model's)."""
+        request = self.request
+        return "{}={} full {}-token sequences".format(
+            self.name("target_concurrency"), request.target_concurrency, _fmt_int(request.max_model_len)
+        )
+
+    def _grow_into_leftover(self, search, found, counts):
+        """``found``, or the largest replica that keeps ``counts.most`` replicas and still holds the target, when
+        GPUs would be left over; a replica inside one node grows inside it, one over nodes over more nodes."""
+        layout, memory = found
+        left = search.offered() - counts.most * layout["world"]
+        if left <= 0 or self.request.sizes_fixed:
+            return found
+        grown = search.largest_keeping(layout, counts.most, self.settings)
+        if grown is None:
+            return found
+        bigger, bigger_memory = grown
+        self.reasons.append(
+            f"{left} GPU(s) would be left over beside {counts.most} replica(s) of {layout['world']} GPU(s), so each "
+            f"replica grows to {bigger['world']} GPU(s) {_replica_where(bigger)} (TP={bigger['tp']} x "
+            f"PP={bigger['pp']}): still {counts.most} replica(s), each holding "
+            f"{bigger_memory['max_concurrency']:.2f} full sequences instead of {memory['max_concurrency']:.2f}."
+        )
+        return grown
+
+    def _explain_replica(self, search, layout, memory):
+        request = self.request
+        holds = f"{memory['max_concurrency']:.2f} full {_fmt_int(self.settings.max_model_len)}-token sequences"
+        shape = f"{layout['world']} GPU(s) {_replica_where(layout)} with TP={layout['tp']} x PP={layout['pp']}"
+        if request.sizes_fixed:
+            text = (
+                f"Each replica is the requested {shape}; its KV cache holds {holds} at once "
+                f"({self.name('target_concurrency')} asks for {request.target_concurrency})."
+            )
+        else:
+            text = (
+                f"Each replica is the fewest GPUs that hold the weights and the KV cache of "
+                f"{self._target_sequences()} at once: {shape}, holding {memory['max_concurrency']:.2f}."
+            )
+        if search.sized_on_smaller_gpu():
+            text += (
+                f" Replicas are sized on the smallest GPU among the nodes ({_fmt_int(search.device_mib)} MiB), so "
+                "each fits wherever Ray places it."
+            )
+        self.reasons.append(text)
+
+    def _explain_replica_count(self, search, layout, counts):
+        request, name = self.request, self.name
+        capped = f" (within {request.describe_cap()})" if request.gpu_cap()[0] is not None else ""
+        described = _describe_nodes(request.nodes, request.usable_gpus)
+        total, fit = sum(request.usable_gpus), search.count(layout)
+        text = f"The {total} usable GPU(s) ({described}){capped} hold {fit} such replica(s)"
+        if request.replicas is not None:
+            text += f"; the plan runs {request.replicas}, as {name('replicas')}={request.replicas} asks."
+        elif counts.autoscaled:
+            text += (
+                f"; Ray Serve scales between {counts.started} and {counts.most} replica(s) "
+                f"({self._autoscaling_range()}), and the GPUs are laid out for {counts.most}."
+            )
+        else:
+            text += "; the plan runs them all, since the cluster is dedicated to this model."
+        self.reasons.append(text)
+
+    def _autoscaling_range(self):
+        request, name = self.request, self.name
+        low, high = request.min_replicas, request.max_replicas
+        low_text = f"{name('min_replicas')}={low}" if low is not None else f"{name('min_replicas')} unset, so 1"
+        if high is not None:
+            return f"{low_text}, {name('max_replicas')}={high}"
+        return f"{low_text}, {name('max_replicas')} unset, so as many as fit"
+
+    def _explain_idle_gpus(self, search, layout, counts):
+        total = sum(self.request.usable_gpus)
+        used = counts.most * layout["world"]
+        if used >= total:
+            return
+        why = self._why_idle(search, layout, counts)
+        self.reasons.append(f"The plan uses {used} of the {total} usable GPU(s) because {why}.")
+        self.warnings.append(f"{total - used} GPU(s) stay idle: {why}.")
+
+    def _why_idle(self, search, layout, counts):
+        request, name = self.request, self.name
+        fit, gpus = search.count(layout), layout["world"]
+        if counts.most < fit:
+            option = "replicas" if request.replicas is not None else "max_replicas"
+            return f"{name(option)}={counts.most} asks for {counts.most} replica(s) of {gpus} GPU(s)"
+        cap = request.gpu_cap()[0]
+        if cap is not None and cap < sum(request.usable_gpus) and fit == cap // gpus:
+            return f"{request.describe_cap()} caps it"
+        if len(layout["members"]) == 1:
+            return (
+                f"a replica needs {gpus} GPU(s) inside one node (TP={layout['tp']} x PP={layout['pp']}) and what the "
+                "nodes have left holds no other"
+            )
+        return (
+            f"a replica takes {gpus // layout['unit']} Ray worker(s) of {layout['unit']} GPU(s) over "
+            f"{len(layout['members'])} nodes and what the nodes have left holds no other"
+        )
+
+    def _single_instance_count(self, search):
+        """One replica; refused when more were asked for, since no replica of these GPUs holds the target."""
+        request = self.request
+        for option in ("replicas", "min_replicas", "max_replicas"):
+            asked = getattr(request, option)
+            if asked is not None and asked > 1:
+                raise PlanError(
+                    f"{self.name(option)}={asked} asks for {asked} replicas, but no replica of these GPUs holds "
+                    f"{self._target_sequences()} at once: expected a replica that holds "
+                    f"{request.target_concurrency}, seen {search.describe_best()}. Fix: lower "
+                    f"{self.name('target_concurrency')} or {self.name('max_model_len')} so that a replica holds it, "
+                    f"set {self.name(option)} to 1 to serve one instance over the GPUs, or add GPUs."
+                )
+        return ReplicaCount(1, 1, request.autoscaling)
+
+    def _explain_single_instance(self, search):
+        self.reasons.append(
+            f"No replica layout of these GPUs holds {self._target_sequences()} at once ({search.describe_best()}), "
+            "so one instance serves over the GPUs, sized as follows."
+        )
+
+    def _too_many_gpus_for_one_instance_message(self, search):
+        request = self.request
+        total, layers = sum(request.usable_gpus), request.model["facts"]["num_hidden_layers"]
+        return (
+            f"No replica holds {self._target_sequences()} at once ({search.describe_best()}), and one instance cannot "
+            f"span all {total} usable GPU(s) ({_describe_nodes(request.nodes, request.usable_gpus)}): expected at "
+            f"most one pipeline stage per layer ({layers} layers), seen {total} GPUs. Fix: lower "
+            f"{self.name('target_concurrency')} or {self.name('max_model_len')} so that a replica holds it, or cap the "
+            f"GPUs with {self.name('max_gpus')} or {self.name('gpu_share')}."
+        )
+
+    # --- what every plan says about its replicas
+
+    def _replica_parts(self, shape, memory, counts):
+        """The result's replica keys; ``shape``: one replica's tp, pp, world and nodes; ``counts``: ReplicaCount."""
+        most_seqs = self._vllm_max_num_seqs(shape, memory)
+        serve = self._serve_settings(memory, counts, most_seqs)
+        sequences = int(math.floor(memory["max_concurrency"]))
+        parts = {
+            "replicas": counts.started,
+            "autoscaling": _autoscaling_result(counts, serve),
+            "replica": {
+                "tensor_parallel_size": shape["tp"],
+                "pipeline_parallel_size": shape["pp"],
+                "gpus": shape["world"] if self.request.device == "GPU" else 0,
+                "nodes": shape["nodes"],
+                "kv_cache_tokens": int(memory["tokens"]),
+                "max_concurrency": _round(memory["max_concurrency"]),
+            },
+            "serve": serve,
+            "placement_group": _placement_group(shape, self.request.device),
+            "kv_capacity": {"tokens": counts.most * int(memory["tokens"]), "sequences": counts.most * sequences},
+        }
+        self._explain_placement_group(parts["placement_group"], shape)
+        self._explain_serving(serve, sequences, most_seqs)
+        return parts
+
+    def _serve_settings(self, memory, counts, most_seqs):
+        """Ray Serve's view of a replica: the engine, and the requests it takes at once: the full sequences its KV
+        cache holds, at least target_concurrency, at most vLLM's default max_num_seqs (``most_seqs``)."""
+        target = self.request.target_concurrency
+        holds = int(math.floor(memory["max_concurrency"]))
+        ongoing = max(target, min(holds, most_seqs))
+        single = counts.most == 1 and not counts.autoscaled
+        return {
+            "engine": "vllm" if single else "serve_llm",
+            "max_ongoing_requests": ongoing,
+            "target_ongoing_requests": target,
+        }
+
+    def _vllm_max_num_seqs(self, shape, memory):
+        """vLLM's default max_num_seqs for the replica's device: what it runs at once, whatever its KV cache holds."""
+        if self.request.device == "CPU":
+            return VLLM_MAX_NUM_SEQS_CPU_WORKER * shape["world"]
+        products = " ".join(node["gpu_product"] for node in self.request.nodes if node["gpus"]).lower()
+        if memory["device_bytes"] >= VLLM_LARGE_GPU_MIB * MIB and "a100" not in products:
+            return VLLM_MAX_NUM_SEQS_LARGE_GPU
+        return VLLM_MAX_NUM_SEQS_GPU
+
+    def _explain_placement_group(self, group, shape):
+        if group["strategy"] == "STRICT_PACK":
+            why = "a replica fits in one node, so all its bundles go there and its workers talk inside that node"
+        else:
+            why = (
+                f"a replica spans {shape['nodes']} nodes, which STRICT_PACK (all bundles on one node) cannot place; "
+                "PACK puts them on as few nodes as it can"
+            )
+        self.reasons.append(
+            f"Each replica reserves a Ray placement group of {len(group['bundles'])} bundle(s) "
+            f"{_bundle_text(group['bundles'][0])}, strategy {group['strategy']}: {why}."
+        )
+
+    def _explain_serving(self, serve, sequences, most_seqs):
+        if serve["engine"] == "vllm":
+            self.reasons.append("One replica without autoscaling: vLLM serves the model itself (serve.engine=vllm).")
+            return
+        target = f"{self.name('target_concurrency')}={serve['target_ongoing_requests']}"
+        self.reasons.append(
+            "Ray Serve LLM runs the replicas behind one endpoint and routes each request to one of them "
+            f"(serve.engine=serve_llm). A replica takes at most max_ongoing_requests={serve['max_ongoing_requests']} "
+            f"requests at once: the full sequences its KV cache holds ({sequences}), at least {target} and at most "
+            f"vLLM's default max_num_seqs ({most_seqs})"
+            + (f"; autoscaling aims at {target} ongoing requests per replica." if self.request.autoscaling else ".")
+        )
 
     def _explain_gpu_inputs(self):
         request = self.request
@@ -1144,8 +1789,9 @@ class Planner:
             },
         )
 
-    def _shorten_to_fit(self, model, chosen, memory):
-        """No max_model_len was asked for: shorten the model's own limit to what the KV cache holds."""
+    def _shorten_to_fit(self, chosen, memory, measure):
+        """No max_model_len was asked for: shorten the model's own limit to what the KV cache holds; ``measure``
+        gives a layout's memory at the shortened length."""
         fitting = memory["blocks"] * memory["block_size"]
         option = self.name("max_model_len")
         self.warnings.append(
@@ -1154,7 +1800,7 @@ class Planner:
             "to choose it yourself, or add GPUs."
         )
         self.settings = self.settings._replace(max_model_len=fitting)
-        return self._layout_memory(model, chosen)
+        return measure(chosen)
 
     # --- why this layout
 
@@ -1169,8 +1815,9 @@ class Planner:
                 "them because the cluster is dedicated to this model."
             )
             return
-        if request.max_gpus is not None and world <= request.max_gpus < usable_total:
-            why = f"{self.name('max_gpus')}={request.max_gpus} caps it"
+        cap = request.gpu_cap()[0]
+        if cap is not None and world <= cap < usable_total:
+            why = f"{request.describe_cap()} caps it"
         elif request.tensor_parallel_size is not None or request.pipeline_parallel_size is not None:
             why = "the requested {}/{} use that many".format(
                 self.name("tensor_parallel_size"), self.name("pipeline_parallel_size")
@@ -1219,12 +1866,14 @@ class Planner:
                 )
             )
 
-    def _no_layout_message(self):
+    def _no_layout_message(self, search):
         request = self.request
-        tp, pp, max_gpus = request.tensor_parallel_size, request.pipeline_parallel_size, request.max_gpus
+        tp, pp = request.tensor_parallel_size, request.pipeline_parallel_size
         tp_name, pp_name = self.name("tensor_parallel_size"), self.name("pipeline_parallel_size")
         described = _describe_nodes(request.nodes, request.usable_gpus)
-        capped = f" with {self.name('max_gpus')}={max_gpus}" if max_gpus else ""
+        capped = f" with {request.describe_cap()}" if request.gpu_cap()[0] is not None else ""
+        if search.best is not None and tp is None and pp is None:
+            return self._too_many_gpus_for_one_instance_message(search)
         if tp is not None and pp is not None:
             return (
                 f"No placement of {tp_name}={tp} x {pp_name}={pp} fits the nodes ({described}): every Ray worker "
@@ -1249,7 +1898,7 @@ class Planner:
         request = self.request
         if request.tensor_parallel_size is not None or request.pipeline_parallel_size is not None:
             # The requested sizes do not fit; say so when the planner's own choice would.
-            wish = LayoutWish(max_gpus=request.max_gpus, cross_node=request.allow_cross_node_tp)
+            wish = LayoutWish(max_gpus=request.gpu_cap()[0], cross_node=request.allow_cross_node_tp)
             for other in candidate_layouts(request.usable_gpus, model["facts"], wish):
                 if self._layout_memory(model, other)["fits"]:
                     return text + (
@@ -1293,10 +1942,11 @@ class Planner:
 
     # --- the Ray layout
 
-    def _ray_layout(self, chosen):
+    def _ray_layout(self, chosen, counts):
+        """``chosen``: the GPUs of every replica (its ``replica_world`` GPUs per replica); ``counts``: ReplicaCount."""
         if self.request.platform == "hosts":
             return {"hosts": self._hosts_layout(chosen)}
-        return {"kuberay": self._kuberay_layout(chosen)}
+        return {"kuberay": self._kuberay_layout(chosen, counts)}
 
     def _hosts_layout(self, chosen):
         nodes = self.request.nodes
@@ -1317,7 +1967,7 @@ class Planner:
         )
         return {"head": {"name": head["name"], "num_gpus": head_used}, "workers": workers, "idle": idle}
 
-    def _kuberay_layout(self, chosen):
+    def _kuberay_layout(self, chosen, counts):
         nodes = self.request.nodes
         head = nodes[0]
         unit = chosen["unit"]
@@ -1325,15 +1975,18 @@ class Planner:
         head_used = used_gpus_by_node(nodes, chosen).get(head["name"], 0)
         head_pod_gpus = unit if self.request.head_gpus is not False and head_used else 0
         pods_per_node = _worker_pods_per_node(nodes, chosen, head_pod_gpus)
-        replicas = sum(pods_per_node.values())
-        self._explain_kuberay(chosen, head_pod_gpus, pods_per_node)
+        most = sum(pods_per_node.values())
+        # Autoscaling starts the pods of min_replicas model replicas; pods_per_node places those of max_replicas.
+        started = most - (counts.most - counts.started) * (chosen["replica_world"] // unit)
+        self._explain_kuberay(chosen, head_pod_gpus, pods_per_node, counts)
+        self._explain_kuberay_autoscaling(started, most, counts)
         cpus, memories = _pod_shares(nodes, pods_per_node)
         return {
             "head": {"num_gpus": head_pod_gpus, "node": head["name"] if head_pod_gpus else None},
             "worker_group": {
-                "replicas": replicas,
-                "min_replicas": replicas,
-                "max_replicas": replicas,
+                "replicas": started,
+                "min_replicas": started,
+                "max_replicas": most,
                 "num_of_hosts": 1,
                 "num_gpus": unit,
                 "gpu_product": _product(nodes, chosen["members"]),
@@ -1343,26 +1996,42 @@ class Planner:
             },
         }
 
-    def _explain_kuberay(self, chosen, head_pod_gpus, pods_per_node):
+    def _explain_kuberay(self, chosen, head_pod_gpus, pods_per_node, counts):
         replicas = sum(pods_per_node.values())
         ray_nodes = replicas + (1 if head_pod_gpus else 0)
+        # With autoscaling the pods placed are the most the group may have.
+        pods = f"{'maxReplicas' if counts.autoscaled else 'replicas'}={replicas}"
         if head_pod_gpus:
             self.reasons.append(
                 f"KubeRay: the head pod requests {head_pod_gpus} GPU(s) on {self.request.nodes[0]['name']} and is "
-                f"itself one of the {ray_nodes} Ray nodes with GPUs, so the worker group has replicas={replicas}, not "
+                f"itself one of the {ray_nodes} Ray nodes with GPUs, so the worker group has {pods}, not "
                 f"{ray_nodes}: counting the head again would ask for a pod no node can hold."
             )
         else:
             self.reasons.append(
                 "KubeRay: the head pod requests no GPU (num-gpus 0) and schedules beside a worker, so it is not "
-                "counted as a GPU node; the {} GPU(s) of the plan run in replicas={} worker pod(s) ({}).".format(
-                    chosen["world"], replicas, ", ".join("{}: {}".format(*item) for item in pods_per_node.items())
+                "counted as a GPU node; the {} GPU(s) of the plan run in {} worker pod(s) ({}).".format(
+                    chosen["world"], pods, _per_node(pods_per_node.items())
                 )
             )
         self.reasons.append(
-            "KubeRay worker group: numOfHosts=1 because each replica is one pod on one node (numOfHosts>1 multiplies "
-            f"pods per replica for multi-host slices), and num-gpus={chosen['unit']} per pod equals its "
+            "KubeRay worker group: numOfHosts=1 because each of its replicas is one pod on one node (numOfHosts>1 "
+            f"multiplies pods per replica for multi-host slices), and num-gpus={chosen['unit']} per pod equals its "
             "nvidia.com/gpu limit, which is what Ray detects in the container."
+        )
+
+    def _explain_kuberay_autoscaling(self, started, most, counts):
+        if not counts.autoscaled:
+            return
+        self.reasons.append(
+            f"KubeRay worker group for autoscaling: minReplicas={started} pod(s) for the {counts.started} model "
+            f"replica(s) it starts with, maxReplicas={most} for {counts.most}; "
+            + (
+                "with maxReplicas above minReplicas, enable KubeRay's autoscaler (enableInTreeAutoscaling) so the pods "
+                "follow Ray Serve's replicas."
+                if most > started
+                else "they are equal, so the worker group keeps a fixed size and Ray Serve scales within it."
+            )
         )
 
     # --- choose on CPUs
@@ -1383,15 +2052,20 @@ class Planner:
         result_memory = _memory_result(memory, self.settings.max_model_len, "CPU")
         result_memory["cpu_kvcache_space_gib"] = int(kv_space_gib)
         nodes = request.nodes
-        used = nodes[: shape["world"]] if shape["world"] <= len(nodes) else nodes
+        counts = self._cpu_replica_counts(shape)
+        replica_nodes = min(shape["world"], len(nodes))
+        # Each CPU worker of each replica takes a node of its own, as far as the nodes go.
+        used = nodes[: counts.most * shape["world"]]
+        replicas = self._replica_parts(dict(shape, nodes=replica_nodes), memory, counts)
         self.reasons.append(f"{self._why_cpu()} with TP={tp}, PP={pp} (world size {shape['world']}).")
         self._explain_unused_gpus()
-        return {
+        placement = {
             "tensor_parallel_size": tp,
             "pipeline_parallel_size": pp,
             "world_size": shape["world"],
             "gpus_total": sum(node["gpus"] for node in nodes),
             "gpus_used": 0,
+            "gpus_idle": sum(request.usable_gpus),
             "nodes_total": len(nodes),
             "nodes_used": len(used),
             "cross_node_tensor_parallel": False,
@@ -1399,6 +2073,35 @@ class Planner:
             "memory": result_memory,
             "ray_layout": _cpu_ray_layout(nodes, request.platform),
         }
+        placement.update(replicas)
+        return placement
+
+    def _cpu_replica_counts(self, shape):
+        """ReplicaCount of a CPU plan: replicas, the autoscaling range (its most defaults to what the nodes hold), or
+        one; each CPU worker takes a node of its own, so more replicas than that are refused."""
+        request = self.request
+        fit = max(1, len(request.nodes) // shape["world"])
+        if request.replicas is not None:
+            self._check_cpu_replicas_fit("replicas", request.replicas, fit, shape)
+            return ReplicaCount(request.replicas, request.replicas, False)
+        if not request.autoscaling:
+            return ReplicaCount(1, 1, False)
+        least = request.min_replicas or 1
+        most = request.max_replicas or max(fit, least)
+        option = "max_replicas" if request.max_replicas is not None else "min_replicas"
+        self._check_cpu_replicas_fit(option, most, fit, shape)
+        return ReplicaCount(least, most, True)
+
+    def _check_cpu_replicas_fit(self, option, asked, fit, shape):
+        if asked <= fit:
+            return
+        nodes = len(self.request.nodes)
+        raise PlanError(
+            f"{self.name(option)}={asked} asks for {asked} CPU replicas of {shape['world']} worker(s), but the {nodes} "
+            f"node(s) hold {fit}: expected at most {fit}, seen {asked}. Each CPU worker takes a node of its own, since "
+            f"its weights and KV cache are sized to {self.request.cpu_memory()[1]}. Fix: lower {self.name(option)} to "
+            f"{fit}, or add nodes."
+        )
 
     def _why_cpu(self):
         """Why the plan serves on CPUs: no node has a GPU, or the device option asks for CPUs."""
@@ -1838,8 +2541,9 @@ def merge_kuberay_layout(planned, override):
         if "replicas" in given and key not in given:
             group[key] = given["replicas"]
     planned_group = planned["worker_group"]
+    # pods_per_node places the most pods the group may have (max_replicas; replicas unless it autoscales).
     moved = (
-        group["replicas"] * group["num_of_hosts"] != planned_group["replicas"] * planned_group["num_of_hosts"]
+        group["max_replicas"] * group["num_of_hosts"] != planned_group["max_replicas"] * planned_group["num_of_hosts"]
         or group["num_gpus"] != planned_group["num_gpus"]
     )
     group["pods_per_node"] = {} if moved and "pods_per_node" not in given else dict(group["pods_per_node"])
@@ -1871,7 +2575,9 @@ class KuberayLayoutCheck:
         self.group = layout["worker_group"]
         self.tp = placement["tensor_parallel_size"]
         self.pp = placement["pipeline_parallel_size"]
-        self.world = placement["world_size"]
+        # The GPUs the plan's replicas start with: world_size each.
+        self.replicas = placement.get("replicas", 1)
+        self.world = placement["world_size"] * self.replicas
         self.warnings = []
 
     def run(self):
@@ -1907,9 +2613,20 @@ class KuberayLayoutCheck:
         return (
             f"ray_layout.kuberay comes from the user option {self.label}, merged over the planned layout and checked "
             f"against the plan and the nodes: the head pod has {self.head['num_gpus']} GPU(s) and {pods} have "
-            f"{group['num_gpus']} GPU(s) each, {self.gpus()} GPUs for the world size of {self.world} "
-            f"(TP={self.tp} x PP={self.pp})."
+            f"{group['num_gpus']} GPU(s) each, {self.gpus()} GPUs for the {self._planned()}."
         )
+
+    def _sizes(self):
+        """``TP=8 x PP=2``, or ``4 x TP=8 x PP=1`` for 4 replicas."""
+        sizes = f"TP={self.tp} x PP={self.pp}"
+        return sizes if self.replicas == 1 else f"{self.replicas} x {sizes}"
+
+    def _planned(self):
+        """``world size of 16 (TP=8 x PP=2)``, or ``4 replicas of world size 8 (TP=8 x PP=1), 32 GPUs``."""
+        if self.replicas == 1:
+            return f"world size of {self.world} ({self._sizes()})"
+        each = self.world // self.replicas
+        return f"{self.replicas} replicas of world size {each} (TP={self.tp} x PP={self.pp}), {self.world} GPUs"
 
     def _check_replica_range(self):
         problem = replica_range_problem(self.group, self.label)
@@ -1946,10 +2663,12 @@ class KuberayLayoutCheck:
                 f"{where} names {', '.join(unknown)}, not among the nodes: expected names from {', '.join(names)}, "
                 f"seen {', '.join(pods)}; use the nodes' names."
             )
-        expected = self.group["replicas"] * self.group["num_of_hosts"]
+        # pods_per_node places the most pods the group may have: max_replicas (replicas unless it autoscales).
+        count_key = "replicas" if self.group["max_replicas"] == self.group["replicas"] else "max_replicas"
+        expected = self.group[count_key] * self.group["num_of_hosts"]
         if sum(pods.values()) != expected:
             raise PlanError(
-                f"{where} places {sum(pods.values())} pod(s), but replicas={self.group['replicas']} x "
+                f"{where} places {sum(pods.values())} pod(s), but {count_key}={self.group[count_key]} x "
                 f"num_of_hosts={self.group['num_of_hosts']} makes {expected}: expected {expected}, seen "
                 f"{sum(pods.values())}; make them agree, or leave pods_per_node out."
             )
@@ -2002,19 +2721,20 @@ class KuberayLayoutCheck:
             )
 
     def _check_world_size(self):
-        have = self.gpus()
-        sizes = f"TP={self.tp} x PP={self.pp}"
+        have, name = self.gpus(), self.request.name
         if have < self.world:
+            what = "the plan's world size" if self.replicas == 1 else f"the plan's {self.replicas} replicas"
+            fewer = f" or {name('replicas')}" if self.replicas > 1 else ""
             raise PlanError(
-                f"{self.label} gives Ray {have} GPUs ({self._gpu_sum()}), fewer than the plan's world size: expected "
-                f"at least {self.world} ({sizes}), seen {have}; raise {self.label}.worker_group.replicas or "
-                f"num_gpus, or set {self.request.name('tensor_parallel_size')} and "
-                f"{self.request.name('pipeline_parallel_size')} to sizes whose product is at most {have}."
+                f"{self.label} gives Ray {have} GPUs ({self._gpu_sum()}), fewer than {what}: expected at least "
+                f"{self.world} ({self._sizes()}), seen {have}; raise "
+                f"{self.label}.worker_group.replicas or num_gpus, or set {name('tensor_parallel_size')} and "
+                f"{name('pipeline_parallel_size')}{fewer} to sizes whose product is at most {have}."
             )
         if have > self.world:
             self.warnings.append(
                 f"{self.label} gives Ray {have} GPUs ({self._gpu_sum()}), {have - self.world} more than the plan's "
-                f"world size of {self.world} ({sizes}); the extra GPU(s) stay idle."
+                f"{self._planned()}; the extra GPU(s) stay idle."
             )
 
     def _check_tp_groups(self):
@@ -2072,7 +2792,8 @@ def kv_capacity_from_vllm_log(log_text):
 
 
 def format_plan_table(plan):
-    """A short fixed-width table of the plan: nodes, GPUs used, TP, PP, memory per GPU and KV tokens."""
+    """A short fixed-width table of the plan: nodes, GPUs used and idle, replicas x (TP x PP), memory per GPU, KV
+    tokens per replica, and the full-length sequences all replicas hold at once."""
     header, row = _table_cells(plan)
     widths = [max(len(a), len(b)) for a, b in zip(header, row)]
     title = "deployment plan: {} on {} ({}, KV {})".format(
@@ -2093,34 +2814,45 @@ def _table_cells(plan):
     memory = plan["memory"]
     device = plan.get("device", "GPU")
     if device == "GPU":
-        gpus = "{} of {}".format(plan["gpus_used"], plan["gpus_total"])
+        gpus, idle = "{} of {}".format(plan["gpus_used"], plan["gpus_total"]), str(plan.get("gpus_idle", 0))
         per_device = "{:.1f} + {:.1f} + {:.1f} of {:.1f} GiB".format(
             memory["weights_gib"], memory["runtime_overhead_gib"], memory["kv_cache_gib"], memory["usable_gib"]
         )
     else:
-        gpus = "CPU"
+        gpus, idle = "CPU", "-"
         per_device = "{:.1f} + {:.1f} + {:.1f} GiB RAM".format(
             memory["weights_gib"], memory["runtime_overhead_gib"], memory["kv_cache_gib"]
         )
+    started, most = _table_replicas(plan)
+    count = str(started) if started == most else f"{started}-{most}"
     header = [
         "nodes",
         "GPUs used",
-        "TP",
-        "PP",
+        "idle",
+        "replicas x (TP x PP)",
         f"per {device}: weights + overhead + KV",
-        "KV tokens",
+        "KV tokens/replica",
         "seqs x max_model_len",
     ]
     row = [
         "{} of {}".format(plan["nodes_used"], plan["nodes_total"]),
         gpus,
-        str(plan["tensor_parallel_size"]),
-        str(plan["pipeline_parallel_size"]),
+        idle,
+        "{} x ({} x {})".format(count, plan["tensor_parallel_size"], plan["pipeline_parallel_size"]),
         per_device,
         _fmt_int(memory["kv_cache_tokens"]),
-        "{:.2f} x {}".format(memory["max_concurrency"], _fmt_int(plan["max_model_len"])),
+        "{:,.2f} x {}".format(most * memory["max_concurrency"], _fmt_int(plan["max_model_len"])),
     ]
     return header, row
+
+
+def _table_replicas(plan):
+    """``(replicas started, most replicas)`` of a plan; a plan without replica keys is one instance."""
+    autoscaling = plan.get("autoscaling")
+    if autoscaling:
+        return autoscaling["min_replicas"], autoscaling["max_replicas"]
+    replicas = plan.get("replicas", 1)
+    return replicas, replicas
 
 
 # ---------------------------------------------------------------------------------------------------------------------

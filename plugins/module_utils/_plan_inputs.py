@@ -27,6 +27,12 @@ PLAN_OPTION_VARIABLES = (
     ("kuberay_layout", ("ray_cluster_kuberay_layout",)),
     ("worker_request_ratio", ("ray_cluster_worker_request_ratio",)),
     ("device", ("ray_vllm_device",)),
+    ("replicas", ("ray_vllm_replicas",)),
+    ("min_replicas", ("ray_vllm_min_replicas",)),
+    ("max_replicas", ("ray_vllm_max_replicas",)),
+    ("max_gpus", ("ray_vllm_max_gpus",)),
+    ("gpu_share", ("ray_vllm_gpu_share",)),
+    ("target_concurrency", ("ray_vllm_target_concurrency",)),
 )
 # The values deployment_plan's argument spec allows; checked here so that a refusal names the variable, not the option.
 OPTION_CHOICES = {"dtype": DTYPES, "device": DEVICES}

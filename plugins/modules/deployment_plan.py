@@ -6,16 +6,24 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: deployment_plan
-short_description: Size the Ray cluster and vLLM's tensor and pipeline parallelism from the cluster's facts
+short_description: Size the Ray cluster, the model's replicas and vLLM's parallelism from the cluster's facts
 description:
-  - Decides tensor parallelism (TP), pipeline parallelism (PP) and the Ray layout for serving one model with vLLM
-    over Ray, proves that weights, runtime overhead and the KV cache for at least one O(max_model_len) sequence fit
-    every GPU, and explains each decision in RV(reasons).
-  - Uses every GPU the nodes offer, since the cluster is dedicated to the model, unless O(max_gpus) caps it.
+  - Decides how many replicas of one model to serve with vLLM over Ray, each replica's tensor parallelism (TP) and
+    pipeline parallelism (PP), and the Ray layout; proves that weights, runtime overhead and the KV cache for at
+    least one O(max_model_len) sequence fit every GPU, and explains each decision in RV(reasons).
+  - A replica is the fewest GPUs that hold the weights and the KV cache of O(target_concurrency) full
+    O(max_model_len) sequences at once, inside one node with TP where a node holds it, else over whole nodes with PP
+    across them. As many replicas run as the GPUs hold (the cluster is dedicated to the model), or O(replicas), or
+    Ray Serve autoscales them between O(min_replicas) and O(max_replicas); O(max_gpus) or O(gpu_share) caps the
+    GPUs. GPUs left over beside the replicas make each replica larger when a larger one keeps their number, else
+    they stay idle with a warning.
+  - When no replica holds O(target_concurrency) sequences (for example the model's own long context on few GPUs),
+    one instance serves over every GPU instead, with O(max_model_len) lowered to what fits when it was not given.
   - Keeps TP inside a node and spreads layers across nodes with PP; TP across nodes only with
     O(allow_cross_node_tp=true), with a warning about the network.
   - Validates O(tensor_parallel_size) and O(pipeline_parallel_size) when given (TP divides the attention heads, the
-    KV heads divide by TP or TP is a multiple of them, PP is at most the number of layers) and chooses them when not.
+    KV heads divide by TP or TP is a multiple of them, PP is at most the number of layers) and chooses them when not;
+    given, they fix the shape of every replica.
   - Fails, naming the smallest cluster of the same GPUs that would fit, when the model does not fit.
   - The first node is the Ray head. On O(platform=kubernetes) the head is a pod; the worker group never counts it
     again (the C(numOfHosts) and C(replicas) pitfall).
@@ -102,9 +110,10 @@ options:
     default: auto
   max_model_len:
     description:
-      - Tokens per sequence (prompt plus output). The KV cache must hold at least one such sequence.
-      - When unset, the model's C(max_position_embeddings) is used and lowered, with a warning, to what the KV cache
-        holds.
+      - Tokens per sequence (prompt plus output). The KV cache must hold at least one such sequence, and a replica
+        O(target_concurrency) of them.
+      - When unset, the model's C(max_position_embeddings) is used; when no replica holds O(target_concurrency) such
+        sequences, one instance over every GPU serves with it lowered, with a warning, to what the KV cache holds.
     type: int
   gpu_memory_utilization:
     description:
@@ -113,11 +122,11 @@ options:
     default: 0.9
   tensor_parallel_size:
     description:
-      - TP size to validate; chosen by the planner when unset.
+      - TP size of each replica, validated; chosen by the planner when unset.
     type: int
   pipeline_parallel_size:
     description:
-      - PP size to validate; chosen by the planner when unset.
+      - PP size of each replica, validated; chosen by the planner when unset.
     type: int
   platform:
     description:
@@ -136,8 +145,42 @@ options:
     type: raw
   max_gpus:
     description:
-      - Use at most this many GPUs. Unset means every GPU offered.
+      - Use at most this many GPUs, over all replicas. Unset means every GPU offered.
+      - Mutually exclusive with O(gpu_share).
     type: int
+  gpu_share:
+    description:
+      - The share of the offered (usable) GPUs the plan may use, above 0 and at most 1, for example V(0.5) to leave
+        half of the cluster to other work. Rounded down to whole GPUs; it must leave at least one.
+      - Mutually exclusive with O(max_gpus).
+    type: float
+  replicas:
+    description:
+      - How many replicas of the model to serve, at least 1. More than the GPUs hold is refused, saying how many fit
+        and why.
+      - Unset means as many as the GPUs hold (on CPUs, one).
+      - Mutually exclusive with O(min_replicas) and O(max_replicas).
+    type: int
+  min_replicas:
+    description:
+      - Turns on autoscaling by Ray Serve, with O(max_replicas); the fewest replicas kept running, at least 1. The
+        plan starts with this many (RV(replicas)). Unset while O(max_replicas) is set means V(1).
+    type: int
+  max_replicas:
+    description:
+      - Turns on autoscaling by Ray Serve, with O(min_replicas); the most replicas, at least O(min_replicas). The
+        Ray layout (the hosts' GPUs, the KubeRay worker group's C(max_replicas)) is sized for this many, which must
+        fit. Unset while O(min_replicas) is set means as many as the GPUs hold.
+    type: int
+  target_concurrency:
+    description:
+      - Full-length (O(max_model_len)) sequences each replica must hold in its KV cache at once; it sizes the
+        replicas (vLLM's Maximum concurrency of a replica is at least this) and is Ray Serve's
+        C(target_ongoing_requests) per replica.
+      - V(8) keeps a replica busy with batching while leaving room for more replicas; raise it for fewer, larger
+        replicas with more KV cache each, lower it for more, smaller ones.
+    type: int
+    default: 8
   allow_cross_node_tp:
     description:
       - Allow TP groups that span nodes. TP all-reduces every layer, so over the network it needs a fast fabric
@@ -247,6 +290,13 @@ notes:
     C(kv_lora_rank + qk_rope_head_dim) values per token and layer, whole on every TP rank.
   - Layers are split over PP stages as vLLM does; the stage with the least room decides.
   - KV blocks are 16 tokens on GPUs and 128 on CPUs (vLLM 0.32 defaults).
+  - A replica's KV capacity is that of its tightest GPU, since TP splits the KV heads (or MLA's latent is whole on
+    every rank) and PP splits the layers, so every GPU of a replica holds the same tokens. A replica holds
+    O(target_concurrency) sequences when vLLM's Maximum concurrency for it (KV blocks over the blocks of one
+    O(max_model_len) sequence) is at least that. Replicas are sized on the smallest GPU among the nodes.
+  - RV(serve.max_ongoing_requests) is the full sequences a replica's KV cache holds, at least O(target_concurrency)
+    and at most vLLM's default C(max_num_seqs) (1024 on H100/H200-class GPUs, 256 on others, 128 per CPU worker),
+    so Ray Serve sends a replica no more than it can run at once, and sends the rest to other replicas.
 seealso:
   - name: vLLM parallelism and scaling
     description: How vLLM combines tensor and pipeline parallelism across nodes.
@@ -280,6 +330,17 @@ EXAMPLES = r"""
       kuberay_layout: ray_cluster_kuberay_layout
   register: plan
 
+- name: Autoscale replicas of 70B on two 8 x H100 nodes between 2 and 4, each holding 16 sequences of 8096 tokens
+  llmops.ray_vllm.deployment_plan:
+    platform: kubernetes
+    nodes: "{{ cuda_check_facts.nodes }}"
+    model_path: /models/DeepSeek-R1-Distill-Llama-70B
+    max_model_len: 8096
+    target_concurrency: 16
+    min_replicas: 2
+    max_replicas: 4
+  register: plan
+
 - name: Plan the demo model on the CPUs of GPU nodes, leaving their GPUs unused
   llmops.ray_vllm.deployment_plan:
     platform: kubernetes
@@ -303,17 +364,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 tensor_parallel_size:
-  description: TP size (vLLM C(--tensor-parallel-size)).
+  description: TP size of each replica (vLLM C(--tensor-parallel-size)).
   returned: success
   type: int
   sample: 8
 pipeline_parallel_size:
-  description: PP size (vLLM C(--pipeline-parallel-size)).
+  description: PP size of each replica (vLLM C(--pipeline-parallel-size)).
   returned: success
   type: int
   sample: 2
 world_size:
-  description: TP x PP, the number of GPUs (or CPU workers) vLLM uses.
+  description: TP x PP, the number of GPUs (or CPU workers) one replica's vLLM uses.
   returned: success
   type: int
   sample: 16
@@ -323,20 +384,117 @@ gpus_total:
   type: int
   sample: 16
 gpus_used:
-  description: GPUs the plan uses.
+  description: GPUs the plan uses, all replicas together (with autoscaling, for RV(autoscaling.max_replicas)).
   returned: success
   type: int
   sample: 16
+gpus_idle:
+  description:
+    - Usable GPUs the plan leaves unused (a cap, fewer replicas asked for, or too few left for another replica; a
+      warning says which). GPUs a head keeps back (O(head_gpus)) are not usable and not counted.
+  returned: success
+  type: int
+  sample: 0
 nodes_total:
   description: Nodes given.
   returned: success
   type: int
   sample: 2
 nodes_used:
-  description: Nodes whose GPUs (or CPUs) the plan uses.
+  description: Nodes whose GPUs (or CPUs) the plan uses, all replicas together.
   returned: success
   type: int
   sample: 2
+replicas:
+  description: Replicas of the model the plan starts; with autoscaling, RV(autoscaling.min_replicas).
+  returned: success
+  type: int
+  sample: 1
+autoscaling:
+  description: Ray Serve's autoscaling of the replicas, or null for a fixed number (no O(min_replicas)/O(max_replicas)).
+  returned: success
+  type: dict
+  sample: {min_replicas: 2, max_replicas: 4, target_ongoing_requests: 8, max_ongoing_requests: 58}
+  contains:
+    min_replicas:
+      description: Fewest replicas kept running.
+      type: int
+    max_replicas:
+      description: Most replicas; the Ray layout holds this many.
+      type: int
+    target_ongoing_requests:
+      description: Ongoing requests per replica Ray Serve aims at, O(target_concurrency).
+      type: int
+    max_ongoing_requests:
+      description: The same as RV(serve.max_ongoing_requests).
+      type: int
+replica:
+  description: One replica of the model.
+  returned: success
+  type: dict
+  sample: {tensor_parallel_size: 8, pipeline_parallel_size: 2, gpus: 16, nodes: 2, kv_cache_tokens: 2512288,
+           max_concurrency: 15.33}
+  contains:
+    tensor_parallel_size:
+      description: Its TP size, the same as RV(tensor_parallel_size).
+      type: int
+    pipeline_parallel_size:
+      description: Its PP size, the same as RV(pipeline_parallel_size).
+      type: int
+    gpus:
+      description: Its GPUs, TP x PP (0 on CPU).
+      type: int
+    nodes:
+      description: Nodes one replica spans.
+      type: int
+    kv_cache_tokens:
+      description: Tokens its KV cache holds, the same as RV(memory.kv_cache_tokens).
+      type: int
+    max_concurrency:
+      description: Full O(max_model_len) sequences it holds at once (vLLM's Maximum concurrency).
+      type: float
+serve:
+  description: How the replicas are served.
+  returned: success
+  type: dict
+  sample: {engine: vllm, max_ongoing_requests: 15, target_ongoing_requests: 8}
+  contains:
+    engine:
+      description: V(vllm) (vLLM's own server) for one replica without autoscaling, else V(serve_llm) (Ray Serve
+        LLM routing requests to the replicas).
+      type: str
+    max_ongoing_requests:
+      description: Requests Ray Serve sends one replica at once; see the notes for how it is derived.
+      type: int
+    target_ongoing_requests:
+      description: Ongoing requests per replica autoscaling aims at, O(target_concurrency).
+      type: int
+placement_group:
+  description: The Ray placement group each replica reserves.
+  returned: success
+  type: dict
+  sample: {bundles: [{GPU: 1, CPU: 1}, {GPU: 1, CPU: 1}], strategy: PACK}
+  contains:
+    bundles:
+      description: "One C({GPU: 1, CPU: 1}) bundle per GPU of a replica; on CPU one C({CPU: 1}) per worker."
+      type: list
+      elements: dict
+    strategy:
+      description: V(STRICT_PACK) when a replica sits in one node, V(PACK) when it spans nodes (RV(reasons) says
+        why).
+      type: str
+kv_capacity:
+  description: The KV cache of all replicas together (with autoscaling, of RV(autoscaling.max_replicas)).
+  returned: success
+  type: dict
+  sample: {tokens: 2512288, sequences: 15}
+  contains:
+    tokens:
+      description: Tokens.
+      type: int
+    sequences:
+      description: Whole O(max_model_len) sequences held at once, the expected concurrency at full length.
+      type: int
 cross_node_tensor_parallel:
   description: Whether a TP group spans nodes.
   returned: success
@@ -422,7 +580,7 @@ model:
       type: str
       sample: exact, metadata.total_size of model.safetensors.index.json (0 of 17 shards on disk)
 memory:
-  description: Memory of one GPU (or CPU worker) of the tightest pipeline stage.
+  description: Memory of one GPU (or CPU worker) of the tightest pipeline stage of one replica.
   returned: success
   type: dict
   contains:
@@ -507,8 +665,8 @@ ray_layout:
   contains:
     kuberay:
       description:
-        - The RayCluster's head and its one worker group; with O(kuberay_layout), that layout merged over the
-          plan's, once checked.
+        - The RayCluster's head and its one worker group, holding the GPUs of every replica; with
+          O(kuberay_layout), that layout merged over the plan's, once checked.
       returned: when O(platform=kubernetes)
       type: dict
       contains:
@@ -518,9 +676,13 @@ ray_layout:
           sample: {num_gpus: 0, node: null}
         worker_group:
           description:
-            - C(replicas) (also C(min_replicas), C(max_replicas)), C(num_of_hosts) (always 1), C(num_gpus) per pod
-              (its C(nvidia.com/gpu) limit), C(gpu_product), C(cpus) and C(memory_mib) (the smallest share of a
-              worker node's allocatable per pod), and C(pods_per_node) (worker pods on each node).
+            - C(replicas) (worker pods; also C(min_replicas), and C(max_replicas)), C(num_of_hosts) (always 1),
+              C(num_gpus) per pod (its C(nvidia.com/gpu) limit), C(gpu_product), C(cpus) and C(memory_mib) (the
+              smallest share of a worker node's allocatable per pod), and C(pods_per_node) (worker pods on each
+              node).
+            - With autoscaling, C(replicas) and C(min_replicas) are the pods of RV(autoscaling.min_replicas) model
+              replicas, C(max_replicas) and C(pods_per_node) those of RV(autoscaling.max_replicas); with
+              C(max_replicas) above C(min_replicas) KubeRay's autoscaler must be enabled to add pods.
           type: dict
           sample: {replicas: 2, min_replicas: 2, max_replicas: 2, num_of_hosts: 1, num_gpus: 1}
     hosts:
@@ -544,8 +706,8 @@ ray_layout:
           sample: []
 vllm_args:
   description:
-    - The vLLM server arguments the plan implies, the one source of vLLM's parallelism and memory arguments; the
-      vllm_serve role builds its command line from it.
+    - The vLLM server arguments the plan implies for each replica, the one source of vLLM's parallelism and memory
+      arguments; the vllm_serve role builds its command line from it.
   returned: success
   type: dict
   sample: {tensor_parallel_size: 1, pipeline_parallel_size: 2, max_model_len: 8096, gpu_memory_utilization: 0.9,
@@ -597,7 +759,9 @@ warnings:
   type: list
   elements: str
 table:
-  description: A short table of the plan (nodes, GPUs used, TP, PP, memory per GPU, KV tokens).
+  description:
+    - A short table of the plan (nodes, GPUs used and idle, replicas x (TP x PP), memory per GPU, KV tokens per
+      replica, and the full O(max_model_len) sequences all replicas hold at once).
   returned: success
   type: str
 table_lines:
@@ -615,6 +779,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_plan i
     DEFAULT_DTYPE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_KV_CACHE_DTYPE,
+    DEFAULT_TARGET_CONCURRENCY,
     DEFAULT_WORKER_REQUEST_RATIO,
     DEVICES,
     DTYPES,
@@ -668,12 +833,19 @@ ARGUMENT_SPEC = dict(
     ),
     worker_request_ratio=dict(type="float", default=DEFAULT_WORKER_REQUEST_RATIO),
     device=dict(type="str", default=DEFAULT_DEVICE, choices=list(DEVICES)),
+    replicas=dict(type="int"),
+    min_replicas=dict(type="int"),
+    max_replicas=dict(type="int"),
+    gpu_share=dict(type="float"),
+    target_concurrency=dict(type="int", default=DEFAULT_TARGET_CONCURRENCY),
 )
 
 
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
+        # max_gpus/gpu_share and replicas/min_replicas/max_replicas are exclusive too; the request refuses those by
+        # the names option_names gives them.
         mutually_exclusive=[("model_path", "model_config")],
         required_one_of=[("model_path", "model_config")],
         required_by={"model_config": ("model_params_b",)},

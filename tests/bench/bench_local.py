@@ -5,6 +5,8 @@
 2. Cold deploy: `ansible-playbook site.yml -i inventories/local` from nothing running (the converted model is
    kept, as it is in the floor) until the play has printed its answer.
 3. Idempotent re-run: the same command again, with changed=0.
+0. The deployment planner alone: its seconds for DeepSeek-R1-Distill-Llama-70B on 2, 64 and 1,000 nodes of 8 H100s
+   (target: under 0.5 s at 1,000 nodes), printed first since it needs nothing running.
 4. The Kubernetes platform with pods that run: `site.yml -i inventories/prod` on a fresh test bed seed cluster whose
    kubelet runs containers (tests/integration/seed_pods.py: download Job, image gate Job, KubeRay head and workers,
    vLLM driver) until its gate's answer, set against the hosts platform's cold deploy of step 2 (the same model on
@@ -28,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from playbook_runner import REPO, run_playbook
+from playbook_runner import REPO, collections_path, run_playbook
 
 GCS_PORT, DASHBOARD_PORT, VLLM_PORT = 36600, 38600, 38601
 TEMP_PREFIX = "/tmp/ray-llmops-bench"
@@ -40,6 +42,11 @@ VARS = [
     "-e", "ray_cluster_dashboard_agent_port=38602",
 ]  # fmt: skip
 BIN = Path(sys.executable).parent
+# The planner's bench: the recorded 70B config (weights from its index) on nodes of 8 x H100-80GB (nvidia-smi's MiB).
+PLANNER_MODEL = REPO / "tests" / "fixtures" / "models" / "deepseek-r1-distill-llama-70b"
+PLANNER_NODE = {"gpus": 8, "gpu_memory_mib": 81559, "gpu_product": "NVIDIA H100 80GB HBM3", "cpus": 128.0}
+PLANNER_NODE_COUNTS = (2, 64, 1000)
+PLANNER_TARGET_S = 0.5
 MODEL = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
 
@@ -113,7 +120,39 @@ def floor():
         time.sleep(2)
 
 
+def planner_timing(repeats=3):
+    """``[(nodes, plan, seconds)]``: the best of ``repeats`` runs of build_plan at each of PLANNER_NODE_COUNTS."""
+    sys.path.insert(0, str(collections_path()))
+    from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
+
+    model = dp.resolve_model(model_path=str(PLANNER_MODEL), model_name="DeepSeek-R1-Distill-Llama-70B")
+    rows = []
+    for count in PLANNER_NODE_COUNTS:
+        nodes = [dict(PLANNER_NODE, name=f"gpu-{index}", memory_mib=2 * 1024**2) for index in range(count)]
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            plan = dp.build_plan(nodes, model, "kubernetes")
+            seconds.append(time.perf_counter() - start)
+        rows.append((count, plan, min(seconds)))
+    return rows
+
+
+def print_planner_timing():
+    print("| planner: 70B on nodes x 8 H100 | seconds | replicas x (TP x PP) | target | met |")
+    print("| --- | --- | --- | --- | --- |")
+    for count, plan, seconds in planner_timing():
+        shape = "{} x ({} x {})".format(plan["replicas"], plan["tensor_parallel_size"], plan["pipeline_parallel_size"])
+        print(
+            f"| {count:,} nodes | {seconds:.4f} | {shape} | < {PLANNER_TARGET_S} s | "
+            f"{'yes' if seconds < PLANNER_TARGET_S else 'no'} |",
+            flush=True,
+        )
+    print()
+
+
 def main():
+    print_planner_timing()
     if not (MODEL / "config.json").exists():
         print("Converting the demo model first (not timed) ...", flush=True)
         rc, out, _recap = run_playbook("site.yml", extra_args=VARS)

@@ -385,16 +385,18 @@ PLANS = [
         id="70B-2x4-L40S",
     ),
     pytest.param(
-        # Uneven nodes (8, 8, 4 H200): workers of 4 GPUs use all 20, two pods on each 8-GPU node.
+        # Uneven nodes (8, 8, 4 H200): the weights (131.4 GiB) need two H200s, and TP=2 holds 46 sequences of 8096
+        # tokens, so 10 replicas of TP=2 use all 20 GPUs, one worker pod each: four on each 8-GPU node, two on the
+        # 4-GPU one. (Before replicas, one instance took all 20 as TP=4 x PP=5.)
         dict(model=distill_70b, nodes=gpu_nodes("H200", 8, 8, 4), platform="kubernetes", max_model_len=8096),
-        dict(tensor_parallel_size=4, pipeline_parallel_size=5, world_size=20, gpus_used=20),
-        dict(stage_layers=[16, 16, 16, 16, 16], fits=True),
+        dict(tensor_parallel_size=2, pipeline_parallel_size=1, world_size=2, gpus_used=20, replicas=10, gpus_idle=0),
+        dict(stage_layers=[80], fits=True),
         dict(
             worker_group={
-                "replicas": 5,
+                "replicas": 10,
                 "num_of_hosts": 1,
-                "num_gpus": 4,
-                "pods_per_node": {"gpu-0": 2, "gpu-1": 2, "gpu-2": 1},
+                "num_gpus": 2,
+                "pods_per_node": {"gpu-0": 4, "gpu-1": 4, "gpu-2": 2},
             }
         ),
         id="uneven-8-8-4-H200-uses-every-GPU",
@@ -436,7 +438,24 @@ PLANS = [
         id="max_gpus-caps",
     ),
     pytest.param(
-        # Requested sizes smaller than the cluster use a subset and leave the rest idle (with a warning).
+        # Requested sizes smaller than the cluster, and one replica asked for: a subset is used and the rest stays idle
+        # (with a warning).
+        dict(
+            model=smollm2,
+            nodes=gpu_nodes("L40S", 1, 1),
+            platform="hosts",
+            max_model_len=2048,
+            tensor_parallel_size=1,
+            pipeline_parallel_size=1,
+            replicas=1,
+        ),
+        dict(tensor_parallel_size=1, pipeline_parallel_size=1, world_size=1, gpus_used=1, gpus_total=2),
+        dict(fits=True, kv_cache_bytes_per_token=30 * 2 * 3 * 64 * 2),
+        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[], idle=["gpu-1"]),
+        id="requested-sizes-use-a-subset",
+    ),
+    pytest.param(
+        # The same sizes without a replica count: the replica follows them, and as many replicas run as fit.
         dict(
             model=smollm2,
             nodes=gpu_nodes("L40S", 1, 1),
@@ -445,10 +464,10 @@ PLANS = [
             tensor_parallel_size=1,
             pipeline_parallel_size=1,
         ),
-        dict(tensor_parallel_size=1, pipeline_parallel_size=1, world_size=1, gpus_used=1, gpus_total=2),
-        dict(fits=True, kv_cache_bytes_per_token=30 * 2 * 3 * 64 * 2),
-        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[], idle=["gpu-1"]),
-        id="requested-sizes-use-a-subset",
+        dict(tensor_parallel_size=1, pipeline_parallel_size=1, world_size=1, gpus_used=2, replicas=2, gpus_idle=0),
+        dict(fits=True),
+        dict(head={"name": "gpu-0", "num_gpus": 1}, workers=[{"name": "gpu-1", "num_gpus": 1}], idle=[]),
+        id="requested-sizes-replicated",
     ),
     pytest.param(
         # Only PP requested: the planner picks the TP that fills the node around it.
@@ -573,10 +592,13 @@ def test_format_plan_table_for_the_seed():
     plan = dp.build_plan(
         model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="kubernetes", max_model_len=8096
     )
+    # Replicas x (TP x PP) and the idle GPUs are columns since the planner decides replicas.
     assert dp.format_plan_table(plan).splitlines() == [
         "deployment plan: DeepSeek-R1-Distill-Llama-70B on kubernetes (bfloat16, KV bfloat16)",
-        "nodes   GPUs used  TP  PP  per GPU: weights + overhead + KV  KV tokens  seqs x max_model_len",
-        "2 of 2  2 of 2     1   2   65.7 + 3.0 + 3.3 of 72.0 GiB      21,568     2.66 x 8,096",
+        "nodes   GPUs used  idle  replicas x (TP x PP)  per GPU: weights + overhead + KV  KV tokens/replica  "
+        "seqs x max_model_len",
+        "2 of 2  2 of 2     0     1 x (1 x 2)           65.7 + 3.0 + 3.3 of 72.0 GiB      21,568             "
+        "2.66 x 8,096",
     ]
 
 
@@ -722,6 +744,329 @@ def test_failures_name_the_value_and_the_fix(options, message):
 def test_model_config_without_params_asks_for_them():
     with pytest.raises(dp.PlanError, match="model_config was given without model_params_b"):
         dp.resolve_model(model_config=model_config("deepseek-r1"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# replicas: the planner decides how many copies of the model run, and how large each is
+
+
+def test_70b_on_64_nodes_of_8_h200_runs_replicas_inside_the_nodes():
+    # Before replicas, one instance took every GPU: TP=8 x PP=64. Now each replica is the fewest GPUs that hold
+    # 8 sequences of the model's 131,072 tokens: TP=2 holds 2.88, TP=4 holds 9.05, so two replicas per node.
+    plan = dp.build_plan(model=distill_70b(), nodes=gpu_nodes("H200", *[8] * 64), platform="kubernetes")
+    assert (plan["tensor_parallel_size"], plan["pipeline_parallel_size"], plan["world_size"]) == (4, 1, 4)
+    assert plan["replicas"] >= 64 and plan["replicas"] == 128
+    assert plan["replica"]["nodes"] == 1 and plan["placement_group"]["strategy"] == "STRICT_PACK"
+    assert (plan["gpus_used"], plan["gpus_idle"], plan["max_model_len"]) == (512, 0, 131072)
+    assert plan["replica"]["max_concurrency"] >= 8 and plan["memory"]["max_concurrency"] == 9.05
+    assert plan["kv_capacity"] == {
+        "tokens": 128 * plan["memory"]["kv_cache_tokens"],
+        "sequences": 128 * plan["memory"]["max_concurrent_sequences"],
+    }
+    assert plan["serve"] == {"engine": "serve_llm", "max_ongoing_requests": 9, "target_ongoing_requests": 8}
+    assert plan["autoscaling"] is None
+    group = plan["ray_layout"]["kuberay"]["worker_group"]
+    assert (group["replicas"], group["min_replicas"], group["max_replicas"], group["num_gpus"]) == (128, 128, 128, 4)
+    assert set(group["pods_per_node"].values()) == {2} and len(group["pods_per_node"]) == 64
+    assert plan["warnings"] == []
+
+
+def test_70b_on_1000_nodes_of_8_h100_plans():
+    # It failed with "No layout fits the nodes": one instance cannot take 8000 GPUs for 80 layers.
+    nodes = gpu_nodes("H100-80GB", *[8] * 1000)
+    plan = dp.build_plan(model=distill_70b(), nodes=nodes, platform="hosts")
+    assert (plan["replicas"], plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == (1000, 8, 1)
+    assert (plan["gpus_used"], plan["gpus_idle"], plan["nodes_used"]) == (8000, 0, 1000)
+    hosts = plan["ray_layout"]["hosts"]
+    assert hosts["head"] == {"name": "gpu-0", "num_gpus": 8} and len(hosts["workers"]) == 999
+    # A thousand nodes are counted, not named, in the reasons.
+    assert "8000 usable GPU(s) (1,000 nodes with 8)" in " ".join(plan["reasons"])
+    assert plan["table_lines"][2].split()[7:11] == ["1000", "x", "(8", "x"]
+
+
+def test_70b_on_2_nodes_of_8_h100_runs_several_replicas():
+    plan = dp.build_plan(model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes")
+    # 131,072 tokens: TP=4 holds 3.58 sequences, TP=8 holds 10.45, so a replica per node.
+    assert (plan["replicas"], plan["tensor_parallel_size"], plan["replica"]["nodes"]) == (2, 8, 1)
+    short = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes", max_model_len=8096
+    )
+    # 8,096 tokens: TP=2 holds 2.4 sequences (65.7 GiB of weights per GPU), TP=4 holds 58, so four replicas.
+    assert (short["replicas"], short["tensor_parallel_size"], short["gpus_used"]) == (4, 4, 16)
+    assert short["ray_layout"]["kuberay"]["worker_group"]["pods_per_node"] == {"gpu-0": 2, "gpu-1": 2}
+    assert short["kv_capacity"]["sequences"] == 4 * 58
+
+
+def test_671b_fp8_on_4_nodes_of_8_h200():
+    nodes = gpu_nodes("H200", 8, 8, 8, 8)
+    plan = dp.build_plan(model=deepseek_r1(), nodes=nodes, platform="kubernetes", max_model_len=32768)
+    # 78.3 GiB of FP8 weights per GPU at TP=8 leave 45 GiB of KV cache: 21 sequences of 32,768 tokens.
+    assert (plan["replicas"], plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == (4, 8, 1)
+    assert plan["replica"] == {
+        "tensor_parallel_size": 8,
+        "pipeline_parallel_size": 1,
+        "gpus": 8,
+        "nodes": 1,
+        "kv_cache_tokens": plan["memory"]["kv_cache_tokens"],
+        "max_concurrency": 21.0,
+    }
+    assert plan["ray_layout"]["kuberay"]["worker_group"]["pods_per_node"] == {f"gpu-{i}": 1 for i in range(4)}
+    # At the model's 163,840 tokens one node holds 4.2 sequences: a replica takes two nodes, PP across them.
+    long = dp.build_plan(model=deepseek_r1(), nodes=nodes, platform="kubernetes")
+    assert (long["replicas"], long["tensor_parallel_size"], long["pipeline_parallel_size"]) == (2, 8, 2)
+    assert (long["replica"]["nodes"], long["placement_group"]["strategy"]) == (2, "PACK")
+    assert any("strategy PACK: a replica spans 2 nodes" in reason for reason in long["reasons"])
+
+
+def test_the_seed_cases_keep_one_instance():
+    seed = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="kubernetes", max_model_len=8096
+    )
+    assert (seed["replicas"], seed["tensor_parallel_size"], seed["pipeline_parallel_size"]) == (1, 1, 2)
+    assert seed["serve"]["engine"] == "vllm" and seed["autoscaling"] is None
+    assert seed["replica"]["nodes"] == 2 and seed["placement_group"] == {
+        "bundles": [{"GPU": 1, "CPU": 1}, {"GPU": 1, "CPU": 1}],
+        "strategy": "PACK",
+    }
+    assert (
+        "No replica layout of these GPUs holds target_concurrency=8 full 8,096-token sequences at once (the most one "
+        "holds is 2.66, with TP=1 x PP=2 on 2 GPU(s)), so one instance serves over the GPUs"
+        in " ".join(seed["reasons"])
+    )
+    three = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1, 1), platform="kubernetes", max_model_len=8096
+    )
+    assert (three["replicas"], three["world_size"], three["gpus_used"], three["replica"]["nodes"]) == (1, 3, 3, 3)
+
+
+def test_fixed_replicas_grow_into_the_gpus_left_over():
+    plan = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="hosts", max_model_len=8096, replicas=2
+    )
+    # Two replicas of TP=4 would leave 8 GPUs; two of TP=8 use them and hold more.
+    assert (plan["replicas"], plan["tensor_parallel_size"], plan["gpus_used"], plan["gpus_idle"]) == (2, 8, 16, 0)
+    assert any("so each replica grows to 8 GPU(s) inside one node" in reason for reason in plan["reasons"])
+    assert plan["warnings"] == []
+    one = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="hosts", max_model_len=8096, replicas=1
+    )
+    assert (one["tensor_parallel_size"], one["gpus_used"], one["ray_layout"]["hosts"]["idle"]) == (8, 8, ["gpu-1"])
+    assert one["warnings"] == ["8 GPU(s) stay idle: replicas=1 asks for 1 replica(s) of 8 GPU(s)."]
+
+
+def test_gpus_too_few_for_another_replica_stay_idle_with_a_warning():
+    plan = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8, 2), platform="hosts", max_model_len=8096
+    )
+    assert (plan["replicas"], plan["tensor_parallel_size"], plan["gpus_idle"]) == (4, 4, 2)
+    assert plan["ray_layout"]["hosts"]["idle"] == ["gpu-2"]
+    assert plan["warnings"] == [
+        "2 GPU(s) stay idle: a replica needs 4 GPU(s) inside one node (TP=4 x PP=1) and what the nodes have left "
+        "holds no other."
+    ]
+
+
+def test_gpu_share_caps_the_replicas():
+    plan = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes", max_model_len=8096,
+        gpu_share=0.5, option_names={"gpu_share": "ray_vllm_gpu_share"},
+    )  # fmt: skip
+    assert (plan["replicas"], plan["gpus_used"], plan["gpus_idle"]) == (2, 8, 8)
+    assert plan["warnings"] == ["8 GPU(s) stay idle: ray_vllm_gpu_share=0.5 (8 of 16 GPUs) caps it."]
+
+
+def test_autoscaling_lays_out_the_most_replicas_and_starts_the_fewest():
+    options = dict(nodes=gpu_nodes("H100-80GB", 8, 8), max_model_len=8096, min_replicas=1, max_replicas=3)
+    plan = dp.build_plan(model=distill_70b(), platform="kubernetes", **options)
+    assert plan["replicas"] == 1
+    assert plan["autoscaling"] == {
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "target_ongoing_requests": 8,
+        "max_ongoing_requests": 58,
+    }
+    assert plan["serve"] == {"engine": "serve_llm", "max_ongoing_requests": 58, "target_ongoing_requests": 8}
+    assert (plan["gpus_used"], plan["gpus_idle"]) == (12, 4)
+    group = plan["ray_layout"]["kuberay"]["worker_group"]
+    # One pod of 4 GPUs per replica: one to start with, up to three, which KubeRay's autoscaler adds.
+    assert (group["replicas"], group["min_replicas"], group["max_replicas"], group["num_gpus"]) == (1, 1, 3, 4)
+    assert group["pods_per_node"] == {"gpu-0": 2, "gpu-1": 1}
+    assert any("enable KubeRay's autoscaler (enableInTreeAutoscaling)" in reason for reason in plan["reasons"])
+    assert plan["table_lines"][2].split()[7:11] == ["1-3", "x", "(4", "x"]
+    hosts = dp.build_plan(model=distill_70b(), platform="hosts", **options)["ray_layout"]["hosts"]
+    assert (hosts["head"]["num_gpus"], hosts["workers"]) == (8, [{"name": "gpu-1", "num_gpus": 4}])
+    # Without max_replicas the range goes up to as many as fit.
+    open_ended = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes", max_model_len=8096,
+        min_replicas=2,
+    )  # fmt: skip
+    assert (open_ended["autoscaling"]["min_replicas"], open_ended["autoscaling"]["max_replicas"]) == (2, 4)
+
+
+def test_max_ongoing_requests_is_bounded_by_vllms_max_num_seqs():
+    # The demo model's KV cache on an L40S holds 847 sequences of 2048 tokens; vLLM runs 256 at once there.
+    plan = dp.build_plan(model=smollm2(), nodes=gpu_nodes("L40S", 1), platform="hosts", max_model_len=2048)
+    assert plan["replica"]["max_concurrency"] > 800 and plan["serve"]["max_ongoing_requests"] == 256
+    # Never fewer than target_concurrency, even where a replica holds fewer full-length sequences.
+    seed = dp.build_plan(model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", max_model_len=8096)
+    assert seed["serve"]["max_ongoing_requests"] == 8
+
+
+def test_requested_sizes_shape_every_replica():
+    plan = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes", max_model_len=8096,
+        tensor_parallel_size=2, pipeline_parallel_size=2,
+    )  # fmt: skip
+    assert (plan["replicas"], plan["world_size"], plan["gpus_used"]) == (4, 4, 16)
+    assert any("Each replica is the requested 4 GPU(s) inside one node" in reason for reason in plan["reasons"])
+
+
+def cpu_replica_plan(**options):
+    nodes = [dict(cpu_node()[0], name=f"cpu-{index}") for index in range(3)]
+    return dp.build_plan(
+        model=smollm2(), nodes=nodes, platform="kubernetes", dtype="float32", max_model_len=2048, **options
+    )
+
+
+def test_cpu_replicas():
+    # One replica is today's CPU layout (one worker here); one by default, more when asked, a node per worker.
+    one = cpu_replica_plan()
+    assert (one["replicas"], one["serve"]["engine"], one["nodes_used"]) == (1, "vllm", 1)
+    assert one["placement_group"] == {"bundles": [{"CPU": 1}], "strategy": "STRICT_PACK"}
+    two = cpu_replica_plan(replicas=2)
+    assert (two["replicas"], two["replica"]["gpus"], two["gpus_used"], two["nodes_used"]) == (2, 0, 0, 2)
+    assert two["serve"]["engine"] == "serve_llm"
+    assert two["serve"]["max_ongoing_requests"] == 128  # vLLM's max_num_seqs for one CPU worker
+    assert two["kv_capacity"]["tokens"] == 2 * two["memory"]["kv_cache_tokens"]
+    scaled = cpu_replica_plan(min_replicas=1)
+    assert (scaled["replicas"], scaled["autoscaling"]["max_replicas"]) == (1, 3)
+    with pytest.raises(dp.PlanError) as error:
+        cpu_replica_plan(replicas=4, option_names={"replicas": "ray_vllm_replicas"})
+    assert error.value.msg.startswith(
+        "ray_vllm_replicas=4 asks for 4 CPU replicas of 1 worker(s), but the 3 node(s) hold 3: expected at most 3, "
+        "seen 4."
+    )
+
+
+def test_a_kuberay_layout_is_checked_against_every_replica():
+    options = dict(nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes", max_model_len=8096)
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(model=distill_70b(), kuberay_layout={"worker_group": {"replicas": 3}}, **options)
+    assert error.value.msg.startswith(
+        "kuberay_layout gives Ray 12 GPUs (0 on the head pod + replicas=3 x num_of_hosts=1 x num_gpus=4), fewer than "
+        "the plan's 4 replicas: expected at least 16 (4 x TP=4 x PP=1), seen 12;"
+    )
+    plan = dp.build_plan(model=distill_70b(), kuberay_layout={"worker_group": {"cpus": 8}}, **options)
+    assert plan["reasons"][-1].endswith("16 GPUs for the 4 replicas of world size 4 (TP=4 x PP=1), 16 GPUs.")
+
+
+REPLICA_OPTION_FAILURES = [
+    pytest.param(
+        dict(replicas=0),
+        "var_replicas=0 is not a replica count: expected a whole number >= 1, seen 0; set the number of model "
+        "replicas to serve, or leave it unset to run as many as fit.",
+        id="replicas-zero",
+    ),
+    pytest.param(dict(replicas=1.5), "var_replicas=1.5 is not a replica count", id="replicas-not-whole"),
+    pytest.param(dict(replicas=True), "var_replicas=True is not a replica count", id="replicas-a-bool"),
+    pytest.param(dict(min_replicas=0), "var_min_replicas=0 is not a replica count", id="min-zero"),
+    pytest.param(dict(max_replicas=-1), "var_max_replicas=-1 is not a replica count", id="max-negative"),
+    pytest.param(
+        dict(min_replicas=3, max_replicas=2),
+        "var_max_replicas=2 is below var_min_replicas=3: expected var_min_replicas <= var_max_replicas, seen 3 > 2; "
+        "raise var_max_replicas to at least 3 or lower var_min_replicas.",
+        id="max-below-min",
+    ),
+    pytest.param(
+        dict(replicas=2, max_replicas=4),
+        "var_replicas=2 and var_max_replicas=4 both set how many replicas run: expected either a fixed count "
+        "(var_replicas) or an autoscaling range (var_min_replicas and var_max_replicas), seen both.",
+        id="fixed-and-autoscaling",
+    ),
+    pytest.param(
+        dict(target_concurrency=0),
+        "var_target_concurrency=0 is not a number of sequences: expected a whole number >= 1, seen 0; set how many "
+        "full-length sequences each replica must hold at once (default 8).",
+        id="target-zero",
+    ),
+    pytest.param(
+        dict(gpu_share=0),
+        "var_gpu_share=0 is not a share of the GPUs: expected a number above 0 and at most 1, seen 0;",
+        id="share-zero",
+    ),
+    pytest.param(dict(gpu_share=1.5), "var_gpu_share=1.5 is not a share of the GPUs", id="share-above-one"),
+    pytest.param(dict(gpu_share="half"), "var_gpu_share='half' is not a share of the GPUs", id="share-a-string"),
+    pytest.param(
+        dict(gpu_share=0.5, max_gpus=4),
+        "var_max_gpus=4 and var_gpu_share=0.5 both cap the GPUs the plan uses: expected one of them, seen both;",
+        id="share-and-max-gpus",
+    ),
+    pytest.param(
+        dict(gpu_share=0.01),
+        "var_gpu_share=0.01 of the 16 usable GPU(s) is less than one GPU: expected a share that leaves at least one "
+        "whole GPU (at least 0.0625), seen 0.01;",
+        id="share-below-one-gpu",
+    ),
+    pytest.param(
+        dict(replicas=5),
+        "var_replicas=5 asks for more replicas than the GPUs hold: expected at most 4, seen 5. Each replica needs 4 "
+        "GPU(s) inside one node (TP=4 x PP=1) to hold the weights and var_target_concurrency=8 full 8,096-token "
+        "sequences at once, and the nodes offer 16 usable GPU(s) (gpu-0: 8, gpu-1: 8). Fix: lower var_replicas to 4, "
+        "lower var_target_concurrency or var_max_model_len for smaller replicas, or add GPUs.",
+        id="more-replicas-than-fit",
+    ),
+    pytest.param(
+        dict(min_replicas=2, max_replicas=6),
+        "var_max_replicas=6 asks for more replicas than the GPUs hold: expected at most 4, seen 6.",
+        id="max-replicas-more-than-fit",
+    ),  # fmt: skip
+    pytest.param(dict(min_replicas=5), "var_min_replicas=5 asks for more replicas", id="min-replicas-more-than-fit"),
+]
+
+
+@pytest.mark.parametrize("options, message", REPLICA_OPTION_FAILURES)
+def test_replica_options_are_refused_by_name(options, message):
+    nodes = gpu_nodes("H100-80GB", 8, 8)
+    with pytest.raises(dp.PlanError) as renamed:
+        dp.build_plan(
+            model=distill_70b(), nodes=nodes, platform="hosts", max_model_len=8096, option_names=EVERY_NAME, **options
+        )
+    assert message in renamed.value.msg
+    with pytest.raises(dp.PlanError) as plain:
+        dp.build_plan(model=distill_70b(), nodes=nodes, platform="hosts", max_model_len=8096, **options)
+    assert re.sub(r"\bvar_", "", renamed.value.msg) == plain.value.msg
+
+
+def test_more_replicas_than_one_instance_when_none_holds_the_target():
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(
+            model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1), platform="hosts", max_model_len=8096, replicas=2
+        )
+    assert error.value.msg == (
+        "replicas=2 asks for 2 replicas, but no replica of these GPUs holds target_concurrency=8 full 8,096-token "
+        "sequences at once: expected a replica that holds 8, seen the most one holds is 2.66, with TP=1 x PP=2 on 2 "
+        "GPU(s). Fix: lower target_concurrency or max_model_len so that a replica holds it, set replicas to 1 to "
+        "serve one instance over the GPUs, or add GPUs."
+    )
+    # A lower target lets the same two-GPU replica (2.66 sequences) hold it: four GPUs run two of them.
+    lower = dp.build_plan(
+        model=distill_70b(), nodes=gpu_nodes("A100-80GB", 1, 1, 1, 1), platform="hosts", max_model_len=8096,
+        target_concurrency=2,
+    )  # fmt: skip
+    assert (lower["replicas"], lower["world_size"]) == (2, 2)
+
+
+def test_a_cluster_too_large_for_one_instance_names_the_target():
+    with pytest.raises(dp.PlanError) as error:
+        dp.build_plan(
+            model=distill_70b(), nodes=gpu_nodes("H100-80GB", *[8] * 100), platform="hosts", target_concurrency=5000
+        )
+    assert error.value.msg.startswith(
+        "No replica holds target_concurrency=5000 full 131,072-token sequences at once (the most one holds is "
+    )
+    assert "Fix: lower target_concurrency or max_model_len so that a replica holds it, or cap the GPUs" in (
+        error.value.msg
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1054,8 +1399,11 @@ def test_option_names_rename_a_refusal():
 
 # Every option mapped to a name of its own, so a message still naming an option by itself is easy to find.
 EVERY_NAME = {option: "var_" + option for option in dp.OPTION_NAMES}
-# "nodes" is left out: it is also the word for the nodes themselves in the prose.
-BARE_OPTION = re.compile(r"\b({})\b".format("|".join(option for option in dp.OPTION_NAMES if option != "nodes")))
+# "nodes" is left out: it is also the word for the nodes themselves in the prose; so is "replicas", KubeRay's field
+# (replicas=2 worker pods) and the word for the model's copies.
+BARE_OPTION = re.compile(
+    r"\b({})\b".format("|".join(option for option in dp.OPTION_NAMES if option not in ("nodes", "replicas")))
+)
 
 
 @pytest.mark.parametrize("options, message", FAILURES)
@@ -1081,6 +1429,30 @@ def test_option_names_reach_every_reason_and_warning(options, top, memory, layou
         assert [BARE_OPTION.findall(text) for text in renamed[key]] == [[] for text in renamed[key]], key
         assert [re.sub(r"\bvar_", "", text) for text in renamed[key]] == plain[key]
     assert re.sub(r"\bvar_", "", renamed["model"]["weights_source"]) == plain["model"]["weights_source"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(min_replicas=1, max_replicas=3),
+        dict(min_replicas=2),
+        dict(replicas=1, platform="hosts"),
+        dict(gpu_share=0.5),
+        dict(nodes=gpu_nodes("H100-80GB", 8, 8, 2)),
+        dict(tensor_parallel_size=2, pipeline_parallel_size=1, max_model_len=None),
+    ],
+    ids=["autoscaling", "autoscaling-open", "one-replica-grown", "gpu-share", "leftover-idle", "fixed-sizes-shortened"],
+)
+def test_option_names_reach_the_replica_reasons_and_warnings(options):
+    options = dict(
+        dict(model=distill_70b(), nodes=gpu_nodes("H100-80GB", 8, 8), platform="kubernetes", max_model_len=8096),
+        **options,
+    )
+    plain = dp.build_plan(**options)
+    renamed = dp.build_plan(option_names=EVERY_NAME, **options)
+    for key in ("reasons", "warnings"):
+        assert [BARE_OPTION.findall(text) for text in renamed[key]] == [[] for text in renamed[key]], key
+        assert [re.sub(r"\bvar_", "", text) for text in renamed[key]] == plain[key]
 
 
 @pytest.mark.parametrize(
@@ -1146,7 +1518,7 @@ def test_empty_option_names_change_nothing():
             "model_path, model_config, model_params_b, model_name, dtype, kv_cache_dtype, max_model_len, "
             "gpu_memory_utilization, tensor_parallel_size, pipeline_parallel_size, platform, head_gpus, max_gpus, "
             "allow_cross_node_tp, cpu_kvcache_space_gib, runtime_overhead_gib, kuberay_layout, cpu_pods, "
-            "worker_request_ratio, device.",
+            "worker_request_ratio, device, replicas, min_replicas, max_replicas, gpu_share, target_concurrency.",
         ),
         ({"max_model_len": ""}, "option_names.max_model_len is ''; give the name messages should use"),
         ({"max_model_len": 5}, "option_names.max_model_len is 5; give the name messages should use"),
@@ -1376,8 +1748,9 @@ def test_kuberay_layout_failures_say_expected_seen_and_fix(layout, options, mess
 
 
 def test_kuberay_layout_is_checked_against_an_explicit_tp():
-    # TP=4 asked for: pods of 4 GPUs keep each TP group whole, so the user's smaller pods are fine.
+    # TP=4 asked for: pods of 4 GPUs keep each TP group whole, so the user's smaller pods are fine. TP=4 x PP=2 in
+    # one node holds 8 sequences of 163,840 tokens, so two such replicas run (one instance of TP=4 x PP=4 before).
     plan = kuberay_plan({"worker_group": {"replicas": 4, "num_gpus": 4}}, tensor_parallel_size=4)
-    assert (plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == (4, 4)
+    assert (plan["tensor_parallel_size"], plan["pipeline_parallel_size"], plan["replicas"]) == (4, 2, 2)
     with pytest.raises(dp.PlanError, match="num_gpus=2 is not a multiple of TP=4"):
         kuberay_plan({"worker_group": {"replicas": 8, "num_gpus": 2}}, tensor_parallel_size=4)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import (
     DERIVED_OPTION_NAMES,
+    PLAN_OPTION_VARIABLES,
     PlanInputError,
     hosts_plan_input,
     kubernetes_cpu_pods,
@@ -144,3 +148,46 @@ def test_gpu_hosts_planned_on_their_cpus_size_float32_without_bf16():
     assert hosts_plan_input(nodes, "cpu")["cpu_dtype"] == "float32"
     nodes[0]["cuda_check_facts"]["cpu"]["bf16_supported"] = True
     assert hosts_plan_input(nodes, "cpu")["cpu_dtype"] is None
+
+
+def test_the_replica_variables_reach_the_plan_with_their_names():
+    request = plan_request(
+        {
+            "ray_vllm_replicas": None,
+            "ray_vllm_min_replicas": 2,
+            "ray_vllm_max_replicas": 6,
+            "ray_vllm_max_gpus": None,
+            "ray_vllm_gpu_share": 0.5,
+            "ray_vllm_target_concurrency": 16,
+        }
+    )
+    assert request["options"] == {"min_replicas": 2, "max_replicas": 6, "gpu_share": 0.5, "target_concurrency": 16}
+    assert {option: request["option_names"][option] for option in request["options"]} == {
+        "min_replicas": "ray_vllm_min_replicas",
+        "max_replicas": "ray_vllm_max_replicas",
+        "gpu_share": "ray_vllm_gpu_share",
+        "target_concurrency": "ray_vllm_target_concurrency",
+    }
+    fixed = plan_request({"ray_vllm_replicas": 4, "ray_vllm_max_gpus": 32})
+    assert fixed["options"] == {"replicas": 4, "max_gpus": 32}
+    assert (fixed["option_names"]["replicas"], fixed["option_names"]["max_gpus"]) == (
+        "ray_vllm_replicas",
+        "ray_vllm_max_gpus",
+    )
+
+
+def test_every_plan_variable_is_read_by_the_playbooks():
+    """playbooks/vars/plan_request.yml hands the filter every variable PLAN_OPTION_VARIABLES maps, and the plan tasks
+    pass every option on to deployment_plan."""
+    playbooks = Path(__file__).resolve().parents[4] / "playbooks"
+    listed = yaml.safe_load((playbooks / "vars" / "plan_request.yml").read_text(encoding="utf-8"))
+    assert set(listed["_ray_vllm_plan_variables"]) == {
+        name for _option, names in PLAN_OPTION_VARIABLES for name in names
+    }
+    # On hosts there is no KubeRay layout, and no pods to size.
+    for platform, skipped in (("hosts", {"kuberay_layout", "worker_request_ratio"}), ("kubernetes", set())):
+        tasks = yaml.safe_load((playbooks / "tasks" / f"plan_{platform}.yml").read_text(encoding="utf-8"))
+        options = next(
+            task["llmops.ray_vllm.deployment_plan"] for task in tasks if "llmops.ray_vllm.deployment_plan" in task
+        )
+        assert {option for option, _names in PLAN_OPTION_VARIABLES} - skipped <= set(options), platform

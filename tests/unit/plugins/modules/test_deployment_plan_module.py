@@ -184,6 +184,7 @@ def test_documented_defaults_are_the_planner_constants():
         ("kv_cache_dtype", dp.DEFAULT_KV_CACHE_DTYPE),
         ("allow_cross_node_tp", dp.DEFAULT_ALLOW_CROSS_NODE_TP),
         ("device", dp.DEFAULT_DEVICE),
+        ("target_concurrency", dp.DEFAULT_TARGET_CONCURRENCY),
     ):
         assert options[option]["default"] == constant == deployment_plan.ARGUMENT_SPEC[option]["default"], option
 
@@ -270,3 +271,34 @@ def test_device_cpu_plans_on_the_gpu_nodes_cpus_and_device_gpu_needs_a_gpu():
 def test_kuberay_layout_is_refused_on_hosts():
     result = run(seed_args(platform="hosts", kuberay_layout={"worker_group": {"replicas": 2}}), FailJson)
     assert result["msg"].startswith("kuberay_layout is set, but platform=hosts")
+
+
+def h100_args(**extra):
+    h100 = {"gpus": 8, "gpu_memory_mib": 81559, "gpu_product": "NVIDIA H100 80GB HBM3"}
+    return seed_args(nodes=[dict(h100, name="gpu-node-0"), dict(h100, name="gpu-node-1")], **extra)
+
+
+def test_replicas_and_autoscaling():
+    result = run(h100_args(min_replicas=2, max_replicas=4))
+    assert (result["replicas"], result["tensor_parallel_size"], result["gpus_used"]) == (2, 4, 16)
+    assert result["autoscaling"] == {
+        "min_replicas": 2,
+        "max_replicas": 4,
+        "target_ongoing_requests": 8,
+        "max_ongoing_requests": 58,
+    }
+    assert result["serve"]["engine"] == "serve_llm"
+    group = result["ray_layout"]["kuberay"]["worker_group"]
+    assert (group["replicas"], group["min_replicas"], group["max_replicas"]) == (2, 2, 4)
+    assert set(yaml.safe_load(deployment_plan.RETURN)["autoscaling"]["contains"]) == set(result["autoscaling"])
+    assert set(yaml.safe_load(deployment_plan.RETURN)["replica"]["contains"]) == set(result["replica"])
+    assert set(yaml.safe_load(deployment_plan.RETURN)["serve"]["contains"]) == set(result["serve"])
+
+
+def test_replica_options_are_refused_by_their_variable():
+    result = run(h100_args(replicas=9, option_names={"replicas": "ray_vllm_replicas"}), FailJson)
+    assert result["msg"].startswith(
+        "ray_vllm_replicas=9 asks for more replicas than the GPUs hold: expected at most 4, seen 9."
+    )
+    both = run(h100_args(max_gpus=8, gpu_share=0.5), FailJson)
+    assert both["msg"].startswith("max_gpus=8 and gpu_share=0.5 both cap the GPUs the plan uses")
