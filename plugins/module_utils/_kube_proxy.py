@@ -19,7 +19,7 @@ import traceback
 from urllib.parse import quote
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible.module_utils.urls import fetch_url
+from ansible.module_utils.urls import fetch_url, open_url
 
 try:
     from kubernetes import client as kube_client
@@ -113,6 +113,10 @@ class Transport:
         tls_params = dict(validate_certs=self.validate_certs, client_cert=self.client_cert, client_key=self.client_key)
         view = _ModuleWithParams(module, dict(module.params, **tls_params))
         return fetch_url(view, url, headers=self.with_headers(headers), ca_path=self.ca_path, **kwargs)
+
+    def open_url(self, url, headers=None, **kwargs):
+        """``open_url(url, ...)`` with this transport's headers and TLS files (for clients that take an opener)."""
+        return open_url(url, headers=self.with_headers(headers), **dict(kwargs, **self.tls))
 
 
 class _ModuleWithParams:

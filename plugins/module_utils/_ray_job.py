@@ -210,13 +210,19 @@ class RayJobsClient:
         self.opener = opener
         self.timeout = timeout
 
-    def request(self, method, path, body=None):
-        """``(status, decoded JSON or text)``; raises RayJobError on a connection failure or unexpected status."""
+    def request(self, method, path, body=None, raw=None):
+        """``(status, decoded JSON or text)``; raises RayJobError on a connection failure or unexpected status.
+
+        ``body`` goes as JSON; ``raw`` (bytes, such as a runtime_env package) as application/octet-stream.
+        """
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body)
             headers["Content-Type"] = "application/json"
+        elif raw is not None:
+            data = raw
+            headers["Content-Type"] = "application/octet-stream"
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         url = self.base_url + path
