@@ -1702,7 +1702,8 @@ class Planner:
         target = self.request.target_concurrency
         holds = int(math.floor(memory["max_concurrency"]))
         ongoing = max(target, min(holds, most_seqs))
-        single = counts.most == 1 and not counts.autoscaled
+        # A replica count the user set asks for Serve even at 1, so that a later count is applied in place.
+        single = counts.most == 1 and not counts.autoscaled and self.request.replicas is None
         return {
             "engine": "vllm" if single else "serve_llm",
             "max_ongoing_requests": ongoing,
@@ -1733,7 +1734,10 @@ class Planner:
 
     def _explain_serving(self, serve, sequences, most_seqs):
         if serve["engine"] == "vllm":
-            self.reasons.append("One replica without autoscaling: vLLM serves the model itself (serve.engine=vllm).")
+            self.reasons.append(
+                f"One replica without autoscaling and no {self.name('replicas')} set: vLLM serves the model itself "
+                "(serve.engine=vllm)."
+            )
             return
         target = f"{self.name('target_concurrency')}={serve['target_ongoing_requests']}"
         self.reasons.append(

@@ -100,6 +100,13 @@ def deployment_config(plan, overrides=None):
     return config
 
 
+def expected_replicas(effective, plan):
+    """serve_status's ``replicas``: the LLM deployment's replicas that must run (autoscaling: the minimum)."""
+    scaling = plan.get("autoscaling")
+    wanted = scaling["min_replicas"] if scaling else plan["replicas"]
+    return {llm_deployment_name(effective["served_model_name"]): int(wanted)}
+
+
 def serve_llm_application(effective, plan, key_digest, options=None):
     """The serve_app spec (name, route_prefix, import_path, args) of the plan's replicas.
 

@@ -151,6 +151,8 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
             "env": dict(_engine_env(settings, plan, device, names), **(settings.get("env") or {})),
         }
     )
+    # One engine as a Ray job (or Deployment), or the plan's replicas as a Ray Serve LLM application.
+    effective["engine"] = (plan.get("serve") or {}).get("engine") or "vllm"
     for key in ("model", "served_model_name", "host", "port", "middleware"):
         effective[key] = settings.get(key)
     effective["extra_args"] = [str(arg) for arg in settings.get("extra_args") or []]

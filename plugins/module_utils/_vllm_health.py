@@ -153,6 +153,14 @@ def error_message(body, limit=300):
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
+def _context_length(entry):
+    """vLLM's own ``max_model_len``, or Ray Serve LLM's ``metadata.max_request_context_length`` (the same limit)."""
+    if entry.get("max_model_len") is not None:
+        return entry["max_model_len"]
+    metadata = entry.get("metadata")
+    return metadata.get("max_request_context_length") if isinstance(metadata, dict) else None
+
+
 def parse_models(body):
     """``[{"id": ..., "max_model_len": ...}]`` from a /v1/models body, or None when it is not a model list."""
     parsed = parse_json(body)
@@ -161,7 +169,7 @@ def parse_models(body):
     models = []
     for entry in parsed["data"]:
         if isinstance(entry, dict) and "id" in entry:
-            models.append({"id": entry["id"], "max_model_len": entry.get("max_model_len")})
+            models.append({"id": entry["id"], "max_model_len": _context_length(entry)})
     return models
 
 

@@ -460,8 +460,9 @@ serve:
   sample: {engine: vllm, max_ongoing_requests: 15, target_ongoing_requests: 8}
   contains:
     engine:
-      description: V(vllm) (vLLM's own server) for one replica without autoscaling, else V(serve_llm) (Ray Serve
-        LLM routing requests to the replicas).
+      description: V(vllm) (vLLM's own server) for one replica without autoscaling and without O(replicas), else
+        V(serve_llm) (Ray Serve LLM routing requests to the replicas). A set O(replicas), even V(1), asks for Serve,
+        so that a later count is applied in place.
       type: str
     max_ongoing_requests:
       description: Requests Ray Serve sends one replica at once; see the notes for how it is derived.
