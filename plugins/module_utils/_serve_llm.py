@@ -79,7 +79,13 @@ def deployment_config(plan, overrides=None):
     serve = plan.get("serve") or {}
     config = {
         "max_ongoing_requests": int(serve["max_ongoing_requests"]),
-        "request_router_config": {"request_router_class": PREFIX_ROUTER},
+        # Ray's default imbalanced_threshold is infinite: requests that share a prefix (every chat template's
+        # system prompt) would all stay on one replica. Past target_ongoing_requests of difference between two
+        # replicas' queues, the shorter queue wins over the prefix.
+        "request_router_config": {
+            "request_router_class": PREFIX_ROUTER,
+            "request_router_kwargs": {"imbalanced_threshold": int(serve["target_ongoing_requests"])},
+        },
         "health_check_period_s": HEALTH_CHECK_PERIOD_S,
         "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,

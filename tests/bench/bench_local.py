@@ -7,6 +7,9 @@
 3. Idempotent re-run: the same command again, with changed=0.
 0. The deployment planner alone: its seconds for DeepSeek-R1-Distill-Llama-70B on 2, 64 and 1,000 nodes of 8 H100s
    (target: under 0.5 s at 1,000 nodes), printed first since it needs nothing running.
+5. Throughput with 1 and 2 replicas: the same bounded load (48 chat completions of up to 32 tokens, 8 at a time,
+   distinct prompts) against the cold deploy's single engine, then against two replicas behind Ray Serve LLM
+   (`-e ray_vllm_replicas=2` on the same Ray cluster). Completion tokens per second, side by side.
 4. The Kubernetes platform with pods that run: `site.yml -i inventories/prod` on a fresh test bed seed cluster whose
    kubelet runs containers (tests/integration/seed_pods.py: download Job, image gate Job, KubeRay head and workers,
    vLLM driver) until its gate's answer, set against the hosts platform's cold deploy of step 2 (the same model on
@@ -30,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chat_load import run_load
 from playbook_runner import REPO, collections_path, run_playbook
 
 GCS_PORT, DASHBOARD_PORT, VLLM_PORT = 36600, 38600, 38601
@@ -176,6 +180,7 @@ def main():
     rc, out, recap = run_playbook("site.yml", extra_args=VARS)
     rerun_s = time.monotonic() - start
     changed = sum(host["changed"] for host in recap.values())
+    throughputs = replica_throughputs(KEY_FILE.read_text().strip())
     run_playbook("playbooks/teardown.yml", extra_args=VARS)
     kill_tree(TEMP_PREFIX)
 
@@ -197,6 +202,32 @@ def main():
         % (changed, rerun_s, rerun_s / floor_s, "yes" if rerun_s < 20 and changed == 0 and rc == 0 else "no")
     )
     print(f"| kubernetes with pods that run: cold converge | {pods_s:.1f} | {pods_s / cold_s:.2f} x hosts cold | | |")
+    print()
+    print("| replicas | completion tokens/s | requests/s | failed | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for replicas, load in throughputs:
+        ratio = load["tokens_per_s"] / throughputs[0][1]["tokens_per_s"]
+        rates = f"{load['tokens_per_s']:.1f} | {load['requests_per_s']:.2f}"
+        print(f"| {replicas} | {rates} | {load['failed']} | {ratio:.2f} |")
+
+
+def measured_load(key):
+    """The throughput of the bench's bounded load against the endpoint as it is deployed now."""
+    report = run_load(("http://127.0.0.1:%d" % VLLM_PORT, key, "smollm2-135m-instruct", 32), 48, 8, attempts=1)
+    return {
+        "tokens_per_s": report.completion_tokens / report.seconds,
+        "requests_per_s": report.ok / report.seconds,
+        "failed": report.failed,
+    }
+
+
+def replica_throughputs(key):
+    """``[(1, load), (2, load)]``: the single engine as deployed, then two replicas on the same Ray cluster."""
+    one = measured_load(key)
+    rc, out, _recap = run_playbook("site.yml", extra_args=VARS + ["-e", "ray_vllm_replicas=2"])
+    if rc != 0:
+        sys.exit("the deploy with two replicas failed:\n" + out[-4000:])
+    return [(1, one), (2, measured_load(key))]
 
 
 def kubernetes_pods_cold():
