@@ -67,7 +67,8 @@ def _one(report, target, index, attempts, backoff):
     prompt = f"Request {index}. {QUESTIONS[index % len(QUESTIONS)]}"
     for attempt in range(attempts):
         try:
-            tokens, _text = chat(*target, prompt)
+            url, key, model, max_tokens = target
+            tokens, _text = chat(url, key, model, prompt, max_tokens)
         except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
             with report.lock:
                 report.first_attempt_failures += attempt == 0
