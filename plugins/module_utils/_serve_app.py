@@ -150,7 +150,8 @@ def serve_running(details):
 
 
 def application_config(spec):
-    """The application entry of a Serve config from ``spec`` (name, route_prefix, import_path, args, runtime_env)."""
+    """The application entry of a Serve config from ``spec`` (name, route_prefix, import_path, args, runtime_env,
+    deployments: per-deployment options such as num_replicas, which Serve changes in place)."""
     app = {
         "name": spec["name"],
         "route_prefix": spec.get("route_prefix") or "/",
@@ -159,6 +160,8 @@ def application_config(spec):
     }
     if spec.get("runtime_env"):
         app["runtime_env"] = spec["runtime_env"]
+    if spec.get("deployments"):
+        app["deployments"] = spec["deployments"]
     return app
 
 

@@ -25,9 +25,10 @@ INGRESS_CLASS = "llmops_serve_ingress:KeyedOpenAiIngress"
 # ray.serve.llm.request_router's public name of the prefix-aware router.
 PREFIX_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
 KEY_ITERATIONS = 100_000
-# Serve's default health-check timeout (30 s) can pass while a busy engine answers slowly; a replica that fails it
-# is restarted, which for a large model means minutes of reloading.
-HEALTH_CHECK_PERIOD_S = 10
+# Serve marks a replica unhealthy after 3 failed checks in a row; a dead engine fails at once, so the period decides
+# how long requests still reach it (measured: about 20 s at Serve LLM's 10 s). Its timeout (30 s by default) can pass
+# while a busy engine answers slowly; a replica that fails it is restarted, minutes of reloading for a large model.
+HEALTH_CHECK_PERIOD_S = 5
 HEALTH_CHECK_TIMEOUT_S = 120
 # Requests in flight get this long to finish when Serve stops a replica (scale-down, a new config).
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 60
@@ -74,11 +75,13 @@ def engine_kwargs(effective):
     return kwargs
 
 
-def deployment_config(plan, overrides=None):
-    """Serve's deployment options for the replicas: their count or autoscaling, and how many requests each takes."""
-    serve = plan.get("serve") or {}
-    config = {
-        "max_ongoing_requests": int(serve["max_ongoing_requests"]),
+def deployment_config(plan):
+    """The replicas' deployment options that stay the same whatever their number: the router and the actor's CPU.
+
+    They are part of the LLM config the builder binds, so a change restarts every replica.
+    """
+    serve = plan["serve"]
+    return {
         # Ray's default imbalanced_threshold is infinite: requests that share a prefix (every chat template's
         # system prompt) would all stay on one replica. Past target_ongoing_requests of difference between two
         # replicas' queues, the shorter queue wins over the prefix.
@@ -86,15 +89,25 @@ def deployment_config(plan, overrides=None):
             "request_router_class": PREFIX_ROUTER,
             "request_router_kwargs": {"imbalanced_threshold": int(serve["target_ongoing_requests"])},
         },
-        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
-        "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
-        "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
         # The replica actor's own CPU is the first bundle's: no extra logical CPU beside the placement group.
         "ray_actor_options": {"num_cpus": 0},
     }
+
+
+def scaling_options(deployment, plan, overrides=None):
+    """The deployment's entry of the application's ``deployments`` list: its replicas (or autoscaling range) and
+    request limits. Serve applies a change of these in place, adding or stopping replicas while the others serve;
+    in the builder's arguments they would give the deployment a new version and restart every replica."""
+    options = {
+        "name": deployment,
+        "max_ongoing_requests": int(plan["serve"]["max_ongoing_requests"]),
+        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+        "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
+        "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
+    }
     scaling = plan.get("autoscaling")
     if scaling:
-        config["autoscaling_config"] = {
+        options["autoscaling_config"] = {
             "min_replicas": int(scaling["min_replicas"]),
             "initial_replicas": int(scaling["min_replicas"]),
             "max_replicas": int(scaling["max_replicas"]),
@@ -102,8 +115,9 @@ def deployment_config(plan, overrides=None):
             **(overrides or {}),
         }
     else:
-        config["num_replicas"] = int(plan["replicas"])
-    return config
+        # None clears the autoscaling Serve LLM's builder gives a deployment without num_replicas in its config.
+        options.update({"num_replicas": int(plan["replicas"]), "autoscaling_config": None})
+    return options
 
 
 def expected_replicas(effective, plan):
@@ -131,7 +145,7 @@ def serve_llm_application(effective, plan, key_digest, options=None):
         "accelerator_config": {"kind": "cpu" if effective["device"] == "cpu" else "gpu"},
         "engine_kwargs": engine_kwargs(effective),
         "placement_group_config": {"bundles": placement["bundles"], "strategy": placement["strategy"]},
-        "deployment_config": deployment_config(plan, options.get("autoscaling")),
+        "deployment_config": deployment_config(plan),
     }
     if effective.get("env"):
         llm_config["runtime_env"] = {"env_vars": {key: str(value) for key, value in effective["env"].items()}}
@@ -139,6 +153,9 @@ def serve_llm_application(effective, plan, key_digest, options=None):
         "name": options.get("name") or "llm",
         "route_prefix": "/",
         "import_path": IMPORT_PATH,
+        "deployments": [
+            scaling_options(llm_deployment_name(effective["served_model_name"]), plan, options.get("autoscaling"))
+        ],
         "args": {
             "llm_configs": [llm_config],
             "ingress_cls_config": {

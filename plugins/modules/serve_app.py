@@ -68,6 +68,15 @@ options:
   args:
     description: Arguments of the application builder.
     type: dict
+  deployments:
+    description:
+      - Options of the application's deployments by C(name), over those its code sets, for example
+        V([{name: "LLMServer:my-model", num_replicas: 2}]).
+      - Serve applies a change of C(num_replicas), C(autoscaling_config), C(max_ongoing_requests) and the health
+        check and shutdown timings here in place, without restarting the other replicas; the same change in O(args)
+        gives the deployment a new version and restarts all its replicas.
+    type: list
+    elements: dict
   route_prefix:
     description: The HTTP path prefix the application serves under.
     type: str
@@ -177,6 +186,7 @@ ARGUMENT_SPEC = with_kubernetes_service(
         name=dict(type="str", required=True),
         import_path=dict(type="str"),
         args=dict(type="dict"),
+        deployments=dict(type="list", elements="dict"),
         route_prefix=dict(type="str", default="/"),
         runtime_env=dict(type="dict"),
         working_dir=dict(type="path"),
@@ -208,7 +218,7 @@ def present(module, client):
     runtime_env = dict(params["runtime_env"] or {})
     if package:
         runtime_env["working_dir"] = package[0]
-    spec = {key: params[key] for key in ("name", "route_prefix", "import_path", "args")}
+    spec = {key: params[key] for key in ("name", "route_prefix", "import_path", "args", "deployments")}
     spec["runtime_env"] = runtime_env
     serve_options = {"http_options": params["http_options"], "proxy_location": params["proxy_location"]}
     if serve_options["http_options"]:

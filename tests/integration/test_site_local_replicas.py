@@ -166,7 +166,9 @@ def test_second_run_changes_nothing(key):
 def test_a_killed_engine_is_replaced_while_the_load_goes_on(key):
     before = running_ids()
     victim_id, _state, victim_pid = next(r for r in llm_replicas()[0] if r[1] == "RUNNING")
-    with BackgroundLoad(target(key), requests=40, concurrency=4) as load:
+    # A client that retries for 30 s (2, 4, ... 10 s apart) rides out the seconds in which Serve still sends
+    # requests to the dead replica: 3 failed health checks, 5 s apart.
+    with BackgroundLoad(target(key), requests=40, concurrency=4, attempts=6) as load:
         time.sleep(3)
         os.kill(engine_pid(victim_pid), signal.SIGKILL)
         recovery = wait_for(

@@ -50,12 +50,15 @@ def test_two_replicas_carry_the_plans_engine_arguments_and_placement():
         "max_model_len": 2048,
     }  # fmt: skip
     assert config["placement_group_config"] == {"bundles": [{"CPU": 1}], "strategy": "STRICT_PACK"}
-    deployment = config["deployment_config"]
-    assert deployment["num_replicas"] == 2
-    assert deployment["max_ongoing_requests"] == plan["serve"]["max_ongoing_requests"]
-    router = deployment["request_router_config"]
+    router = config["deployment_config"]["request_router_config"]
     assert router["request_router_class"].endswith(":PrefixCacheAffinityRouter")
     assert router["request_router_kwargs"] == {"imbalanced_threshold": plan["serve"]["target_ongoing_requests"]}
+    # The count lives in the application's deployments list, which Serve applies in place.
+    assert "num_replicas" not in config["deployment_config"]
+    (scaling,) = application["deployments"]
+    assert scaling["name"] == "LLMServer:smollm2"
+    assert (scaling["num_replicas"], scaling["autoscaling_config"]) == (2, None)
+    assert scaling["max_ongoing_requests"] == plan["serve"]["max_ongoing_requests"]
     assert config["runtime_env"] == {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}}
     assert serve_llm.expected_replicas(effective, plan) == {"LLMServer:smollm2": 2}
 
@@ -76,7 +79,7 @@ def test_autoscaling_takes_the_plans_range_and_the_users_extra_keys():
     application = serve_llm.serve_llm_application(
         effective, plan, serve_llm.api_key_digest(KEY, "llm"), {"autoscaling": {"downscale_delay_s": 10}}
     )
-    deployment = llm_config(application)["deployment_config"]
+    (deployment,) = application["deployments"]
     assert "num_replicas" not in deployment
     assert deployment["autoscaling_config"] == {
         "min_replicas": 1, "initial_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
@@ -95,3 +98,12 @@ def test_a_plan_without_replica_keys_is_refused_with_the_fix():
 def test_an_empty_key_is_refused():
     with pytest.raises(serve_llm.ServeLlmError, match="never deployed without one"):
         serve_llm.api_key_digest("", "llm")
+
+
+def test_a_new_count_changes_only_the_deployments_list():
+    one, two = demo_plan(replicas=1), demo_plan(replicas=2)
+    digest = serve_llm.api_key_digest(KEY, "llm")
+    first = serve_llm.serve_llm_application(settings(one), one, digest)
+    second = serve_llm.serve_llm_application(settings(two), two, digest)
+    assert first["args"] == second["args"]
+    assert first["deployments"] != second["deployments"]
