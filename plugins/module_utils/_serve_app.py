@@ -196,6 +196,22 @@ def http_options_problem(details, serve_options):
     )
 
 
+def comparable(value):
+    """``value`` as Serve echoes a config back: keys set to None left out, whole floats as ints (5.0 is 5)."""
+    if isinstance(value, dict):
+        return {key: comparable(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [comparable(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def same_config(deployed, desired):
+    """Whether Serve runs ``desired`` already: its deployed config equals it once both are ``comparable``."""
+    return stable_json(comparable(deployed)) == stable_json(comparable(desired))
+
+
 def ensure_present(client, spec, serve_options, package=None, check_mode=False):
     """Deploy ``spec`` unless it is deployed with this config already. ``package``: ``(uri, bytes)`` or None.
 
@@ -209,7 +225,7 @@ def ensure_present(client, spec, serve_options, package=None, check_mode=False):
     configs = deployed_configs(details)
     before = configs.get(spec["name"])
     package_missing = package is not None and not client.has_package(package[0])
-    changed = before is None or stable_json(before) != stable_json(desired) or package_missing
+    changed = before is None or not same_config(before, desired) or package_missing
     if changed and not check_mode:
         if package_missing:
             client.upload_package(*package)

@@ -182,3 +182,13 @@ def test_equal_files_give_an_equal_package():
     assert serve.package_uri(first) == serve.package_uri(second)
     assert serve.package_uri(first) != serve.package_uri(serve.package_zip({"a.py": b"print(3)\n"}))
     assert serve.package_uri(first).startswith("gcs://_ray_pkg_") and serve.package_uri(first).endswith(".zip")
+
+
+def test_a_config_serve_echoed_with_floats_and_without_nones_is_the_same():
+    # Serve 2.60 echoes health_check_period_s: 5 as 5.0 and leaves out autoscaling_config: None.
+    asked = {"name": LLM, "num_replicas": 2, "autoscaling_config": None, "health_check_period_s": 5}
+    desired = {"deployments": [asked]}
+    echoed = {"deployments": [{"name": LLM, "num_replicas": 2, "health_check_period_s": 5.0}]}
+    assert serve.same_config(echoed, desired)
+    assert not serve.same_config(echoed, {"deployments": [{"name": LLM, "num_replicas": 1}]})
+    assert not serve.same_config({"deployments": [{"name": LLM, "autoscaling_config": {"max_replicas": 2}}]}, desired)
