@@ -913,7 +913,7 @@ def _placement_group(shape, device):
     """One replica's Ray placement group: a bundle per GPU (with a CPU for its worker), or per CPU worker."""
     bundle = {"GPU": 1, "CPU": 1} if device == "GPU" else {"CPU": 1}
     return {
-        "bundles": [dict(bundle) for _ in range(shape["world"])],
+        "bundles": [dict(bundle) for _worker in range(shape["world"])],
         "strategy": "STRICT_PACK" if shape["nodes"] == 1 else "PACK",
     }
 

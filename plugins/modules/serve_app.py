@@ -70,8 +70,8 @@ options:
     type: dict
   deployments:
     description:
-      - Options of the application's deployments by C(name), over those its code sets, for example
-        V([{name: "LLMServer:my-model", num_replicas: 2}]).
+      - "Options of the application's deployments by C(name), over those its code sets, for example
+        V([{name: LLMServer:my-model, num_replicas: 2}])."
       - Serve applies a change of C(num_replicas), C(autoscaling_config), C(max_ongoing_requests) and the health
         check and shutdown timings here in place, without restarting the other replicas; the same change in O(args)
         gives the deployment a new version and restarts all its replicas.

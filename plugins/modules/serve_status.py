@@ -42,8 +42,8 @@ options:
     required: true
   replicas:
     description:
-      - The least running replicas per deployment, by deployment name, for example
-        V({"LLMServer:my-model": 2}). A deployment not named needs Serve's C(target_num_replicas).
+      - "The least running replicas per deployment, by deployment name, for example
+        V({LLMServer:my-model: 2}). A deployment not named needs Serve's C(target_num_replicas)."
       - With autoscaling, name the minimum; Serve's target moves with the load.
     type: dict
 """

@@ -134,7 +134,7 @@ def planner_timing(repeats=3):
     for count in PLANNER_NODE_COUNTS:
         nodes = [dict(PLANNER_NODE, name=f"gpu-{index}", memory_mib=2 * 1024**2) for index in range(count)]
         seconds = []
-        for _ in range(repeats):
+        for _repeat in range(repeats):
             start = time.perf_counter()
             plan = dp.build_plan(nodes, model, "kubernetes")
             seconds.append(time.perf_counter() - start)

@@ -7,17 +7,25 @@ The deployed ingress answering 401 and 200 is tested in test_site_local_replicas
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 
 import pytest
+import vllm_local
 from playbook_runner import REPO
-from vllm_local import collections_path  # noqa: F401  (makes the collection importable)
 
-sys.path.insert(0, str(REPO / "roles" / "vllm_serve" / "files" / "serve"))
 
-import llmops_serve_ingress as ingress
+def imported(name):
+    """The ingress module (from the role's files) or the collection's _serve_llm, with their paths importable."""
+    vllm_local.collections_path()
+    folder = str(REPO / "roles" / "vllm_serve" / "files" / "serve")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_llm import api_key_digest
+
+ingress = imported("llmops_serve_ingress")
+api_key_digest = imported("ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_llm").api_key_digest
 
 pytestmark = pytest.mark.integration
 KEY = "k" * 40
