@@ -20,7 +20,8 @@ description:
 author:
   - llmops.ray_vllm maintainers (@llmops)
 extends_documentation_fragment:
-  - llmops.ray_vllm.attributes.READ_ONLY
+  - llmops.ray_vllm.attributes
+  - llmops.ray_vllm.attributes.read_only
   - llmops.ray_vllm.kubernetes_service
   - llmops.ray_vllm.wait
 options:
