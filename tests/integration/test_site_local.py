@@ -206,7 +206,11 @@ def requests_per_replica():
     """``{replica id: requests}`` from Ray Serve's metrics on every node (ray_serve_deployment_request_counter)."""
     counts = {}
     for node in get_json(DASHBOARD + "/nodes?view=summary")["data"]["summary"]:
-        port = node.get("raylet", {}).get("metricsExportPort")
+        raylet = node.get("raylet") or {}
+        # The worker killed by the heal test above stays listed, DEAD.
+        if raylet.get("state") != "ALIVE" or not raylet.get("metricsExportPort"):
+            continue
+        port = raylet["metricsExportPort"]
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as response:
             text = response.read().decode()
         for line in text.splitlines():
@@ -268,7 +272,8 @@ def test_two_replicas_answer_behind_one_endpoint_and_the_key_stays_secret(replic
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(without_key, timeout=10)
     assert refused.value.code == 401
-    report = run_load(target(replicas_key), requests=16, concurrency=4, attempts=1)
+    # Long enough for the router's queue statistics to show one replica busier than the other.
+    report = run_load(target(replicas_key), requests=32, concurrency=4, attempts=1)
     assert report.failed == 0, report.as_dict()
     seen = {}
 
