@@ -14,6 +14,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_layout import
     kuberay_layout,
     port_clashes,
     raycluster_settings,
+    worker_group_replicas,
 )
 
 
@@ -51,6 +52,10 @@ def _raycluster_settings(layout, settings):
     return raycluster_settings(layout, dict(settings))
 
 
+def _raycluster_worker_replicas(layout, live_cluster=None):
+    return worker_group_replicas(layout, live_cluster)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -58,5 +63,6 @@ class FilterModule:
             "ray_hosts_expectations": _raising_filter_errors(_ray_hosts_expectations),
             "kuberay_layout": _raising_filter_errors(_kuberay_layout),
             "raycluster_settings": _raising_filter_errors(_raycluster_settings),
+            "raycluster_worker_replicas": _raising_filter_errors(_raycluster_worker_replicas),
             "port_clashes": port_clashes,
         }

@@ -39,6 +39,10 @@ DEFAULT_KUBERAY_LAYOUT = {
         "pods_per_node": {},
     },
 }
+# KubeRay v1.7.0's default ports of the head container (utils/constant.go), which its head Service exposes when the
+# container declares none; "serve" is Ray Serve's HTTP proxy. The dashboard agent listens on 52365 besides.
+KUBERAY_HEAD_PORTS = {"client": 10001, "dashboard": 8265, "gcs-server": 6379, "metrics": 8080, "serve": 8000}
+DASHBOARD_AGENT_PORT = 52365
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -234,15 +238,72 @@ def _tolerations(num_gpus, settings):
     return tolerations
 
 
-def expected_ray_nodes(layout):
-    """Ray nodes and GPUs a KubeRay layout brings up: ``{"pods", "workers", "gpus"}`` (the head is one pod)."""
+def autoscaled(layout):
+    """Whether the worker group may grow and shrink (maxReplicas above minReplicas): KubeRay's in-tree autoscaler
+    then adds the worker pods Ray Serve's new replicas ask for, and removes idle ones down to minReplicas."""
     group = layout["worker_group"]
-    workers = int(group["replicas"]) * int(group["num_of_hosts"])
+    return int(group["max_replicas"]) > int(group["min_replicas"])
+
+
+def expected_ray_nodes(layout):
+    """Ray nodes and GPUs a KubeRay layout brings up: ``{"pods", "workers", "gpus", "max_workers"}`` (the head is
+    one pod). An autoscaled group starts with minReplicas (the autoscaler owns ``replicas``); ``max_workers`` is the
+    most worker pods it may grow to."""
+    group = layout["worker_group"]
+    hosts = int(group["num_of_hosts"])
+    started = int(group["min_replicas"]) if autoscaled(layout) else int(group["replicas"])
+    workers = started * hosts
     return {
         "pods": 1 + workers,
         "workers": workers,
         "gpus": int(layout["head"]["num_gpus"]) + workers * int(group["num_gpus"]),
+        "max_workers": max(int(group["max_replicas"]) * hosts, workers),
     }
+
+
+def worker_group_replicas(layout, live_cluster=None, group_name="gpu"):
+    """``{"replicas", "scale_strategy"}`` of the worker group to render.
+
+    A fixed group: the layout's replicas, no scaleStrategy. An autoscaled group is scaled by KubeRay's autoscaler,
+    which writes ``replicas`` and ``scaleStrategy`` into the RayCluster's worker group. Client-side apply sends a
+    custom resource's list (workerGroupSpecs) whole whenever it differs from the live one, so the group is rendered
+    with the live RayCluster's values (replicas kept within the layout's minReplicas and maxReplicas), so a re-run
+    never scales the group back. Without a live RayCluster: the layout's replicas.
+    """
+    group = layout["worker_group"]
+    low, high = int(group["min_replicas"]), int(group["max_replicas"])
+    if not autoscaled(layout):
+        return {"replicas": int(group["replicas"]), "scale_strategy": None}
+    specs = ((live_cluster or {}).get("spec") or {}).get("workerGroupSpecs") or []
+    live = next((spec for spec in specs if spec.get("groupName") == group_name), None)
+    if live is None:
+        return {"replicas": min(max(int(group["replicas"]), low), high), "scale_strategy": None}
+    replicas = live.get("replicas")
+    replicas = low if replicas is None else min(max(int(replicas), low), high)
+    return {"replicas": replicas, "scale_strategy": live.get("scaleStrategy")}
+
+
+def head_container_ports(serve_port, variable="ray_cluster_serve_port"):
+    """The head container's ports for a Serve HTTP port: None for KubeRay's default (8000), whose head Service then
+    has KubeRay's default ports, serve included; else KubeRay's defaults with serve moved, declared on the container
+    (a head that declares ports gets exactly those in its Service). Raises RayLayoutError for a port Ray's head
+    already uses."""
+    text = str(serve_port).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise RayLayoutError(f"{variable}={serve_port!r} must be a port number, 1-65535.")
+    port = int(text)
+    taken = {number: name for name, number in KUBERAY_HEAD_PORTS.items() if name != "serve"}
+    taken[DASHBOARD_AGENT_PORT] = "dashboard-agent"
+    if port in taken:
+        raise RayLayoutError(
+            f"{variable}={port} is the Ray head's {taken[port]} port: Ray Serve's HTTP proxy runs on the head pod "
+            f"beside it. Choose another port (it follows vllm_serve_port in site.yml), for example the default "
+            f"{KUBERAY_HEAD_PORTS['serve']}."
+        )
+    if port == KUBERAY_HEAD_PORTS["serve"]:
+        return None
+    ports = dict(KUBERAY_HEAD_PORTS, serve=port)
+    return [{"name": name, "containerPort": number, "protocol": "TCP"} for name, number in sorted(ports.items())]
 
 
 def raycluster_settings(layout, settings):
@@ -251,7 +312,7 @@ def raycluster_settings(layout, settings):
     ``settings``: release, head_cpus, head_memory, worker_cpus, worker_memory, worker_request_ratio,
     gpu_node_selector, gpu_tolerations, node_selector, tolerations, infiniband, infiniband_resource,
     infiniband_resource_count, shm_size (empty: each pod's memory limit), head_node_selector and head_tolerations
-    (the head alone, for a CPU node pool).
+    (the head alone, for a CPU node pool), serve_port (Ray Serve's HTTP port on the head; default 8000).
     """
     release = settings["release"]
     labels = {
@@ -272,6 +333,10 @@ def raycluster_settings(layout, settings):
         "expected_pods": expected["pods"],
         "expected_workers": expected["workers"],
         "expected_gpus": expected["gpus"],
+        "max_workers": expected["max_workers"],
+        # KubeRay's in-tree autoscaler, for a group whose maxReplicas exceeds its minReplicas.
+        "autoscaling": autoscaled(layout),
+        "head_ports": head_container_ports(settings.get("serve_port", KUBERAY_HEAD_PORTS["serve"])),
     }
     result.update(_head_pod(layout, settings))
     result.update(_worker_pod(layout, settings))

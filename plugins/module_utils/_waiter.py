@@ -36,12 +36,18 @@ def deployment_available(obj):
     )
 
 
-def raycluster_ready(obj, expected_workers):
-    """A RayCluster that KubeRay reports ready with ``expected_workers`` worker pods ready."""
+def raycluster_ready(obj, expected_workers, max_workers=None):
+    """A RayCluster that KubeRay reports ready with ``expected_workers`` worker pods ready.
+
+    ``max_workers``: with KubeRay's autoscaler the worker group may have grown since (Ray Serve added replicas), so
+    any count from ``expected_workers`` up to ``max_workers`` is ready.
+    """
     if not obj:
         return False
     status = obj.get("status") or {}
-    return status.get("state") == "ready" and int(status.get("readyWorkerReplicas") or 0) == int(expected_workers)
+    ready = int(status.get("readyWorkerReplicas") or 0)
+    most = int(expected_workers) if max_workers is None else max(int(max_workers), int(expected_workers))
+    return status.get("state") == "ready" and int(expected_workers) <= ready <= most
 
 
 def crd_established(obj):

@@ -275,3 +275,50 @@ def test_invalid_namespace_and_shm_size_fail_in_preflight(bed, tmp_path):
     rc, out, recap = run_role(bed, tmp_path, extra_vars={"ray_cluster_shm_size": "64 GB"})
     assert rc != 0 and "ray_cluster_shm_size (64 GB)" in out and "Kubernetes quantities" in out, out[-4000:]
     assert raycluster(bed) is None
+
+
+def test_an_autoscaled_worker_group_is_left_to_the_autoscaler_and_the_head_service_has_the_serve_port(
+    bed, tmp_path, ray_cluster_factory
+):
+    """A layout whose maxReplicas exceeds its minReplicas (an autoscaling plan): KubeRay's in-tree autoscaler on, and
+    a re-run renders the replicas the autoscaler set, so it keeps them (client-side apply sends workerGroupSpecs
+    whole); Serve's port moved to 8001 is on the head Service KubeRay makes."""
+    cluster = start_ray(ray_cluster_factory)
+    bed.admin("PUT", "service-backends", {f"{NAMESPACE}/{NAME}-head-svc:8265": cluster.dashboard_url})
+    layout = seed_layout(replicas=1)
+    layout["worker_group"]["max_replicas"] = 2
+    extra = {"ray_cluster_kuberay_layout": layout, "ray_cluster_serve_port": 8001}
+    rc, out, recap = run_role(bed, tmp_path, extra_vars=extra)
+    assert rc == 0, out[-8000:]
+    spec = raycluster(bed)["spec"]
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["autoscalerOptions"]["securityContext"]["allowPrivilegeEscalation"] is False
+    (group,) = spec["workerGroupSpecs"]
+    # The first run starts minReplicas; the autoscaler owns replicas from then on.
+    assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (1, 1, 2)
+    assert len([p for p in ray_pods(bed) if p["metadata"]["labels"]["ray.io/node-type"] == "worker"]) == 1
+    ports = {
+        p["name"]: p["port"]
+        for p in get(bed, f"/api/v1/namespaces/{NAMESPACE}/services/{NAME}-head-svc")["spec"]["ports"]
+    }
+    assert ports["serve"] == 8001 and ports["dashboard"] == 8265 and ports["gcs-server"] == 6379
+
+    # The autoscaler adds a worker pod for a new Serve replica; a re-run keeps it and its gate accepts 2 of 1..2.
+    status, body = bed.request(
+        "PATCH",
+        f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters/{NAME}",
+        [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2}],
+        content_type="application/json-patch+json",
+    )
+    assert status == 200, body
+    deadline = time.monotonic() + 30
+    while raycluster(bed).get("status", {}).get("readyWorkerReplicas") != 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    rc, out, recap = run_role(bed, tmp_path, extra_vars=extra)
+    assert rc == 0, out[-8000:]
+    assert raycluster(bed)["spec"]["workerGroupSpecs"][0]["replicas"] == 2
+    assert len([p for p in ray_pods(bed) if p["metadata"]["labels"]["ray.io/node-type"] == "worker"]) == 2
+    # That run recorded the new count in the last-applied annotation; the next one changes nothing.
+    rc, out, recap = run_role(bed, tmp_path, extra_vars=extra)
+    assert rc == 0 and recap["changed"] == 0, out[-6000:]
+    assert raycluster(bed)["spec"]["workerGroupSpecs"][0]["replicas"] == 2

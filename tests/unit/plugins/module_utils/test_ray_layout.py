@@ -7,13 +7,16 @@ import pytest
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_layout import (
     DEFAULT_KUBERAY_LAYOUT,
     RayLayoutError,
+    autoscaled,
     deep_merge,
     expected_ray_nodes,
+    head_container_ports,
     host_gpus,
     hosts_gate_expectations,
     kuberay_layout,
     port_clashes,
     raycluster_settings,
+    worker_group_replicas,
 )
 
 HOSTS_PLAN = {
@@ -150,7 +153,7 @@ def test_a_gpu_head_is_pinned_to_its_node_and_infiniband_adds_its_resource():
         "kubernetes.io/hostname": "gpu-worker-1",
     }
     assert k8s["worker_resources"]["requests"]["rdma/rdma_shared_device_a"] == 1
-    assert expected_ray_nodes(layout) == {"pods": 3, "workers": 2, "gpus": 3}
+    assert expected_ray_nodes(layout) == {"pods": 3, "workers": 2, "gpus": 3, "max_workers": 2}
 
 
 def test_without_node_sizes_the_fixed_requests_are_used():
@@ -175,3 +178,56 @@ def test_dev_shm_is_each_pods_memory_limit_or_a_smaller_size_asked_for():
     capped = raycluster_settings(SEED_LAYOUT, dict(POD_SETTINGS, shm_size="64Gi"))
     # 64Gi is more than the head's 16Gi limit (the pages count against it), less than a worker's.
     assert (capped["head_shm_size"], capped["worker_shm_size"]) == ("16Gi", "64Gi")
+
+
+def test_a_fixed_worker_group_keeps_its_replicas_and_no_autoscaler():
+    k8s = raycluster_settings(SEED_LAYOUT, POD_SETTINGS)
+    assert not k8s["autoscaling"] and not autoscaled(SEED_LAYOUT)
+    assert (k8s["expected_workers"], k8s["max_workers"]) == (2, 2)
+    # KubeRay's default head ports (Serve's 8000 among them): the head container declares none.
+    assert k8s["head_ports"] is None
+
+
+def test_an_autoscaled_worker_group_starts_at_its_minimum_and_may_grow_to_its_maximum():
+    # Two replicas of 2 GPUs at first, up to 8: the plan's layout with ray_vllm_min_replicas=2, max_replicas=8.
+    layout = deep_merge(
+        SEED_LAYOUT, {"worker_group": {"replicas": 2, "min_replicas": 2, "max_replicas": 8, "num_gpus": 2}}
+    )
+    k8s = raycluster_settings(layout, POD_SETTINGS)
+    assert k8s["autoscaling"] and autoscaled(layout)
+    assert (k8s["expected_pods"], k8s["expected_workers"], k8s["max_workers"], k8s["expected_gpus"]) == (3, 2, 8, 4)
+    # A layout whose replicas lie above the minimum still starts at the minimum: the autoscaler owns replicas.
+    above = deep_merge(layout, {"worker_group": {"replicas": 4}})
+    assert expected_ray_nodes(above) == {"pods": 3, "workers": 2, "gpus": 4, "max_workers": 8}
+    multi_host = deep_merge(layout, {"worker_group": {"num_of_hosts": 2}})
+    assert expected_ray_nodes(multi_host)["max_workers"] == 16
+
+
+def test_the_serve_port_moves_the_head_containers_serve_port_and_never_takes_rays_own():
+    assert head_container_ports(8000) is None and head_container_ports("8000") is None
+    ports = {port["name"]: port["containerPort"] for port in head_container_ports("8001")}
+    assert ports == {"client": 10001, "dashboard": 8265, "gcs-server": 6379, "metrics": 8080, "serve": 8001}
+    k8s = raycluster_settings(SEED_LAYOUT, dict(POD_SETTINGS, serve_port=9000))
+    assert {port["name"]: port["containerPort"] for port in k8s["head_ports"]}["serve"] == 9000
+    for taken, name in ((8265, "dashboard"), (6379, "gcs-server"), (52365, "dashboard-agent")):
+        with pytest.raises(RayLayoutError) as error:
+            head_container_ports(taken)
+        assert f"ray_cluster_serve_port={taken} is the Ray head's {name} port" in str(error.value)
+    for bad in ("http", 0, 70000):
+        with pytest.raises(RayLayoutError, match="must be a port number"):
+            head_container_ports(bad)
+
+
+def test_the_worker_replicas_of_an_autoscaled_group_are_the_live_ones_within_the_range():
+    layout = deep_merge(SEED_LAYOUT, {"worker_group": {"replicas": 1, "min_replicas": 1, "max_replicas": 4}})
+
+    def live(**group):
+        return {"spec": {"workerGroupSpecs": [{"groupName": "other", "replicas": 9}, dict(group, groupName="gpu")]}}
+
+    assert worker_group_replicas(SEED_LAYOUT, live(replicas=7)) == {"replicas": 2, "scale_strategy": None}
+    assert worker_group_replicas(layout, None) == {"replicas": 1, "scale_strategy": None}
+    assert worker_group_replicas(layout, {"spec": {}}) == {"replicas": 1, "scale_strategy": None}
+    assert worker_group_replicas(layout, live(replicas=3, scaleStrategy={})) == {"replicas": 3, "scale_strategy": {}}
+    assert worker_group_replicas(layout, live(replicas=0))["replicas"] == 1
+    assert worker_group_replicas(layout, live(replicas=12))["replicas"] == 4
+    assert worker_group_replicas(layout, live())["replicas"] == 1

@@ -50,6 +50,17 @@ def test_a_raycluster_is_ready_with_exactly_the_expected_workers():
     assert not raycluster_ready(None, 0)
 
 
+def test_an_autoscaled_raycluster_is_ready_anywhere_between_its_minimum_and_maximum_workers():
+    def cluster(ready):
+        return {"status": {"state": "ready", "readyWorkerReplicas": ready}}
+
+    assert not raycluster_ready(cluster(1), 2, 8)
+    assert raycluster_ready(cluster(2), 2, 8) and raycluster_ready(cluster(5), "2", "8")
+    assert raycluster_ready(cluster(8), 2, 8) and not raycluster_ready(cluster(9), 2, 8)
+    # A maximum below the minimum is the minimum: a fixed group.
+    assert raycluster_ready(cluster(2), 2, 1) and not raycluster_ready(cluster(3), 2, 1)
+
+
 def test_crds_jobs_and_clusterpolicies():
     established = {"status": {"conditions": [{"type": "Established", "status": "True"}]}}
     assert crd_established(established) and not crd_established({"status": {}}) and not crd_established(None)
