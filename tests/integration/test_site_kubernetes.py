@@ -11,20 +11,27 @@ real Ray cluster whose workers offer one GPU each behind `llm-raycluster-head-sv
 with the API-key middleware behind `llm-vllm:8000` (`keyed_vllm` in conftest.py). Every manifest the roles send is
 validated by the test bed (built-in schemas and the KubeRay CRD schema; unknown fields are refused).
 
+The 64-node seed's plan serves 256 replicas with Ray Serve LLM: there the dashboard's Serve REST API is answered by
+serve_double.ServeDouble (Ray 2.60's answers, as if Serve ran every replica deployed; the Ray gate's requests go on
+to the real Ray cluster), so the test reads the application serve_app deployed through the API server's proxy.
+
 The seed deployment with pods that run (--check, converge, changed=0, faults, teardown) is
 test_site_kubernetes_pods.py and molecule/kubernetes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import SHARED_VLLM_KEY
-from playbook_runner import run_playbook
+from playbook_runner import REPO, run_playbook
+from serve_double import ServeDouble
 from testbed_images import image_check_outcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,11 +51,11 @@ def _list(bed, path):
     return body.get("items", []) if status == 200 else []
 
 
-def _map_backends(bed, ray, vllm):
+def _map_backends(bed, dashboard_url, vllm):
     bed.admin(
         "PUT",
         "service-backends",
-        {f"{NAMESPACE}/llm-raycluster-head-svc:8265": ray.dashboard_url, f"{NAMESPACE}/llm-vllm:8000": vllm.base_url},
+        {f"{NAMESPACE}/llm-raycluster-head-svc:8265": dashboard_url, f"{NAMESPACE}/llm-vllm:8000": vllm.base_url},
     )
 
 
@@ -92,18 +99,23 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
 
     Why a mapping here and not the pods that run (test_site_kubernetes_pods.py, molecule/kubernetes): these are GPU
     plans, whose pods ask for nvidia.com/gpu and run vLLM's GPU command line, which the CPU image cannot serve; and
-    the 64-node plan asks for 65 Ray nodes, more than this machine runs.
+    the 64-node plan asks for 257 Ray nodes, more than this machine runs.
 
-    On 3 nodes the plan uses every GPU (PP=3): the local Ray cluster has exactly those 4 nodes and 3 GPUs. For 64
-    nodes the plan asks 65 Ray nodes and 512 GPUs, which this machine cannot run as Ray processes: there the Ray
-    gate's expectations are lowered to the local cluster's size, and the test checks what KubeRay placed instead.
+    On 3 nodes the plan uses every GPU (PP=3) for one engine, the vLLM driver Deployment: the local Ray cluster has
+    exactly those 4 nodes and 3 GPUs. On 64 nodes the plan serves 256 replicas of TP=2 with Ray Serve LLM: the
+    RayCluster's worker group holds all of them (4 pods of 2 GPUs on every node, a fixed count, so no autoscaler),
+    no driver is made, the Service selects the Ray head's Serve proxy and the application goes to the dashboard
+    through the API server's proxy (to ServeDouble, which runs no replica). The Ray gate's expectations are lowered to
+    the local cluster's size there, and the test checks what KubeRay placed and what Serve was given instead.
     """
-    with RunningTestBed(tmp_path / "testbed", seed=seed) as bed:
+    with RunningTestBed(tmp_path / "testbed", seed=seed) as bed, ServeDouble(three_gpu_ray.dashboard_url) as serve:
         bed.admin("POST", "outcomes", image_check_outcome())
-        _map_backends(bed, three_gpu_ray, keyed_vllm)
         extra = []
         if seed == "gpu-nodes-64":
+            _map_backends(bed, serve.url, keyed_vllm)
             extra = ["-e", "ray_cluster_expected_nodes=4", "-e", "ray_cluster_expected_gpus=3"]
+        else:
+            _map_backends(bed, three_gpu_ray.dashboard_url, keyed_vllm)
         rc, output, recap = _site(bed, tmp_path, "run", *extra)
         assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
         assert API_KEY not in output
@@ -111,16 +123,63 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
         group = cluster["spec"]["workerGroupSpecs"][0]
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
         pods = _list(bed, f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=ray.io/node-type%3Dworker")
-        listed = _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")
-        command = json.dumps(next(d for d in listed if d["metadata"]["name"] == "llm-vllm")["spec"]["template"])
+        assert len(pods) == group["replicas"] and all(p["status"]["phase"] == "Running" for p in pods)
+        listed = {d["metadata"]["name"]: d for d in _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")}
+        service = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/services/llm-vllm")[1]
         if seed == "gpu-nodes-3":
+            command = json.dumps(listed["llm-vllm"]["spec"]["template"])
             assert (group["replicas"], str(limits["nvidia.com/gpu"])) == (3, "1")
             assert re.search(r"--pipeline-parallel-size\W+3\b", command), command
-        else:
-            assert (group["replicas"], str(limits["nvidia.com/gpu"])) == (64, "8")
-            assert re.search(r"--tensor-parallel-size\W+8\b", command), command
-        assert len(pods) == group["replicas"] and all(p["status"]["phase"] == "Running" for p in pods)
-        assert len({p["spec"]["nodeName"] for p in pods}) == group["replicas"]  # one worker pod per GPU node
+            assert len({p["spec"]["nodeName"] for p in pods}) == group["replicas"]  # one worker pod per GPU node
+            assert service["spec"]["selector"]["app.kubernetes.io/name"] == "vllm"
+            assert serve.calls == []
+            return
+        _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
+
+
+def _check_the_serve_llm_deployment(output, cluster, pods, deployments, service, serve):
+    """gpu-nodes-64: 256 replicas of TP=2 (2 H200s each) behind one endpoint."""
+    group = cluster["spec"]["workerGroupSpecs"][0]
+    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    # The worker group holds every replica: 256 pods of 2 GPUs, 4 on each of the 64 nodes; a fixed count.
+    assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (256, 256, 256)
+    assert str(limits["nvidia.com/gpu"]) == "2" and group["rayStartParams"]["num-gpus"] == "2"
+    assert "enableInTreeAutoscaling" not in cluster["spec"]
+    nodes = {}
+    for pod in pods:
+        nodes[pod["spec"]["nodeName"]] = nodes.get(pod["spec"]["nodeName"], 0) + 1
+    assert len(nodes) == 64 and set(nodes.values()) == {4}
+    # No driver: the Service leads to Ray Serve's proxy on the head pod.
+    assert "llm-vllm" not in deployments
+    assert service["spec"]["selector"] == {"ray.io/cluster": "llm-raycluster", "ray.io/node-type": "head"}
+    assert service["spec"]["ports"][0]["targetPort"] == 8000
+    # What serve_app deployed through the API server's proxy: the plan's replicas, engine arguments and placement.
+    assert serve.instance == {"http_options": {"host": "0.0.0.0", "port": 8000}, "proxy_location": "HeadOnly"}
+    config = serve.applications["llm"]
+    assert config["import_path"] == "ray.serve.llm:build_openai_app" and config["route_prefix"] == "/"
+    (llm,) = config["args"]["llm_configs"]
+    assert llm["model_loading_config"] == {"model_id": SERVED, "model_source": "/models/DeepSeek-R1-Distill-Llama-70B"}
+    # The replica count in the application's deployments list, which Serve applies in place.
+    (deployment,) = config["deployments"]
+    assert (deployment["name"], deployment["num_replicas"]) == (f"LLMServer:{SERVED}", 256)
+    assert deployment.get("autoscaling_config") is None
+    engine = llm["engine_kwargs"]
+    assert (engine["tensor_parallel_size"], engine["pipeline_parallel_size"], engine["max_model_len"]) == (2, 1, 8096)
+    assert llm["placement_group_config"] == {"bundles": [{"GPU": 1, "CPU": 1}] * 2, "strategy": "STRICT_PACK"}
+    assert llm["accelerator_config"] == {"kind": "gpu"}
+    ingress = config["args"]["ingress_cls_config"]
+    assert ingress["ingress_cls"] == "llmops_serve_ingress:KeyedOpenAiIngress"
+    assert set(ingress["ingress_extra_kwargs"]["api_key_digest"]) == {"salt", "iterations", "digest"}
+    assert API_KEY not in json.dumps(config)  # only the key's digest
+    # The role's files/serve, uploaded as the application's working_dir.
+    package = config["runtime_env"]["working_dir"].removeprefix("gcs://")
+    with zipfile.ZipFile(io.BytesIO(serve.packages[package])) as archive:
+        source = (REPO / "roles" / "vllm_serve" / "files" / "serve" / "llmops_serve_ingress.py").read_bytes()
+        assert archive.read("llmops_serve_ingress.py") == source
+    # The gates: every replica running, then a real completion through the Service.
+    text = " ".join(output.split())
+    assert "Replicas: 256 behind Ray Serve (application llm on the RayCluster llm/llm-raycluster" in text, text[-4000:]
+    assert "Parallelism per replica: TP=2 PP=1" in text and "A: " in text
 
 
 @pytest.mark.parametrize(

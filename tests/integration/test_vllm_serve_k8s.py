@@ -310,3 +310,160 @@ def test_teardown_keeps_the_secret_unless_asked(bed, tmp_path):
     rc, output, _recap = play(bed, tmp_path, "teardown-secret", {"vllm_serve_teardown_secret": True}, playbook=TEARDOWN)
     assert rc == 0, output[-8000:]
     assert objects(bed, "llm") == set()
+
+
+# ---- several replicas: the plan's serve.engine is serve_llm ------------------------------------------------------
+# In the namespace "serve": a Ray Serve LLM application on the RayCluster instead of the driver. KubeRay's head Service
+# is made by hand (no RayCluster here) and leads to ServeDouble, Ray 2.60's Serve REST API as if Serve ran what was
+# deployed; the completion comes from the real vLLM behind serve/llm-vllm:8000, as above.
+
+SERVE_NS = "serve"
+
+
+@pytest.fixture(scope="module")
+def replicas_plan():
+    """The plan plan_kubernetes.yml makes on the seed's two nodes for two CPU replicas of the demo model."""
+    from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
+    from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import kubernetes_cpu_pods, plan_request
+
+    node = {"gpus": 1, "gpu_memory_mib": 81920, "gpu_product": "NVIDIA-A100-SXM4-80GB", "cpus": 32.0}
+    nodes = [dict(node, name=f"gpu-worker-{index}", memory_mib=262044) for index in (1, 2)]
+    request = plan_request(
+        {
+            "ray_vllm_device": "cpu",
+            "ray_vllm_replicas": 2,
+            "vllm_serve_max_model_len": 2048,
+            "vllm_serve_cpu_kvcache_space_gib": 1,
+        }
+    )
+    cpu_pods = kubernetes_cpu_pods(
+        {"cpus": "4", "memory": "16Gi", "node_selector": {}},
+        {"resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}, "node_selector": {}},
+    )
+    config = json.loads((REPO / "tests" / "fixtures" / "models" / "smollm2-135m-instruct" / "config.json").read_text())
+    params = dict(
+        request["options"],
+        nodes=nodes,
+        platform="kubernetes",
+        model_config=config,
+        model_params_b=0.135,
+        cpu_pods=cpu_pods,
+        option_names=request["option_names"],
+    )
+    plan = dp.plan_from_options(params)
+    assert (plan["serve"]["engine"], plan["replicas"]) == ("serve_llm", 2)
+    return plan
+
+
+@pytest.fixture(scope="module")
+def serve_api(bed, vllm_server):
+    from serve_double import ServeDouble
+
+    with ServeDouble() as double:
+        bed.admin(
+            "PUT",
+            "service-backends",
+            {
+                f"{SERVE_NS}/llm-raycluster-head-svc:8265": double.url,
+                f"{SERVE_NS}/llm-vllm:8000": vllm_server.base_url,
+            },
+        )
+        yield double
+
+
+def make_head_service(bed):
+    """KubeRay's head Service, as the RayCluster would have it (the mapping needs the Service to exist)."""
+    body = {
+        "metadata": {"name": "llm-raycluster-head-svc"},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"ray.io/cluster": "llm-raycluster", "ray.io/node-type": "head"},
+            "ports": [{"name": "dashboard", "port": 8265}, {"name": "serve", "port": 8000}],
+        },
+    }
+    status, answer = bed.request("POST", f"/api/v1/namespaces/{SERVE_NS}/services", body)
+    assert status in (201, 409), answer
+
+
+def serve_play(bed, tmp_path, name, plan=None, check=False, playbook=PLAYBOOK):
+    extra = {"ray_vllm_namespace": SERVE_NS}
+    if plan is not None:
+        extra["vllm_serve_plan"] = plan
+    rc, output, recap = play(bed, tmp_path, name, extra, check=check, playbook=playbook, verbose=check)
+    return rc, " ".join(output.split()), recap
+
+
+def test_serve_llm_check_mode_without_a_dashboard_says_what_would_be_deployed(bed, tmp_path, serve_api, replicas_plan):
+    prepare_namespace(bed, SERVE_NS)
+    rc, output, recap = serve_play(bed, tmp_path, "serve-check", replicas_plan, check=True)
+    assert rc == 0 and recap["failed"] == 0, output[-6000:]
+    assert (
+        "the Ray dashboard of the RayCluster serve/llm-raycluster does not answer through the API server (the "
+        "RayCluster is not up yet), so the Ray Serve LLM application llm would be deployed there once it is: 2 "
+        f"replica(s) of {SERVED} with TP=1 PP=1 each, Serve's proxy on the head pod's port 8000 behind the Service "
+        "llm-vllm" in output
+    ), output[-6000:]
+    assert objects(bed, SERVE_NS) == set() and serve_api.calls == []
+
+
+def test_serve_llm_replaces_the_driver_of_an_earlier_plan_and_passes_the_gates(bed, tmp_path, serve_api, replicas_plan):
+    make_head_service(bed)
+    # An earlier plan with one engine: the driver Deployment and its ConfigMap.
+    rc, output, recap = serve_play(bed, tmp_path, "serve-one-engine")
+    assert rc == 0, output[-6000:]
+    assert {"Deployment", "ConfigMap", "Service"} <= objects(bed, SERVE_NS)
+    assert serve_api.applications == {}
+
+    rc, output, recap = serve_play(bed, tmp_path, "serve-replicas", replicas_plan)
+    assert rc == 0, output[-8000:]
+    assert KEY not in output
+    found = objects(bed, SERVE_NS)
+    assert "Deployment" not in found and "ConfigMap" not in found and {"Secret", "Service"} <= found
+    service = get(bed, f"/api/v1/namespaces/{SERVE_NS}/services/llm-vllm")
+    assert service["spec"]["selector"] == {"ray.io/cluster": "llm-raycluster", "ray.io/node-type": "head"}
+    assert service["spec"]["ports"][0]["targetPort"] == 8000
+    # The application serve_app deployed through the API server's proxy, its proxy on the head only.
+    assert serve_api.instance == {"http_options": {"host": "0.0.0.0", "port": 8000}, "proxy_location": "HeadOnly"}
+    config = serve_api.applications["llm"]
+    (llm,) = config["args"]["llm_configs"]
+    assert llm["model_loading_config"] == {"model_id": SERVED, "model_source": MODEL_PATH}
+    assert llm["accelerator_config"] == {"kind": "cpu"}
+    (deployment,) = config["deployments"]
+    assert (deployment["name"], deployment["num_replicas"]) == (f"LLMServer:{SERVED}", 2)
+    assert config["runtime_env"]["working_dir"].removeprefix("gcs://") in serve_api.packages
+    assert KEY not in json.dumps(config)
+    # The gates: both replicas running (Serve's answer), then the real completion through llm-vllm.
+    assert "Replicas: 2 behind Ray Serve (application llm on the RayCluster serve/llm-raycluster" in output
+    assert "Endpoint (in the cluster): http://llm-vllm.serve.svc:8000/v1" in output and "A: " in output
+
+    rc, output, recap = serve_play(bed, tmp_path, "serve-replicas-again", replicas_plan)
+    assert rc == 0, output[-6000:]
+    assert recap["changed"] == 0, output[-6000:]
+
+    # --check with Serve running: compared with what Serve runs, nothing sent.
+    deployed = len(serve_api.calls)
+    rc, output, recap = serve_play(bed, tmp_path, "serve-replicas-check", replicas_plan, check=True)
+    assert rc == 0, output[-6000:]
+    compared = "the Serve application llm was compared with what Serve runs on the RayCluster serve/llm-raycluster"
+    assert compared in output and "is deployed as asked" in output
+    assert all(method == "GET" for method, _path in serve_api.calls[deployed:])
+
+
+def test_a_one_engine_plan_deletes_the_serve_application_first(bed, tmp_path, serve_api):
+    rc, output, recap = serve_play(bed, tmp_path, "serve-back-to-one")
+    assert rc == 0, output[-6000:]
+    assert ("DELETE", "/api/serve/applications/") in serve_api.calls
+    assert serve_api.applications == {} and serve_api.instance is None
+    assert {"Deployment", "ConfigMap", "Service"} <= objects(bed, SERVE_NS)
+    service = get(bed, f"/api/v1/namespaces/{SERVE_NS}/services/llm-vllm")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/instance": "llm", "app.kubernetes.io/name": "vllm"}
+
+
+def test_teardown_deletes_the_serve_application_before_the_objects(bed, tmp_path, serve_api, replicas_plan):
+    rc, output, recap = serve_play(bed, tmp_path, "serve-replicas-before-teardown", replicas_plan)
+    assert rc == 0, output[-6000:]
+    assert "llm" in serve_api.applications
+    rc, output, recap = serve_play(bed, tmp_path, "serve-teardown", playbook=TEARDOWN)
+    assert rc == 0, output[-6000:]
+    assert serve_api.applications == {} and serve_api.instance is None
+    assert objects(bed, SERVE_NS) == {"Secret"}
