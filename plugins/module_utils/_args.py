@@ -43,3 +43,19 @@ def with_kubernetes_service(spec):
     merged = dict(spec)
     merged.update(KUBERNETES_SERVICE_ARGUMENT_SPEC)
     return merged
+
+
+# Mirrored by plugins/doc_fragments/ray_dashboard.py: the Ray dashboard a Serve module reaches (or, with the
+# kubernetes_service options, the Service in front of it).
+RAY_DASHBOARD_ARGUMENT_SPEC = dict(
+    dashboard_url=dict(type="str"),
+    token=dict(type="str", no_log=True),
+    validate_certs=dict(type="bool", default=True),
+)
+
+
+def with_ray_dashboard(spec):
+    """Return a copy of ``spec`` extended with the options that reach a Ray dashboard, directly or by its Service."""
+    merged = with_kubernetes_service(spec)
+    merged.update(RAY_DASHBOARD_ARGUMENT_SPEC)
+    return merged

@@ -1508,17 +1508,23 @@ class Planner:
 
     def _replica_counts(self, search, layout):
         """ReplicaCount from replicas, the autoscaling range, or every replica the GPUs hold; refuses more than fit."""
-        request = self.request
         fit = search.count(layout)
+        return self._counted_replicas(
+            fit, fit, lambda option, asked: self._check_replicas_fit(option, asked, fit, layout)
+        )
+
+    def _counted_replicas(self, fit, unasked, check_fit):
+        """ReplicaCount from replicas, the autoscaling range (its most defaults to ``fit``), or ``unasked``;
+        ``check_fit(option, asked)`` refuses a count above ``fit``, naming the option."""
+        request = self.request
         if request.replicas is not None:
-            self._check_replicas_fit("replicas", request.replicas, fit, layout)
+            check_fit("replicas", request.replicas)
             return ReplicaCount(request.replicas, request.replicas, False)
         if not request.autoscaling:
-            return ReplicaCount(fit, fit, False)
+            return ReplicaCount(unasked, unasked, False)
         least = request.min_replicas or 1
         most = request.max_replicas or max(fit, least)
-        option = "max_replicas" if request.max_replicas is not None else "min_replicas"
-        self._check_replicas_fit(option, most, fit, layout)
+        check_fit("max_replicas" if request.max_replicas is not None else "min_replicas", most)
         return ReplicaCount(least, most, True)
 
     def _check_replicas_fit(self, option, asked, fit, layout):
@@ -2083,18 +2089,10 @@ class Planner:
     def _cpu_replica_counts(self, shape):
         """ReplicaCount of a CPU plan: replicas, the autoscaling range (its most defaults to what the nodes hold), or
         one; each CPU worker takes a node of its own, so more replicas than that are refused."""
-        request = self.request
-        fit = max(1, len(request.nodes) // shape["world"])
-        if request.replicas is not None:
-            self._check_cpu_replicas_fit("replicas", request.replicas, fit, shape)
-            return ReplicaCount(request.replicas, request.replicas, False)
-        if not request.autoscaling:
-            return ReplicaCount(1, 1, False)
-        least = request.min_replicas or 1
-        most = request.max_replicas or max(fit, least)
-        option = "max_replicas" if request.max_replicas is not None else "min_replicas"
-        self._check_cpu_replicas_fit(option, most, fit, shape)
-        return ReplicaCount(least, most, True)
+        fit = max(1, len(self.request.nodes) // shape["world"])
+        return self._counted_replicas(
+            fit, 1, lambda option, asked: self._check_cpu_replicas_fit(option, asked, fit, shape)
+        )
 
     def _check_cpu_replicas_fit(self, option, asked, fit, shape):
         if asked <= fit:

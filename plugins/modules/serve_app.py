@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - llmops.ray_vllm.attributes
   - llmops.ray_vllm.kubernetes_service
+  - llmops.ray_vllm.ray_dashboard
 attributes:
   check_mode:
     support: full
@@ -38,19 +39,6 @@ attributes:
     details:
       - Shows the application's config as deployed before and as asked for after.
 options:
-  dashboard_url:
-    description:
-      - Base URL of the Ray dashboard, for example V(http://127.0.0.1:8265).
-      - Exactly one of O(dashboard_url) and O(service) is required.
-    type: str
-  token:
-    description:
-      - Token of a Ray cluster that runs with token authentication, sent as a bearer token.
-    type: str
-  validate_certs:
-    description: Verify the dashboard's TLS certificate for C(https) URLs.
-    type: bool
-    default: true
   state:
     description: V(present) keeps the application deployed with this config; V(absent) deletes it.
     type: str
@@ -164,7 +152,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_ray_dashboard
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import module_transport
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import RayJobError
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import (
@@ -177,11 +165,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import 
     package_zip,
 )
 
-ARGUMENT_SPEC = with_kubernetes_service(
+ARGUMENT_SPEC = with_ray_dashboard(
     dict(
-        dashboard_url=dict(type="str"),
-        token=dict(type="str", no_log=True),
-        validate_certs=dict(type="bool", default=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         name=dict(type="str", required=True),
         import_path=dict(type="str"),

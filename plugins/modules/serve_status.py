@@ -23,20 +23,9 @@ extends_documentation_fragment:
   - llmops.ray_vllm.attributes
   - llmops.ray_vllm.attributes.read_only
   - llmops.ray_vllm.kubernetes_service
+  - llmops.ray_vllm.ray_dashboard
   - llmops.ray_vllm.wait
 options:
-  dashboard_url:
-    description:
-      - Base URL of the Ray dashboard, for example V(http://127.0.0.1:8265).
-      - Exactly one of O(dashboard_url) and O(service) is required.
-    type: str
-  token:
-    description: Token of a Ray cluster that runs with token authentication, sent as a bearer token.
-    type: str
-  validate_certs:
-    description: Verify the dashboard's TLS certificate for C(https) URLs.
-    type: bool
-    default: true
   name:
     description: The application's name in Serve.
     type: str
@@ -103,7 +92,7 @@ attempts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service, with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_ray_dashboard, with_wait
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import module_transport
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import (
     ServeAppError,
@@ -113,12 +102,9 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import 
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
-ARGUMENT_SPEC = with_kubernetes_service(
+ARGUMENT_SPEC = with_ray_dashboard(
     with_wait(
         dict(
-            dashboard_url=dict(type="str"),
-            token=dict(type="str", no_log=True),
-            validate_certs=dict(type="bool", default=True),
             name=dict(type="str", required=True),
             replicas=dict(type="dict"),
         )
