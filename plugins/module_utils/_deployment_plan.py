@@ -1410,7 +1410,7 @@ class Planner:
         sized = self.size()
         placement = self.choose(sized["model"])
         placement["ray_layout"] = self.override_kuberay(placement)
-        self.place_cpu_pods(placement["ray_layout"])
+        self.place_cpu_pods(placement["ray_layout"], placement["serve"]["engine"])
         return self.assemble(sized, placement)
 
     # --- size: dtypes and weight bytes
@@ -2236,14 +2236,19 @@ class Planner:
         self.reasons.append(check.reason())
         return {"kuberay": layout}
 
-    def place_cpu_pods(self, ray_layout):
-        """Say where the pods without GPUs (the Ray head, the vLLM driver) go beside the worker pods (GPU or CPU)."""
+    def place_cpu_pods(self, ray_layout, engine):
+        """Say where the pods without GPUs (the Ray head, the vLLM driver) go beside the worker pods (GPU or CPU).
+
+        Ray Serve LLM (``engine`` serve_llm) runs the replicas in the Ray pods: no driver pod is created to place."""
         request = self.request
-        if not (request.cpu_pods and "kuberay" in ray_layout):
+        cpu_pods = [pod for pod in request.cpu_pods if engine == "vllm" or pod.get("ray_head")]
+        if not (cpu_pods and "kuberay" in ray_layout):
             return
+        if len(cpu_pods) < len(request.cpu_pods):
+            self.reasons.append("Ray Serve LLM runs the replicas in the Ray pods: no vLLM driver pod is placed.")
         name = self.name
         sentences, problem = place_cpu_pods(
-            request.nodes, ray_layout["kuberay"], request.cpu_pods, request.worker_request_ratio
+            request.nodes, ray_layout["kuberay"], cpu_pods, request.worker_request_ratio
         )
         self.reasons.extend(sentences)
         if problem:

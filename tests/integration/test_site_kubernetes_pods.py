@@ -12,16 +12,24 @@ which runs the same SeedPods setup; this module proves, on one test bed in order
 - the image without Ray (images/ray-vllm/local-cpu.yaml's variant, vLLM alone as vLLM's own images are) is refused
   by the image gate, whose Job really runs the image's Python, before any Ray pod exists;
 - with the gate turned off, KubeRay's pods really crash (bash: ray: command not found, exit 127) and the RayCluster
-  gate reports the CrashLoopBackOff with the containers' last log lines.
+  gate reports the CrashLoopBackOff with the containers' last log lines;
+- teardown leaves no container;
+- two replicas (`ray_vllm_replicas: 2`) serve as a Ray Serve LLM application on KubeRay's pods: both answer behind
+  the head's Service, a request without the key gets 401, a re-run changes nothing, and teardown deletes the
+  application and leaves no container.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import seed_pods
+from chat_load import run_load
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -85,8 +93,8 @@ def test_without_the_gate_the_raycluster_gate_reports_the_crash_loop_and_its_log
     assert "ray_cluster_image" in flat
 
 
-def test_teardown_leaves_no_container(pods):
-    rc, output, recap = pods.site("teardown", playbook="playbooks/teardown.yml")
+def _teardown_leaves_no_container(pods, name):
+    rc, output, recap = pods.site(name, playbook="playbooks/teardown.yml")
     assert rc == 0, output[-8000:]
 
     def serving_pods():
@@ -96,3 +104,87 @@ def test_teardown_leaves_no_container(pods):
 
     seed_pods.wait_until("the Ray pods gone", lambda: not serving_pods(), timeout=120)
     assert seed_pods.runc_containers() == []
+    return output
+
+
+def test_teardown_leaves_no_container(pods):
+    _teardown_leaves_no_container(pods, "teardown")
+
+
+# --- two replicas as a Ray Serve LLM application on the pods (the pod bridge reaches the pods' own addresses)
+
+DEPLOYMENT = f"LLMServer:{seed_pods.SERVED}"
+
+
+def _get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def _head_ip(pods):
+    listed = _items(pods.bed, f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=ray.io/node-type%3Dhead")
+    assert len(listed) == 1, [p["metadata"]["name"] for p in listed]
+    return listed[0]["status"]["podIP"]
+
+
+def _llm_deployment(dashboard):
+    return _get_json(f"{dashboard}/api/serve/applications/")["applications"]["llm"]["deployments"][DEPLOYMENT]
+
+
+def _requests_per_replica(dashboard):
+    """``{replica id: requests}`` from Serve's metrics on every live Ray pod (ray_serve_deployment_request_counter)."""
+    counts = {}
+    for node in _get_json(f"{dashboard}/nodes?view=summary")["data"]["summary"]:
+        raylet = node.get("raylet") or {}
+        if raylet.get("state") != "ALIVE" or not raylet.get("metricsExportPort"):
+            continue
+        with urllib.request.urlopen(f"http://{node['ip']}:{raylet['metricsExportPort']}/metrics", timeout=10) as got:
+            text = got.read().decode()
+        for line in text.splitlines():
+            if line.startswith("ray_serve_deployment_request_counter_total{") and f'deployment="{DEPLOYMENT}"' in line:
+                replica = line.split('replica="', 1)[1].split('"', 1)[0]
+                counts[replica] = counts.get(replica, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def two_replicas(pods):
+    rc, output, recap = pods.site("replicas", "-e", "ray_vllm_replicas=2", "-e", "ray_vllm_target_concurrency=2")
+    assert rc == 0, output[-8000:]
+    assert "Replicas: 2 behind Ray Serve" in output, output[-4000:]
+    assert seed_pods.API_KEY not in output, "the API key leaked into the play output"
+    return _head_ip(pods)
+
+
+def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
+    dashboard, endpoint = f"http://{two_replicas}:8265", f"http://{two_replicas}:8000"
+    replicas = _llm_deployment(dashboard)["replicas"]
+    assert [r["state"] for r in replicas] == ["RUNNING", "RUNNING"], replicas
+    config = json.dumps(_get_json(f"{dashboard}/api/serve/applications/")["applications"]["llm"])
+    assert seed_pods.API_KEY not in config, "the API key is in Serve's config"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{endpoint}/v1/models", timeout=10)
+    assert refused.value.code == 401
+    report = run_load((endpoint, seed_pods.API_KEY, seed_pods.SERVED, 16), requests=24, concurrency=4, attempts=1)
+    assert report.failed == 0, report.as_dict()
+    seen = {}
+
+    def both_served():
+        seen.update(_requests_per_replica(dashboard))
+        return len([count for count in seen.values() if count > 0]) >= 2
+
+    seed_pods.wait_until("requests counted on both replicas (Serve's metrics)", both_served, timeout=60, interval=2)
+    print(f"requests per replica: {seen}")
+
+
+def test_two_replicas_rerun_changes_nothing(pods, two_replicas):
+    rc, output, recap = pods.site("replicas-rerun", "-e", "ray_vllm_replicas=2", "-e", "ray_vllm_target_concurrency=2")
+    assert rc == 0, output[-8000:]
+    assert all(host["changed"] == 0 for host in recap.values()), recap
+
+
+def test_teardown_deletes_the_serve_application_and_leaves_no_container(pods, two_replicas):
+    output = _teardown_leaves_no_container(pods, "replicas-teardown")
+    # The application went through Serve's API while the head still answered, before the RayCluster was deleted.
+    task = output.split("Delete the Serve LLM application and its replicas on the RayCluster]", 1)[1]
+    assert task.split("TASK [", 1)[0].strip().startswith("changed:"), output[-6000:]

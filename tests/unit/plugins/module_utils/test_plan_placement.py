@@ -101,3 +101,15 @@ def test_the_planners_request_ratio_is_the_ray_cluster_roles_default():
     defaults = os.path.join(MODELS, "..", "..", "..", "roles", "ray_cluster", "defaults", "main.yml")
     with open(defaults, encoding="utf-8") as handle:
         assert yaml.safe_load(handle)["ray_cluster_worker_request_ratio"] == DEFAULT_WORKER_REQUEST_RATIO
+
+
+def test_a_serve_llm_plan_places_no_driver_pod():
+    # 10 CPUs fit on no node once the workers (25 CPUs each) and the head (4) are placed.
+    large_driver = dict(DRIVER, cpus=10.0)
+    with pytest.raises(dp.PlanError, match=r"the vLLM driver pod \(10 CPU, 8.0 GiB\) do\(es\) not fit"):
+        seed_plan(cpu_pods=[HEAD, large_driver])
+    # A replica count asks for Ray Serve LLM, whose replicas run in the Ray pods: the driver is not created.
+    plan = seed_plan(cpu_pods=[HEAD, large_driver], replicas=1)
+    assert plan["serve"]["engine"] == "serve_llm"
+    assert "Ray Serve LLM runs the replicas in the Ray pods: no vLLM driver pod is placed." in plan["reasons"]
+    assert not any("driver pod" in reason and "fits" in reason for reason in plan["reasons"])
