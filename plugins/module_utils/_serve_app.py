@@ -17,8 +17,8 @@ What Ray 2.60's dashboard does (``ray/dashboard/modules/serve``, ``ray/dashboard
   ``gcs://<name>.zip`` (the dashboard cannot take local paths). The name carries the content's hash, so an upload
   is needed once per content and a re-run finds it.
 
-A changed config is applied by Serve itself, in place: a new ``num_replicas`` adds or stops replicas and keeps the
-others serving.
+A changed config is applied by Serve itself, in place: a new replica count (or autoscaling range) adds or stops
+replicas and keeps the others serving.
 """
 
 from __future__ import annotations

@@ -97,7 +97,12 @@ def deployment_config(plan):
 def scaling_options(deployment, plan, overrides=None):
     """The deployment's entry of the application's ``deployments`` list: its replicas (or autoscaling range) and
     request limits. Serve applies a change of these in place, adding or stopping replicas while the others serve;
-    in the builder's arguments they would give the deployment a new version and restart every replica."""
+    in the builder's arguments they would give the deployment a new version and restart every replica.
+
+    A fixed count is an autoscaling range pinned to it (min = max = N), not ``num_replicas``: Ray 2.60's application
+    code version hashes which deployments have an autoscaling_config (serve/_private/deploy_utils.py,
+    get_app_code_version), so going from ``num_replicas`` to a range restarted every replica. Bounds apply at once,
+    so a pinned range starts or stops replicas as promptly as ``num_replicas`` does."""
     options = {
         "name": deployment,
         "max_ongoing_requests": int(plan["serve"]["max_ongoing_requests"]),
@@ -106,17 +111,14 @@ def scaling_options(deployment, plan, overrides=None):
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
     }
     scaling = plan.get("autoscaling")
-    if scaling:
-        options["autoscaling_config"] = {
-            "min_replicas": int(scaling["min_replicas"]),
-            "initial_replicas": int(scaling["min_replicas"]),
-            "max_replicas": int(scaling["max_replicas"]),
-            "target_ongoing_requests": scaling["target_ongoing_requests"],
-            **(overrides or {}),
-        }
-    else:
-        # None clears the autoscaling Serve LLM's builder gives a deployment without num_replicas in its config.
-        options.update({"num_replicas": int(plan["replicas"]), "autoscaling_config": None})
+    low, high = (scaling["min_replicas"], scaling["max_replicas"]) if scaling else (plan["replicas"],) * 2
+    options["autoscaling_config"] = {
+        "min_replicas": int(low),
+        "initial_replicas": int(low),
+        "max_replicas": int(high),
+        "target_ongoing_requests": plan["serve"]["target_ongoing_requests"],
+        **((overrides or {}) if scaling else {}),
+    }
     return options
 
 

@@ -63,6 +63,9 @@ options:
       - Serve applies a change of C(num_replicas), C(autoscaling_config), C(max_ongoing_requests) and the health
         check and shutdown timings here in place, without restarting the other replicas; the same change in O(args)
         gives the deployment a new version and restarts all its replicas.
+      - Going from C(num_replicas) to C(autoscaling_config), or back, restarts them too (Ray 2.60 counts which
+        deployments autoscale in the application's code version); vllm_serve therefore gives a fixed count as an
+        autoscaling range pinned to it.
     type: list
     elements: dict
   route_prefix:

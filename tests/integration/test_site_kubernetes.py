@@ -161,8 +161,9 @@ def _check_the_serve_llm_deployment(output, cluster, pods, deployments, service,
     assert llm["model_loading_config"] == {"model_id": SERVED, "model_source": "/models/DeepSeek-R1-Distill-Llama-70B"}
     # The replica count in the application's deployments list, which Serve applies in place.
     (deployment,) = config["deployments"]
-    assert (deployment["name"], deployment["num_replicas"]) == (f"LLMServer:{SERVED}", 256)
-    assert deployment.get("autoscaling_config") is None
+    scaling = deployment["autoscaling_config"]
+    assert deployment["name"] == f"LLMServer:{SERVED}" and "num_replicas" not in deployment
+    assert (scaling["min_replicas"], scaling["max_replicas"]) == (256, 256)
     engine = llm["engine_kwargs"]
     assert (engine["tensor_parallel_size"], engine["pipeline_parallel_size"], engine["max_model_len"]) == (2, 1, 8096)
     assert llm["placement_group_config"] == {"bundles": [{"GPU": 1, "CPU": 1}] * 2, "strategy": "STRICT_PACK"}

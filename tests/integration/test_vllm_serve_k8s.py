@@ -429,7 +429,8 @@ def test_serve_llm_replaces_the_driver_of_an_earlier_plan_and_passes_the_gates(b
     assert llm["model_loading_config"] == {"model_id": SERVED, "model_source": MODEL_PATH}
     assert llm["accelerator_config"] == {"kind": "cpu"}
     (deployment,) = config["deployments"]
-    assert (deployment["name"], deployment["num_replicas"]) == (f"LLMServer:{SERVED}", 2)
+    scaling = deployment["autoscaling_config"]
+    assert (deployment["name"], scaling["min_replicas"], scaling["max_replicas"]) == (f"LLMServer:{SERVED}", 2, 2)
     assert config["runtime_env"]["working_dir"].removeprefix("gcs://") in serve_api.packages
     assert KEY not in json.dumps(config)
     # The gates: both replicas running (Serve's answer), then the real completion through llm-vllm.

@@ -57,7 +57,12 @@ def test_two_replicas_carry_the_plans_engine_arguments_and_placement():
     assert "num_replicas" not in config["deployment_config"]
     (scaling,) = application["deployments"]
     assert scaling["name"] == "LLMServer:smollm2"
-    assert (scaling["num_replicas"], scaling["autoscaling_config"]) == (2, None)
+    # A fixed count is a range pinned to it: going to autoscaling later changes no code version (no restart).
+    assert "num_replicas" not in scaling
+    assert scaling["autoscaling_config"] == {
+        "min_replicas": 2, "initial_replicas": 2, "max_replicas": 2,
+        "target_ongoing_requests": plan["serve"]["target_ongoing_requests"],
+    }  # fmt: skip
     assert scaling["max_ongoing_requests"] == plan["serve"]["max_ongoing_requests"]
     assert config["runtime_env"] == {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}}
     assert serve_llm.expected_replicas(effective, plan) == {"LLMServer:smollm2": 2}
