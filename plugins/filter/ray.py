@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_auth import RayAuthError, cluster_token
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_layout import (
     RayLayoutError,
     host_gpus,
@@ -22,7 +23,7 @@ def _raising_filter_errors(function):
     def wrapped(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except RayLayoutError as error:
+        except (RayLayoutError, RayAuthError) as error:
             raise AnsibleFilterError(str(error)) from None
 
     wrapped.__name__ = function.__name__
@@ -56,6 +57,10 @@ def _raycluster_worker_replicas(layout, live_cluster=None):
     return worker_group_replicas(layout, live_cluster)
 
 
+def _ray_auth_token(given, stored_b64="", fresh=""):
+    return cluster_token(given, stored_b64, fresh)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -65,4 +70,5 @@ class FilterModule:
             "raycluster_settings": _raising_filter_errors(_raycluster_settings),
             "raycluster_worker_replicas": _raising_filter_errors(_raycluster_worker_replicas),
             "port_clashes": port_clashes,
+            "ray_auth_token": _raising_filter_errors(_ray_auth_token),
         }

@@ -50,12 +50,40 @@ def build_start_args(params):
 
 
 def node_environment(params):
-    """Environment of the Ray processes: VLLM_HOST_IP pins the address vLLM advertises on multi-NIC hosts."""
+    """Environment of the Ray processes: VLLM_HOST_IP pins the address vLLM advertises on multi-NIC hosts; the
+    authentication mode goes last, so ``env`` cannot turn it off behind ``auth_mode``'s back."""
     env = {}
     if params.get("node_ip"):
         env["VLLM_HOST_IP"] = params["node_ip"]
     env.update({str(k): str(v) for k, v in (params.get("env") or {}).items()})
+    env.update(auth_environment(params))
     return env
+
+
+def auth_environment(params):
+    """RAY_AUTH_MODE of every Ray process of the node and, in token mode, the token's file: never the token, which
+    would show in the unit file, the diff and /proc/<pid>/environ. Nothing without ``auth_mode`` (Ray's default)."""
+    mode = params.get("auth_mode")
+    if not mode:
+        return {}
+    env = {"RAY_AUTH_MODE": mode}
+    if mode == "token":
+        env["RAY_AUTH_TOKEN_PATH"] = params["auth_token_file"]
+    return env
+
+
+def token_file_problem(path, stat=os.stat):
+    """Why the token file cannot serve Ray's token authentication (None when it can): missing, empty, or readable
+    by others than its owner."""
+    try:
+        info = stat(path)
+    except OSError as error:
+        return "does not exist or cannot be read (%s)" % (error.strerror or error)
+    if info.st_size == 0:
+        return "is empty"
+    if info.st_mode & 0o077:
+        return "is readable by others than its owner (mode %04o; expected 0600)" % (info.st_mode & 0o777)
+    return None
 
 
 def config_hash(args, env):
@@ -260,12 +288,14 @@ class NodeTools:
         port_in_use=port_in_use,
         start=start_background,
         stop=stop_processes,
+        token_file_problem=token_file_problem,
     ):
         self.systemctl = systemctl
         self.processes = processes
         self.port_in_use = port_in_use
         self.start = start
         self.stop = stop
+        self.token_file_problem = token_file_problem
 
 
 def plan_action(want, running, up_to_date, leftovers=False):
@@ -315,6 +345,7 @@ class NodeLifecycle:
         self.result = dict(changed=False, command=command, running=False, pids=[], action="none")
 
     def run(self):
+        self._check_token_file()
         if self.params["supervisor"] == "background":
             self._run_background()
         else:
@@ -323,6 +354,20 @@ class NodeLifecycle:
 
     def _fail(self, msg):
         raise RayNodeError(msg, self.result)
+
+    def _check_token_file(self):
+        """A node started in token mode needs the cluster's token in its file, kept from other users. Not in check
+        mode: the task that writes the file did not run either."""
+        params = self.params
+        if params.get("auth_mode") != "token" or self.want == "stopped" or self.check_mode:
+            return
+        problem = self.tools.token_file_problem(params["auth_token_file"])
+        if problem:
+            self._fail(
+                "Ray's token authentication (auth_mode=token) needs the cluster's token in auth_token_file, but %s %s. "
+                "Write the token there with mode 0600 (the ray_cluster role does), or set auth_mode=disabled to run "
+                "without authentication." % (params["auth_token_file"], problem)
+            )
 
     def _check_port_free(self, running):
         """A head that is about to start needs its GCS port; a port held by something else fails now, check mode too."""

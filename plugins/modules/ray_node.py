@@ -96,6 +96,22 @@ options:
     description: Extra environment for the Ray processes (NCCL, GLOO interface variables ...).
     type: dict
     default: {}
+  auth_mode:
+    description:
+      - Ray's token authentication for every process of the node (E(RAY_AUTH_MODE)). C(token) makes the GCS, the
+        dashboard and the Jobs API require the cluster's token; Ray reads it from O(auth_token_file)
+        (E(RAY_AUTH_TOKEN_PATH)), so the token itself never appears in the unit, the environment or the diff.
+      - C(disabled) lets anyone who reaches the node's ports run code on the cluster (CVE-2023-48022); the module
+        warns. Omitted leaves Ray's own default (Ray 2.60 turns token mode on only where a token file exists).
+      - Every node of a cluster needs the same mode and token.
+    type: str
+    choices: [token, disabled]
+  auth_token_file:
+    description:
+      - File holding the cluster's token, mode 0600, on this host. Required with O(auth_mode=token); a missing,
+        empty or group/world-readable file fails before anything starts (not in check mode, where the task that
+        writes it does not run either).
+    type: path
   start_timeout:
     description: Seconds C(ray start) may take.
     type: int
@@ -120,6 +136,8 @@ EXAMPLES = r"""
     node_ip: 10.0.0.10
     num_gpus: 0
     supervisor: systemd
+    auth_mode: token
+    auth_token_file: /etc/llmops/ray-auth-token
 
 - name: Start a worker with one GPU
   llmops.ray_vllm.ray_node:
@@ -130,6 +148,8 @@ EXAMPLES = r"""
     head_address: 10.0.0.10:6379
     node_ip: 10.0.0.11
     num_gpus: 1
+    auth_mode: token
+    auth_token_file: /etc/llmops/ray-auth-token
     env:
       NCCL_SOCKET_IFNAME: eth0
 """
@@ -192,17 +212,24 @@ def main():
             object_store_memory=dict(type="int"),
             resources=dict(type="dict", default={}),
             env=dict(type="dict", default={}),
+            auth_mode=dict(type="str", choices=["token", "disabled"]),
+            auth_token_file=dict(type="path"),
             start_timeout=dict(type="int", default=120),
             stop_timeout=dict(type="int", default=10),
             unit_dir=dict(type="path", default="/etc/systemd/system"),
         ),
-        required_if=[("role", "worker", ["head_address"])],
+        required_if=[("role", "worker", ["head_address"]), ("auth_mode", "token", ["auth_token_file"])],
         supports_check_mode=True,
     )
 
     def systemctl(*args):
         return module.run_command([module.get_bin_path("systemctl", required=True)] + list(args))
 
+    if module.params["auth_mode"] == "disabled" and module.params["state"] != "stopped":
+        module.warn(
+            "Ray node '%s' runs without token authentication (auth_mode=disabled): anyone who reaches its ports can "
+            "run code on the cluster (CVE-2023-48022)." % module.params["name"]
+        )
     lifecycle = NodeLifecycle(module.params, module.check_mode, NodeTools(systemctl=systemctl))
     try:
         result = lifecycle.run()

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.integration
 GCS_PORT = 36400
 DASHBOARD_PORT = 38400
 VLLM_PORT = 38401
+DASHBOARD = "http://127.0.0.1:%d" % DASHBOARD_PORT
 TEMP_PREFIX = "/tmp/ray-llmops-test"
 TEST_VARS = [
     "-e", "ray_cluster_port=%d" % GCS_PORT,
@@ -39,6 +41,7 @@ TEST_VARS = [
 ]  # fmt: skip
 LOG_DIR = REPO / "tests" / "output" / "site_local"
 API_KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
+RAY_TOKEN_FILE = REPO / ".build" / "local" / "ray-auth-token"
 MODEL_DIR = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 
 
@@ -150,6 +153,7 @@ def test_deploy_is_real_idempotent_and_heals():
     assert key not in out, "the API key leaked into the play output"
     assert ask("Say hello.", key).strip()
     assert node_pids("ray-head-local") and node_pids("ray-worker-local")
+    assert_ray_token_auth(out)
 
     start = time.monotonic()
     rc, out, recap = site("idempotence")
@@ -170,6 +174,29 @@ def test_deploy_is_real_idempotent_and_heals():
     assert ask("Say hello again.", key).strip()
 
 
+def assert_ray_token_auth(play_output):
+    """Ray's token authentication is on: the token file is the owner's alone, every Ray process has the mode and the
+    file (not the token) in its environment, the Jobs API refuses a job without the token (401) or with a wrong one
+    (403), and the token is nowhere in the play's output."""
+    token = RAY_TOKEN_FILE.read_text().strip()
+    assert len(token) >= 32 and RAY_TOKEN_FILE.stat().st_mode & 0o777 == 0o600
+    assert token not in play_output, "the Ray token leaked into the play output"
+    for pid in node_pids("ray-head-local") + node_pids("ray-worker-local"):
+        with open("/proc/%d/environ" % pid, "rb") as handle:
+            environ = handle.read().decode(errors="replace").split("\0")
+        assert "RAY_AUTH_MODE=token" in environ and "RAY_AUTH_TOKEN_PATH=%s" % RAY_TOKEN_FILE in environ, pid
+        assert token not in " ".join(environ)
+    job = json.dumps({"entrypoint": "echo not-allowed"}).encode()
+    for headers, refused in (({}, 401), ({"Authorization": "Bearer " + "0" * 64}, 403)):
+        request = urllib.request.Request(
+            DASHBOARD + "/api/jobs/", data=job, headers=dict(headers, **{"Content-Type": "application/json"})
+        )
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=10)
+        assert error.value.code == refused
+    assert get_json(DASHBOARD + "/api/jobs/") is not None
+
+
 # --- several replicas, on the cluster the tests above left running
 
 # Two requests more on one replica than on the other send the next one to the shorter queue, so that the four
@@ -178,12 +205,13 @@ TARGET_TWO = ["-e", "ray_vllm_target_concurrency=2"]
 TWO_REPLICAS = [*TARGET_TWO, "-e", "ray_vllm_replicas=2"]
 MODEL = "smollm2-135m-instruct"
 DEPLOYMENT = "LLMServer:" + MODEL
-DASHBOARD = "http://127.0.0.1:%d" % DASHBOARD_PORT
 ENDPOINT = "http://127.0.0.1:%d" % VLLM_PORT
 
 
 def get_json(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
+    """A dashboard read, with the Ray cluster's token (the cluster runs Ray's token authentication)."""
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + RAY_TOKEN_FILE.read_text().strip()})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 

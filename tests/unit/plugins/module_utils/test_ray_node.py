@@ -23,6 +23,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     port_in_use,
     read_state,
     stop_processes,
+    token_file_problem,
     systemd_unit,
     write_state,
 )
@@ -66,6 +67,29 @@ def test_worker_command_joins_the_head_and_omits_unset_counts():
 def test_environment_pins_vllm_host_ip_and_keeps_extra_variables():
     env = node_environment(HEAD)
     assert env == {"VLLM_HOST_IP": "10.0.0.10", "NCCL_SOCKET_IFNAME": "eth0"}
+
+
+def test_token_mode_exports_the_mode_and_the_file_never_the_token():
+    # A RAY_AUTH_MODE in env does not turn authentication off behind auth_mode's back.
+    params = dict(HEAD, env={"RAY_AUTH_MODE": "disabled"}, auth_mode="token", auth_token_file="/etc/llmops/tok")
+    env = node_environment(params)
+    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == "/etc/llmops/tok"
+    assert "RAY_AUTH_TOKEN" not in env
+    assert node_environment(dict(HEAD, auth_mode="disabled"))["RAY_AUTH_MODE"] == "disabled"
+    assert "RAY_AUTH_MODE" not in node_environment(dict(HEAD, auth_mode=None))
+
+
+def test_token_file_problems_are_named(tmp_path):
+    token = tmp_path / "token"
+    assert "does not exist" in token_file_problem(str(token))
+    token.write_text("")
+    token.chmod(0o600)
+    assert token_file_problem(str(token)) == "is empty"
+    token.write_text("secret")
+    token.chmod(0o644)
+    assert token_file_problem(str(token)) == "is readable by others than its owner (mode 0644; expected 0600)"
+    token.chmod(0o600)
+    assert token_file_problem(str(token)) is None
 
 
 def test_config_hash_changes_with_any_setting():
@@ -431,3 +455,30 @@ def test_systemd_failure_names_the_unit_and_its_journal(tmp_path):
         "systemctl could not start ray-head.service: Failed to enable unit: Access denied. "
         "Read 'journalctl -u ray-head.service'."
     )
+
+
+def test_token_mode_without_a_usable_token_file_fails_before_anything_starts(tmp_path):
+    params = node(tmp_path, auth_mode="token", auth_token_file=str(tmp_path / "missing"))
+    machine = Machine()
+    with pytest.raises(RayNodeError) as error:
+        run_node(params, machine)
+    assert machine.mutations() == []
+    message = str(error.value)
+    assert str(tmp_path / "missing") in message and "does not exist" in message
+    assert "mode 0600" in message and "auth_mode=disabled" in message
+    # In check mode the task that would write the file did not run either: the start is predicted.
+    assert run_node(params, Machine(), check_mode=True)["action"] == "start"
+    # Stopping a node needs no token.
+    run_node(dict(params, state="stopped"), Machine())
+
+
+def test_token_mode_with_its_file_starts_with_the_file_in_the_environment(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("secret")
+    token.chmod(0o600)
+    params = node(tmp_path, auth_mode="token", auth_token_file=str(token))
+    machine = Machine()
+    result = run_node(params, machine)
+    assert result["action"] == "start"
+    started_env = machine.calls[1][3]
+    assert started_env["RAY_AUTH_TOKEN_PATH"] == str(token) and "secret" not in json.dumps(result)
