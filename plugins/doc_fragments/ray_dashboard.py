@@ -16,7 +16,9 @@ options:
     type: str
   token:
     description:
-      - Token of a Ray cluster that runs with token authentication, sent as a bearer token.
+      - Token of a Ray cluster that runs with token authentication (E(RAY_AUTH_MODE=token)), sent as a bearer
+        token in C(Authorization), or in C(X-Ray-Authorization) through O(service) (the API server keeps
+        C(Authorization) for itself). A 401 means it is missing, a 403 that it is wrong.
     type: str
   validate_certs:
     description: Verify the dashboard's TLS certificate for C(https) URLs.

@@ -99,8 +99,14 @@ class Transport:
         return {key: value for key, value in files.items() if value}
 
     def with_headers(self, headers):
-        """``headers`` with this transport's own added; the transport's win (the API server needs its token)."""
+        """``headers`` with this transport's own added; the transport's win (the API server needs its token).
+
+        A caller's ``Authorization`` (a Ray cluster's token) goes as ``X-Ray-Authorization``, which Ray's dashboard
+        reads for requests through proxies: the API server authenticates with ``Authorization`` and removes it."""
         merged = dict(headers or {})
+        ray_token = merged.pop("Authorization", None)
+        if ray_token:
+            merged["X-Ray-Authorization"] = ray_token
         merged.update(self.headers)
         return merged
 

@@ -176,8 +176,10 @@ def make_observer(module, interpreter_dir=None, transport=None):
         text = params["status_text"]
         return lambda: observe_text(text)
     if transport is not None:
-        # The API server takes the Authorization header for itself and removes it before proxying.
-        return lambda: observe_dashboard(module, transport.url, None, params["request_timeout"], transport=transport)
+        # The transport sends the Ray token as X-Ray-Authorization: the API server keeps Authorization for itself.
+        return lambda: observe_dashboard(
+            module, transport.url, params.get("token"), params["request_timeout"], transport=transport
+        )
     if params.get("dashboard_url"):
         return lambda: observe_dashboard(
             module, params["dashboard_url"], params.get("token"), params["request_timeout"]

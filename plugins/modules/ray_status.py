@@ -60,8 +60,9 @@ options:
   token:
     description:
       - Token of a Ray cluster with token authentication (the output of C(ray get-auth-token) on the head).
-      - "With O(dashboard_url) it is sent as C(Authorization: Bearer <token>); with O(address) it is given to
-        C(ray status) in E(RAY_AUTH_TOKEN) with E(RAY_AUTH_MODE=token)."
+      - "With O(dashboard_url) it is sent as C(Authorization: Bearer <token>); through O(service) as
+        C(X-Ray-Authorization), since the API server keeps C(Authorization) for itself; with O(address) it is given
+        to C(ray status) in E(RAY_AUTH_TOKEN) with E(RAY_AUTH_MODE=token)."
     type: str
   validate_certs:
     description:

@@ -96,10 +96,12 @@ def test_service_transport_carries_the_proxy_url_token_and_tls_files(tmp_path):
     assert sorted(by_cert.tls) == ["ca_path", "client_cert", "client_key"] and by_cert.headers == {}
 
 
-def test_the_transports_headers_win_over_the_callers():
+def test_the_transports_headers_win_and_the_callers_token_goes_as_x_ray_authorization():
+    # The API server authenticates with Authorization and removes it; Ray's dashboard reads X-Ray-Authorization.
     transport = Transport("https://api:6443/proxy", headers={"Authorization": "Bearer api-server"})
-    assert transport.with_headers({"Authorization": "Bearer mine", "X-API-Key": "k"}) == {
+    assert transport.with_headers({"Authorization": "Bearer ray-token", "X-API-Key": "k"}) == {
         "Authorization": "Bearer api-server",
+        "X-Ray-Authorization": "Bearer ray-token",
         "X-API-Key": "k",
     }
     assert Transport("http://vllm:8000").tls == {} and Transport("http://vllm:8000").with_headers(None) == {}
