@@ -508,3 +508,43 @@ def test_operator_deployment_is_the_charts():
     ]
     assert operator["resources"] == {"limits": {"cpu": "100m", "memory": "512Mi"}}
     assert operator["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "http"}
+
+
+# ---- token auth (raycluster_controller.go:422-480, pod.go:345-414, validation.go:285-317) ------------------------
+
+
+def with_auth(spec_cluster, **auth):
+    spec_cluster["spec"]["authOptions"] = {"mode": "token", **auth}
+    return spec_cluster
+
+
+def test_token_auth_with_a_secret_name_puts_its_token_in_every_ray_container():
+    bed = make_bed()
+    pods = apply_cluster(bed, with_auth(cluster(), secretName="llm-ray-auth"))
+    assert len(pods) == 2
+    for pod in pods:
+        containers = pod["spec"]["containers"][:1] + [
+            c for c in pod["spec"].get("initContainers") or [] if c["name"] == "wait-gcs-ready"
+        ]
+        for ray in containers:
+            env = env_of(ray)
+            assert env["RAY_AUTH_MODE"] == "token"
+            assert env["RAY_AUTH_TOKEN"] == {"secretKeyRef": {"name": "llm-ray-auth", "key": "auth_token"}}
+    # The operator makes no Secret of its own when one is named.
+    assert [s["metadata"]["name"] for s in listing(bed, "v1", "Secret", "ray.io/cluster=llm")] == []
+
+
+def test_token_auth_without_a_secret_name_gets_a_secret_kuberay_makes_and_owns():
+    bed = make_bed()
+    pods = apply_cluster(bed, with_auth(cluster()))
+    (secret,) = listing(bed, "v1", "Secret", "ray.io/cluster=llm")
+    assert secret["metadata"]["name"] == "llm" and len(secret["data"]["auth_token"]) > 40
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "RayCluster"
+    assert env_of(pods[0]["spec"]["containers"][0])["RAY_AUTH_TOKEN"]["secretKeyRef"]["name"] == "llm"
+
+
+def test_token_auth_needs_ray_2_52():
+    bed = make_bed()
+    assert apply_cluster(bed, with_auth(cluster(ray_version="2.51.0"))) == []
+    (event,) = [e for e in listing(bed, "v1", "Event") if e["reason"] == "InvalidRayClusterSpec"]
+    assert event["message"].endswith("authOptions.mode is 'token' but minimum Ray version is 2.52.0, got 2.51.0")

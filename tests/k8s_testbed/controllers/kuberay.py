@@ -18,8 +18,10 @@ RayService objects are stored but not reconciled; no autoscaler, Ingress, serve 
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
+import secrets
 from fractions import Fraction
 
 from ..quantity import format_quantity, is_binary, parse_quantity
@@ -40,6 +42,7 @@ from .base import (
 )
 from .kuberay_pods import (
     DEFAULT_PORTS,
+    auth_secret_name,
     build_pod,
     check_label,
     cluster_spec_hash,
@@ -47,6 +50,8 @@ from .kuberay_pods import (
     head_service_name,
     is_gpu_resource,
     ray_start_command,
+    ray_version_at_least,
+    token_auth_enabled,
 )
 
 __all__ = ["KubeRayController", "desired_worker_pods", "ray_start_command"]
@@ -91,6 +96,7 @@ class KubeRayController(Controller):
             return
         error = None
         try:
+            self._auth_secret(cluster)
             self._head_service(cluster)
             self._headless_service(cluster)
             self._reconcile_pods(cluster)
@@ -233,6 +239,32 @@ class KubeRayController(Controller):
 
     # ---- services -------------------------------------------------------------------------------------------
 
+    def _auth_secret(self, cluster: dict) -> None:
+        """raycluster_controller.go:422-480 reconcileAuthSecret: with token auth and no secretName, a Secret of a
+        random token, owned by the RayCluster; a Secret of that name is kept as it is."""
+        auth = (cluster.get("spec") or {}).get("authOptions") or {}
+        if not token_auth_enabled(cluster) or auth.get("enableK8sTokenAuth") or auth.get("secretName"):
+            return
+        namespace, name = cluster["metadata"]["namespace"], auth_secret_name(cluster)
+        if any(s["metadata"]["name"] == name for s in self.objects("v1", "Secret", namespace)):
+            return
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"ray.io/cluster": cluster["metadata"]["name"]},
+                "ownerReferences": [owner_reference(cluster)],
+            },
+            # Go's StringData, folded into data as the API server stores it: the token is itself base64 text.
+            "data": {"auth_token": base64.b64encode(base64.b64encode(secrets.token_bytes(32))).decode()},
+        }
+        try:
+            self.create(secret)
+        except ApiError as error:
+            raise ReconcileError("", error.message) from None
+
     def _services(self, cluster: dict, selector: dict) -> list:
         namespace = cluster["metadata"]["namespace"]
         return [
@@ -317,8 +349,20 @@ def spec_problem(cluster: dict) -> tuple | None:
         )
     if not _DNS1035.match(name):
         return ("InvalidRayClusterMetadata", "metadata", "RayCluster name should be a valid DNS1035 label")
-    problem = _groups_problem(cluster.get("spec") or {}) or _upgrade_problem(cluster)
+    problem = _groups_problem(cluster.get("spec") or {}) or _upgrade_problem(cluster) or _auth_problem(cluster)
     return ("InvalidRayClusterSpec", "spec", problem) if problem else None
+
+
+def _auth_problem(cluster: dict) -> str | None:
+    """validation.go:285-317: token auth needs Ray 2.52.0 or later (Kubernetes token auth is not emulated)."""
+    if not token_auth_enabled(cluster):
+        return None
+    ray_version = (cluster.get("spec") or {}).get("rayVersion") or ""
+    if not ray_version:
+        return "authOptions.mode is 'token' but RayVersion was not specified. Ray version 2.52.0 or later is required"
+    if not ray_version_at_least(ray_version, (2, 52, 0)):
+        return f"authOptions.mode is 'token' but minimum Ray version is 2.52.0, got {ray_version}"
+    return None
 
 
 def _groups_problem(spec: dict) -> str | None:

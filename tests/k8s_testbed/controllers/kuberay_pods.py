@@ -7,7 +7,8 @@ Emulates ``ray-operator/controllers/ray/common/pod.go`` at v1.7.0 (``DefaultHead
 ``DefaultWorkerPodTemplate``, ``BuildPod`` and what they call) with the operator as its Helm chart installs it:
 feature gates RayClusterStatusConditions and RayMultiHostIndexing on, RayClusterMTLS and RayClusterHistoryServer
 off, no ENABLE_* environment overrides, no operator configuration (default envs, labels, sidecars). Each piece
-cites the v1.7.0 file and line it follows. Not emulated: the in-tree autoscaler sidecar, token auth, batch
+cites the v1.7.0 file and line it follows. Token auth (``authOptions.mode: token``) is emulated with a Secret's
+token; not emulated: Kubernetes token auth (``enableK8sTokenAuth``), the in-tree autoscaler sidecar, batch
 schedulers.
 """
 
@@ -74,6 +75,12 @@ def creator_crd_type(cluster: dict) -> str:
     """raycluster_controller.go:1760 getCreatorCRDType: the ray.io/originated-from-crd label, else RayCluster."""
     value = labels_of(cluster).get("ray.io/originated-from-crd", "")
     return value if value in ("RayJob", "RayService") else "RayCluster"
+
+
+def check_name(value: str) -> str:
+    """util.go:221 CheckName: at most 50 characters (the end is kept), no leading digit or punctuation."""
+    value = value[len(value) - 50 :] if len(value) > 50 else value
+    return "r" + value[1:] if value and not value[0].isalpha() else value
 
 
 def check_label(value: str) -> str:
@@ -386,6 +393,8 @@ def build_pod(cluster: dict, node_type: str, group: dict, replica: tuple | None 
     elif ft_enabled(cluster):
         _ft_head_redis(cluster, ray, annotations, params)
     _add_metrics_port(ray)
+    if token_auth_enabled(cluster):  # pod.go:298-300 (head), 702-704 (worker)
+        configure_token_auth(cluster, pod_spec, ray)
     if "plasma-directory" not in params:  # pod.go:857: no /dev/shm when the object store lives elsewhere
         add_shared_memory(pod_spec, ray)
     start = ray_start_command(node_type, params, ray.get("resources") or {})
@@ -405,6 +414,28 @@ def build_pod(cluster: dict, node_type: str, group: dict, replica: tuple | None 
         "metadata": _pod_metadata(cluster, node_type, group, replica, annotations),
         "spec": pod_spec,
     }
+
+
+def token_auth_enabled(cluster: dict) -> bool:
+    """util.go:796 IsAuthEnabled: authOptions.mode is token."""
+    return ((_spec(cluster).get("authOptions") or {}).get("mode")) == "token"
+
+
+def auth_secret_name(cluster: dict) -> str:
+    """The Secret whose auth_token key holds the cluster's token: authOptions.secretName, else the one KubeRay makes
+    (raycluster_controller.go:422-447, named CheckName(cluster name))."""
+    return (_spec(cluster).get("authOptions") or {}).get("secretName") or check_name(cluster["metadata"]["name"])
+
+
+def configure_token_auth(cluster: dict, pod_spec: dict, ray: dict) -> None:
+    """pod.go:345-414 configureTokenAuth: RAY_AUTH_MODE and RAY_AUTH_TOKEN (from the Secret) in the Ray container
+    and the wait-gcs-ready init container, where the template does not set them already."""
+    for container in [ray] + [c for c in pod_spec.get("initContainers") or [] if c.get("name") == "wait-gcs-ready"]:
+        env = container.setdefault("env", [])
+        _env_default(env, "RAY_AUTH_MODE", "token")
+        if not any(variable.get("name") == "RAY_AUTH_TOKEN" for variable in env):
+            secret = {"name": auth_secret_name(cluster), "key": "auth_token"}
+            env.append({"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": secret}})
 
 
 def _pod_metadata(cluster: dict, node_type: str, group: dict, replica: tuple | None, annotations: dict) -> dict:

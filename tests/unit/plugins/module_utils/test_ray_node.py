@@ -23,8 +23,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     port_in_use,
     read_state,
     stop_processes,
-    token_file_problem,
     systemd_unit,
+    token_file_problem,
     write_state,
 )
 
