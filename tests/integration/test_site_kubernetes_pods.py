@@ -21,6 +21,7 @@ which runs the same SeedPods setup; this module proves, on one test bed in order
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import urllib.error
@@ -116,8 +117,16 @@ def test_teardown_leaves_no_container(pods):
 DEPLOYMENT = f"LLMServer:{seed_pods.SERVED}"
 
 
-def _get_json(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _ray_token(pods):
+    """The Ray cluster's token, from the Secret ray_cluster keeps it in (the RayCluster's authOptions.secretName)."""
+    status, secret = pods.bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{seed_pods.RELEASE}-ray-auth")
+    assert status == 200, secret
+    return base64.b64decode(secret["data"]["auth_token"]).decode()
+
+
+def _get_json(url, token):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
@@ -127,14 +136,14 @@ def _head_ip(pods):
     return listed[0]["status"]["podIP"]
 
 
-def _llm_deployment(dashboard):
-    return _get_json(f"{dashboard}/api/serve/applications/")["applications"]["llm"]["deployments"][DEPLOYMENT]
+def _llm_deployment(dashboard, token):
+    return _get_json(f"{dashboard}/api/serve/applications/", token)["applications"]["llm"]["deployments"][DEPLOYMENT]
 
 
-def _requests_per_replica(dashboard):
+def _requests_per_replica(dashboard, token):
     """``{replica id: requests}`` from Serve's metrics on every live Ray pod (ray_serve_deployment_request_counter)."""
     counts = {}
-    for node in _get_json(f"{dashboard}/nodes?view=summary")["data"]["summary"]:
+    for node in _get_json(f"{dashboard}/nodes?view=summary", token)["data"]["summary"]:
         raylet = node.get("raylet") or {}
         if raylet.get("state") != "ALIVE" or not raylet.get("metricsExportPort"):
             continue
@@ -153,15 +162,26 @@ def two_replicas(pods):
     assert rc == 0, output[-8000:]
     assert "Replicas: 2 behind Ray Serve" in output, output[-4000:]
     assert seed_pods.API_KEY not in output, "the API key leaked into the play output"
+    assert _ray_token(pods) not in output, "the Ray token leaked into the play output"
     return _head_ip(pods)
 
 
 def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
     dashboard, endpoint = f"http://{two_replicas}:8265", f"http://{two_replicas}:8000"
-    replicas = _llm_deployment(dashboard)["replicas"]
+    token = _ray_token(pods)
+    replicas = _llm_deployment(dashboard, token)["replicas"]
     assert [r["state"] for r in replicas] == ["RUNNING", "RUNNING"], replicas
-    config = json.dumps(_get_json(f"{dashboard}/api/serve/applications/")["applications"]["llm"])
-    assert seed_pods.API_KEY not in config, "the API key is in Serve's config"
+    config = json.dumps(_get_json(f"{dashboard}/api/serve/applications/", token)["applications"]["llm"])
+    assert seed_pods.API_KEY not in config and token not in config, "a secret is in Serve's config"
+    # Ray's token authentication is on in KubeRay's pods: a job without the token (or with a wrong one) is refused.
+    job = json.dumps({"entrypoint": "echo not-allowed"}).encode()
+    for headers, refused in (({}, 401), ({"Authorization": "Bearer " + "0" * 64}, 403)):
+        submit = urllib.request.Request(
+            f"{dashboard}/api/jobs/", data=job, headers=dict(headers, **{"Content-Type": "application/json"})
+        )
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(submit, timeout=10)
+        assert error.value.code == refused
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{endpoint}/v1/models", timeout=10)
     assert refused.value.code == 401
@@ -170,7 +190,7 @@ def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
     seen = {}
 
     def both_served():
-        seen.update(_requests_per_replica(dashboard))
+        seen.update(_requests_per_replica(dashboard, token))
         return len([count for count in seen.values() if count > 0]) >= 2
 
     seed_pods.wait_until("requests counted on both replicas (Serve's metrics)", both_served, timeout=60, interval=2)
