@@ -20,7 +20,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test lane-hosts lane-pods integration-hosts integration-pods molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
         molecule bench teardown clean images
 
 help:
@@ -68,8 +68,8 @@ teardown: setup
 # is spent waiting on a server (Ray, vLLM, the test bed, an Ansible run), so two lanes fit the 2 cores CI has.
 # Every suite that runs containers stays in the pods lane: the test bed's runc runtime owns one bridge per machine.
 # The lanes are balanced by their measured times; each line of a lane's output carries the lane's name.
-LANE_HOSTS := lint sanity units integration-hosts molecule-default
-LANE_PODS := images testbed integration-pods molecule-kubernetes
+LANE_HOSTS := lint sanity units testbed-api integration-hosts molecule-default
+LANE_PODS := images testbed-runtime integration-pods molecule-kubernetes
 TIMED = start=$$(date +%s); $(MAKE) --no-print-directory $$suite || exit 1; \
 	line="make $$suite: $$(( $$(date +%s) - start )) s"; echo "== $$line"; echo "$$line" >> $(CURDIR)/.suite-times
 test:
@@ -124,16 +124,25 @@ integration: setup
 # make test splits them into two lanes: the pods lane takes the runc users and the tests sharing the keyed vLLM
 # server (conftest.py: keyed_vllm); the hosts lane takes everything else, so a new test file lands in a lane.
 INTEGRATION_PODS := $(addprefix tests/integration/,test_site_kubernetes_pods.py test_vllm_serve_k8s.py \
-	test_site_kubernetes.py test_testbed_gates_live.py test_operators_k8s.py test_ray_cluster_k8s.py)
+	test_site_kubernetes.py test_testbed_gates_live.py test_operators_k8s.py)
 integration-pods: setup
 	$(INTEGRATION) $(INTEGRATION_PODS)
 
 integration-hosts: setup
 	$(INTEGRATION) tests/integration $(addprefix --ignore=,$(INTEGRATION_PODS))
 
-# The Kubernetes test bed's own tests (tests/k8s_testbed: an emulated API server with controllers).
+# The Kubernetes test bed's own tests (tests/k8s_testbed: an emulated API server with controllers). make test runs
+# those of the runc runtime and the local images (the pod bridge is one per machine) in the pods lane.
+TESTBED = $(BIN)/python -m pytest -v --durations=10 -p no:cacheprovider
+TESTBED_RUNTIME := $(wildcard tests/k8s_testbed_tests/test_runtime_*.py) tests/k8s_testbed_tests/test_images.py
 testbed: setup
-	$(BIN)/python -m pytest tests/k8s_testbed_tests -v --durations=10 -p no:cacheprovider
+	$(TESTBED) tests/k8s_testbed_tests
+
+testbed-runtime: setup
+	$(TESTBED) $(TESTBED_RUNTIME)
+
+testbed-api: setup
+	$(TESTBED) tests/k8s_testbed_tests $(addprefix --ignore=,$(TESTBED_RUNTIME))
 
 # The Kubernetes platform on the test bed: the roles, then site.yml -i inventories/prod against the emulated seed
 # cluster (--check, run, re-run changed=0, teardown) with the gates reaching a real Ray cluster and vLLM server.
