@@ -168,8 +168,9 @@ def describe_http_error(base_url, method, path, status, text):
     seen = f"{method} {base_url}{path} answered {status}: {error_summary(text)}"
     if status == 401:
         return (
-            f"{seen}. The Ray cluster runs with token authentication (RAY_AUTH_MODE=token): set token to the cluster's "
-            "RAY_AUTH_TOKEN"
+            f"{seen}. Ray token missing: the Ray cluster runs with token authentication (RAY_AUTH_MODE=token); set "
+            "token to the cluster's token (the ray_cluster role keeps it in ray_cluster_auth_token_file on hosts, in "
+            "the Secret <release>-ray-auth on Kubernetes)"
         )
     if AGENT_NOT_READY in (text or ""):
         return (
@@ -178,7 +179,10 @@ def describe_http_error(base_url, method, path, status, text):
             "read dashboard_agent.log under the head's Ray temp dir (session_latest/logs)"
         )
     if status == 403:
-        return f"{seen}. token is not the cluster's RAY_AUTH_TOKEN; set the right one"
+        return (
+            f"{seen}. Ray token wrong: token is not the cluster's RAY_AUTH_TOKEN; set the right one (the ray_cluster "
+            "role keeps it in ray_cluster_auth_token_file on hosts, in the Secret <release>-ray-auth on Kubernetes)"
+        )
     if status == 404 and path.startswith("/api/jobs/") and path.count("/") <= 3:
         return f"{seen}. Is {base_url} a Ray dashboard (ray start --head --include-dashboard=true)?"
     return seen

@@ -634,8 +634,10 @@ def explain_source_error(error):
         )
     if kind == "auth":
         return (
-            f"the Ray cluster at {where} refused the request for authentication ({detail}): pass the cluster's"
-            " token in `token` (the value of `ray get-auth-token` on the head)"
+            f"the Ray cluster at {where} refused the request for authentication ({detail}): Ray token missing or"
+            " wrong; pass the cluster's token in `token` (the ray_cluster role keeps it in"
+            " ray_cluster_auth_token_file on hosts, in the Secret <release>-ray-auth on Kubernetes; `ray"
+            " get-auth-token` on the head prints it)"
         )
     if kind == "version_mismatch":
         return (
@@ -655,8 +657,10 @@ def explain_source_error(error):
         )
     if kind == "http_unauthorized":
         return (
-            f"the Ray dashboard at {where} refused the request ({detail}): the cluster uses token authentication;"
-            " pass its token in `token` (the value of `ray get-auth-token` on the head) and check it is the current one"
+            f"the Ray dashboard at {where} refused the request ({detail}): Ray token missing (401) or wrong (403);"
+            " the cluster uses token authentication: pass its token in `token` (the ray_cluster role keeps it in"
+            " ray_cluster_auth_token_file on hosts, in the Secret <release>-ray-auth on Kubernetes; `ray"
+            " get-auth-token` on the head prints it)"
         )
     if kind == "http_status":
         return (

@@ -215,11 +215,13 @@ class TestMessages:
     def test_auth_errors_say_what_to_do(self):
         missing, wrong = recorded("auth-missing-token"), recorded("auth-wrong-token")
         message = ray_job.describe_http_error(BASE_URL, "GET", "/api/jobs/", missing["status"], missing["text"])
-        assert "401" in message and "RAY_AUTH_MODE=token" in message and "set token" in message
+        assert "401" in message and "Ray token missing" in message and "set token" in message
+        assert "ray_cluster_auth_token_file" in message and "<release>-ray-auth" in message
         message = ray_job.describe_http_error(BASE_URL, "GET", "/api/jobs/", wrong["status"], wrong["text"])
         assert (
             "403: Forbidden: Invalid authentication token" in message and "not the cluster's RAY_AUTH_TOKEN" in message
         )
+        assert "Ray token wrong" in message
 
     def test_failed_job_message(self):
         job = recorded("get-failing-failed")["json"]
