@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 import seed_pods
 from chat_load import run_load
+from dashboard_checks import jobs_api_refusals, requests_per_replica
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -141,22 +142,6 @@ def _llm_deployment(dashboard, token):
     return _get_json(f"{dashboard}/api/serve/applications/", token)["applications"]["llm"]["deployments"][DEPLOYMENT]
 
 
-def _requests_per_replica(dashboard, token):
-    """``{replica id: requests}`` from Serve's metrics on every live Ray pod (ray_serve_deployment_request_counter)."""
-    counts = {}
-    for node in _get_json(f"{dashboard}/nodes?view=summary", token)["data"]["summary"]:
-        raylet = node.get("raylet") or {}
-        if raylet.get("state") != "ALIVE" or not raylet.get("metricsExportPort"):
-            continue
-        with urllib.request.urlopen(f"http://{node['ip']}:{raylet['metricsExportPort']}/metrics", timeout=10) as got:
-            text = got.read().decode()
-        for line in text.splitlines():
-            if line.startswith("ray_serve_deployment_request_counter_total{") and f'deployment="{DEPLOYMENT}"' in line:
-                replica = line.split('replica="', 1)[1].split('"', 1)[0]
-                counts[replica] = counts.get(replica, 0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
 @pytest.fixture(scope="module")
 def two_replicas(pods):
     rc, output, recap = pods.site("replicas", "-e", "ray_vllm_replicas=2", "-e", "ray_vllm_target_concurrency=2")
@@ -175,14 +160,7 @@ def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
     config = json.dumps(_get_json(f"{dashboard}/api/serve/applications/", token)["applications"]["llm"])
     assert seed_pods.API_KEY not in config and token not in config, "a secret is in Serve's config"
     # Ray's token authentication is on in KubeRay's pods: a job without the token (or with a wrong one) is refused.
-    job = json.dumps({"entrypoint": "echo not-allowed"}).encode()
-    for headers, refused in (({}, 401), ({"Authorization": "Bearer " + "0" * 64}, 403)):
-        submit = urllib.request.Request(
-            f"{dashboard}/api/jobs/", data=job, headers=dict(headers, **{"Content-Type": "application/json"})
-        )
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(submit, timeout=10)
-        assert error.value.code == refused
+    assert jobs_api_refusals(dashboard) == (401, 403)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{endpoint}/v1/models", timeout=10)
     assert refused.value.code == 401
@@ -191,7 +169,8 @@ def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
     seen = {}
 
     def both_served():
-        seen.update(_requests_per_replica(dashboard, token))
+        summary = _get_json(f"{dashboard}/nodes?view=summary", token)["data"]["summary"]
+        seen.update(requests_per_replica(summary, DEPLOYMENT))
         return len([count for count in seen.values() if count > 0]) >= 2
 
     seed_pods.wait_until("requests counted on both replicas (Serve's metrics)", both_served, timeout=60, interval=2)

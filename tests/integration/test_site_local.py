@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import dashboard_checks
 import pytest
 import ray_local
 from chat_load import BackgroundLoad, run_load
@@ -186,14 +187,7 @@ def assert_ray_token_auth(play_output):
             environ = handle.read().decode(errors="replace").split("\0")
         assert "RAY_AUTH_MODE=token" in environ and "RAY_AUTH_TOKEN_PATH=%s" % RAY_TOKEN_FILE in environ, pid
         assert token not in " ".join(environ)
-    job = json.dumps({"entrypoint": "echo not-allowed"}).encode()
-    for headers, refused in (({}, 401), ({"Authorization": "Bearer " + "0" * 64}, 403)):
-        request = urllib.request.Request(
-            DASHBOARD + "/api/jobs/", data=job, headers=dict(headers, **{"Content-Type": "application/json"})
-        )
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(request, timeout=10)
-        assert error.value.code == refused
+    assert dashboard_checks.jobs_api_refusals(DASHBOARD) == (401, 403)
     assert get_json(DASHBOARD + "/api/jobs/") is not None
 
 
@@ -231,21 +225,10 @@ def running_ids():
 
 
 def requests_per_replica():
-    """``{replica id: requests}`` from Ray Serve's metrics on every node (ray_serve_deployment_request_counter)."""
-    counts = {}
-    for node in get_json(DASHBOARD + "/nodes?view=summary")["data"]["summary"]:
-        raylet = node.get("raylet") or {}
-        # The worker killed by the heal test above stays listed, DEAD.
-        if raylet.get("state") != "ALIVE" or not raylet.get("metricsExportPort"):
-            continue
-        port = raylet["metricsExportPort"]
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as response:
-            text = response.read().decode()
-        for line in text.splitlines():
-            if line.startswith("ray_serve_deployment_request_counter_total{") and f'deployment="{DEPLOYMENT}"' in line:
-                replica = line.split('replica="', 1)[1].split('"', 1)[0]
-                counts[replica] = counts.get(replica, 0) + float(line.rsplit(" ", 1)[1])
-    return counts
+    """``{replica id: requests}`` from Ray Serve's metrics on every node of this test's cluster."""
+    return dashboard_checks.requests_per_replica(
+        get_json(DASHBOARD + "/nodes?view=summary")["data"]["summary"], DEPLOYMENT, host="127.0.0.1"
+    )
 
 
 def engine_pid(replica_pid):
