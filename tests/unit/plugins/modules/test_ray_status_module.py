@@ -388,7 +388,7 @@ def test_dashboard_source_keeps_the_status_when_the_state_api_fails(monkeypatch)
         (
             (TOKEN_AUTH, "without-token-dashboard-cluster-status-format1.txt"),
             "http_unauthorized",
-            "refused the request (HTTP 401: Unauthorized: Missing authentication token): Ray token missing (401) or wrong (403)",
+            "refused the request (HTTP 401: Unauthorized: Missing authentication token): Ray token missing (401)",
         ),
         (
             (TOKEN_AUTH, "wrong-token-dashboard-cluster-status-format1.txt"),
