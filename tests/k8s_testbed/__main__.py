@@ -7,6 +7,7 @@ PYTHONPATH=tests python -m k8s_testbed start --state-dir .build/testbed   # prin
 PYTHONPATH=tests python -m k8s_testbed stop --state-dir .build/testbed
 PYTHONPATH=tests python -m k8s_testbed run --state-dir DIR [--seed gpu-nodes-3] [--controllers nodes,kubelet]
     [--runtime runc]   # pods whose images are in the local image store run as runc containers (root, runc)
+    [--rbac]           # RBAC authorizes the tokens minted with the admin API (POST /testbed/v1/tokens)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ STOP_SECONDS = 60
 def _run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     enabled = None if args.controllers is None else [c for c in args.controllers.split(",") if c]
-    bed = launcher.prepare(args.state_dir, args.seed, enabled, args.runtime)
+    bed = launcher.prepare(args.state_dir, args.seed, enabled, args.runtime, args.rbac)
     asyncio.run(launcher.serve(bed, args.state_dir, args.port))
     return 0
 
@@ -54,6 +55,8 @@ def _start(args) -> int:
     ]
     if args.controllers is not None:
         command += ["--controllers", args.controllers]
+    if args.rbac:
+        command.append("--rbac")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with open(os.path.join(args.state_dir, "server.log"), "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -106,6 +109,9 @@ def main(argv=None) -> int:
                 choices=("none", "runc"),
                 default="none",
                 help="runc: pods whose images are in the local image store run as containers (root, runc)",
+            )
+            action.add_argument(
+                "--rbac", action="store_true", help="RBAC authorizes minted tokens (admin API: tokens, rbac)"
             )
     args = parser.parse_args(argv)
     args.state_dir = os.path.abspath(args.state_dir)

@@ -28,12 +28,19 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 
 class RunningTestBed:
     def __init__(
-        self, state_dir, seed: str = "gpu-nodes-2", controllers=None, start_timeout: float = 60, runtime: str = "none"
+        self,
+        state_dir,
+        seed: str = "gpu-nodes-2",
+        controllers=None,
+        start_timeout: float = 60,
+        runtime: str = "none",
+        rbac: bool = False,
     ):
         self.state_dir = Path(state_dir)
         self.seed = seed
         self.controllers = controllers
         self.runtime = runtime  # "runc": pods whose images are stored locally run as containers
+        self.rbac = rbac  # RBAC authorizes the tokens of mint_token (the admin token stays all-powerful)
         self.start_timeout = start_timeout
         self.process = None
         self.kubeconfig = str(self.state_dir / "kubeconfig")
@@ -44,7 +51,7 @@ class RunningTestBed:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tmpdir.mkdir(exist_ok=True)
         command = [sys.executable, "-m", "k8s_testbed", "run", "--state-dir", str(self.state_dir), "--seed", self.seed]
-        command += ["--runtime", self.runtime]
+        command += ["--runtime", self.runtime] + (["--rbac"] if self.rbac else [])
         if self.controllers is not None:
             command += ["--controllers", ",".join(self.controllers)]
         env = dict(os.environ, PYTHONPATH=str(TESTS_DIR))
@@ -100,6 +107,20 @@ class RunningTestBed:
         if status >= 300:
             raise RuntimeError(f"test bed admin {method} {path}: {status} {answer}")
         return answer
+
+    def mint_token(self, service_account: str = "", user: str = "", groups=()) -> str:
+        """A bearer token for the ServiceAccount ``<namespace>/<name>`` (it must exist) or for ``user``."""
+        body = {"serviceAccount": service_account} if service_account else {"user": user, "groups": list(groups)}
+        return self.admin("POST", "tokens", body)["token"]
+
+    def kubeconfig_for(self, token: str, path) -> str:
+        """Write a kubeconfig like this test bed's whose only user is ``token``; returns its path."""
+        config = yaml.safe_load(Path(self.kubeconfig).read_text())
+        config["users"] = [{"name": "testbed-token", "user": {"token": token}}]
+        config["contexts"] = [c for c in config["contexts"] if c["name"] == "testbed"]
+        Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+        Path(path).chmod(0o600)
+        return str(path)
 
     def api_client(self):
         """A kubernetes.client.ApiClient for this test bed (the real client, TLS and token from the kubeconfig)."""

@@ -17,8 +17,11 @@ from aiohttp import web
 from . import controllers, server, tls
 
 
-def prepare(state_dir: str, seed_name: str, enabled_controllers=None, runtime: str = "none") -> server.TestBed:
-    """A test bed for ``state_dir``; ``runtime`` "runc" runs pods whose images are stored locally as containers."""
+def prepare(
+    state_dir: str, seed_name: str, enabled_controllers=None, runtime: str = "none", rbac: bool = False
+) -> server.TestBed:
+    """A test bed for ``state_dir``; ``runtime`` "runc" runs pods whose images are stored locally as containers;
+    ``rbac``: RBAC decides what minted tokens may do (rbac.py)."""
     os.makedirs(state_dir, exist_ok=True)
     bed = server.TestBed(
         controllers.load_seed(seed_name),
@@ -27,6 +30,7 @@ def prepare(state_dir: str, seed_name: str, enabled_controllers=None, runtime: s
         enabled_controllers=enabled_controllers,
         client_cert_cn="testbed-admin",
         runtime_dir=state_dir if runtime == "runc" else None,
+        rbac_enabled=rbac,
     )
     return bed
 

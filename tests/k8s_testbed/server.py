@@ -22,7 +22,7 @@ import ssl
 import yaml
 from aiohttp import web
 
-from . import controllers, defaults, patching, pod_env, pod_exec, resources, selectors, service_proxy, validation
+from . import controllers, defaults, patching, pod_env, pod_exec, rbac, resources, selectors, service_proxy, validation
 from .state import Fault, TestBedState
 from .store import ApiError, Store, bad_request, not_found
 from .timestamps import now_rfc3339
@@ -72,7 +72,15 @@ class TestBed:
     """One emulated cluster: state, HTTP app, controller loop."""
 
     def __init__(
-        self, seed: dict, token: str, *, exec_root: str, enabled_controllers=None, client_cert_cn="", runtime_dir=None
+        self,
+        seed: dict,
+        token: str,
+        *,
+        exec_root: str,
+        enabled_controllers=None,
+        client_cert_cn="",
+        runtime_dir=None,
+        rbac_enabled=False,
     ):
         registry = resources.ResourceRegistry()
         objects = Store(registry)
@@ -81,6 +89,8 @@ class TestBed:
         self.runtime_dir = runtime_dir
         self.token = token
         self.client_cert_cn = client_cert_cn
+        # Extra bearer tokens (admin API `tokens`) and, when enabled, RBAC deciding what they may do (rbac.py).
+        self.rbac = rbac.Authorizer(enabled=rbac_enabled)
         objects.validate = self._validate
         objects.track_update = self._track_update
         self.controllers = {name: cls(self.state) for name, cls in controllers.CONTROLLERS.items()}
@@ -200,7 +210,22 @@ class TestBed:
         header = request.headers.get("Authorization", "")
         if header == f"Bearer {self.token}":
             return await handler(request)
+        user = self.rbac.user_for(header)
+        if user is not None and (
+            user.service_account_ref() is None or self._rbac_sa_exists(*user.service_account_ref())
+        ):
+            if request.path.startswith("/testbed/"):  # the admin API is the admin token's only
+                denied = rbac.forbidden_status(user, rbac.request_attributes(request.method, request.path))
+            else:
+                denied = self.rbac.check(self._rbac_objects, user, request.method, request.path, request.query_string)
+            return await handler(request) if denied is None else _json(denied, status=403)
         return _json(ApiError(401, "Unauthorized", "Unauthorized").status(), status=401)
+
+    def _rbac_objects(self, kind, namespace):
+        return self.state.objects.list(self.state.type_of("rbac.authorization.k8s.io/v1", kind), namespace or None)
+
+    def _rbac_sa_exists(self, namespace, name) -> bool:
+        return self.state.objects.peek(self.state.type_of("v1", "ServiceAccount"), namespace, name) is not None
 
     @web.middleware
     async def _fault_middleware(self, request, handler):
@@ -871,6 +896,14 @@ class TestBed:
                 state.not_ready_nodes.add(parts[1])
             self.reconcile_soon()
             return _json({"notReadyNodes": sorted(state.not_ready_nodes)})
+        if parts[:1] in (["rbac"], ["tokens"]):
+            try:
+                answer, code = self.rbac.admin(request.method, parts, body, self._rbac_sa_exists)
+            except ValueError as error:
+                raise bad_request(str(error)) from None
+            except LookupError:
+                raise ApiError(404, "NotFound", f"unknown test bed endpoint {request.method} {request.path}") from None
+            return _json(answer, status=code)
         if parts == ["compact"] and request.method == "POST":
             state.objects.compact()
             return _json({"compactedBelow": state.objects.compacted_below})
