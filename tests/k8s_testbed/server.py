@@ -23,6 +23,8 @@ import yaml
 from aiohttp import web
 
 from . import controllers, defaults, patching, pod_env, pod_exec, rbac, resources, selectors, service_proxy, validation
+from .pod_security import admission_error as pod_security_refusal
+from .pod_security import namespace_label_errors
 from .state import Fault, TestBedState
 from .store import ApiError, Store, bad_request, not_found
 from .timestamps import now_rfc3339
@@ -116,7 +118,24 @@ class TestBed:
         if errors:
             status = validation.status_for_errors(resource_type.kind, name, resource_type.group, errors)
             raise ApiError(status["code"], status["reason"], status["message"], status.get("details"))
+        self._admit_pod(resource_type, obj, old)
         return obj, warnings
+
+    def _admit_pod(self, resource_type, obj, old):
+        """Pod Security admission (pod_security.py): a new pod against its namespace's enforced level, the levels a
+        Namespace's pod-security labels name."""
+        if not resource_type.crd and resource_type.kind == "Namespace":
+            refused = [f'{field}: Invalid value: "{value}": {why}' for field, value, why in namespace_label_errors(obj)]
+            if refused:
+                name = (obj.get("metadata") or {}).get("name") or ""
+                raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: [{", ".join(refused)}]')
+        if resource_type.crd or resource_type.kind != "Pod" or old is not None:
+            return
+        namespace_type = self.state.registry.for_kind("v1", "Namespace")
+        namespace = self.state.objects.peek(namespace_type, None, (obj.get("metadata") or {}).get("namespace") or "")
+        message = pod_security_refusal(obj, namespace)
+        if message:
+            raise ApiError(403, "Forbidden", message)
 
     @staticmethod
     def _track_update(old, new, manager):

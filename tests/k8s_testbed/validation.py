@@ -12,6 +12,7 @@ entries, and ``status_for_errors`` builds the 422 Status the server answers with
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -637,6 +638,8 @@ def validate_builtin(obj: dict, field_validation: str = "Strict", *, prune: bool
             known = set((error.schema or {}).get("properties") or {})
             unknown_parts.extend([*parent, key] for key in error.instance if key not in known)
     unknown.sort()
+    if kind == "NetworkPolicy" and api_version == "networking.k8s.io/v1" and not errors:
+        errors.extend(validate_network_policy(obj))
     warnings: list = []
     if mode == "Strict":
         errors = [unknown_field(path) for path in unknown] + errors
@@ -646,6 +649,144 @@ def validate_builtin(obj: dict, field_validation: str = "Strict", *, prune: bool
         for parts in unknown_parts:
             _prune(obj, parts)
     return _dedupe(errors), warnings
+
+
+# --- NetworkPolicy: the semantic rules the schema cannot say (Kubernetes v1.33, ValidateNetworkPolicy) -----------
+
+_PROTOCOLS = ("TCP", "UDP", "SCTP")
+_POLICY_TYPES = ("Ingress", "Egress")
+_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def _label_selector_errors(selector, path: str) -> list:
+    if not isinstance(selector, dict):
+        return []
+    errors = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        errors.extend(invalid(_child(path, "matchLabels"), key, msg) for msg in _qualified_name_msgs(str(key)))
+        if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.match(value)):
+            errors.append(invalid(_child(path, "matchLabels"), value, MSG_LABEL_VALUE))
+    for index, expression in enumerate(selector.get("matchExpressions") or []):
+        where = _index(_child(path, "matchExpressions"), index)
+        operator, values = expression.get("operator"), expression.get("values") or []
+        if operator not in _SELECTOR_OPERATORS:
+            errors.append(not_supported(_child(where, "operator"), operator, _SELECTOR_OPERATORS))
+        elif operator in ("In", "NotIn") and not values:
+            errors.append(required(_child(where, "values"), "must be specified when `operator` is 'In' or 'NotIn'"))
+        elif operator in ("Exists", "DoesNotExist") and values:
+            errors.append(
+                FieldError(
+                    "FieldValueForbidden",
+                    _child(where, "values"),
+                    "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                )
+            )
+        key = str(expression.get("key") or "")
+        errors.extend(invalid(_child(where, "key"), key, msg) for msg in _qualified_name_msgs(key))
+    return errors
+
+
+def _port_errors(port, path: str) -> list:
+    errors = []
+    protocol = port.get("protocol", "TCP")
+    if protocol not in _PROTOCOLS:
+        errors.append(not_supported(_child(path, "protocol"), protocol, _PROTOCOLS))
+    number, end = port.get("port"), port.get("endPort")
+    if isinstance(number, int) and not isinstance(number, bool):
+        if not 1 <= number <= 65535:
+            errors.append(invalid(_child(path, "port"), number, "must be between 1 and 65535, inclusive"))
+    elif isinstance(number, str):
+        if len(number) > 15:
+            errors.append(invalid(_child(path, "port"), number, "must be no more than 15 characters"))
+        if not _IANA_SVC_NAME.match(number) or "--" in number or not re.search("[a-z]", number):
+            errors.append(
+                invalid(
+                    _child(path, "port"),
+                    number,
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at least one letter, "
+                    "no two adjacent hyphens, and not start or end with a hyphen",
+                )
+            )
+    if end is not None:
+        field = _child(path, "endPort")
+        if number is None:
+            errors.append(invalid(field, end, "may not be specified when `port` is not specified"))
+        elif isinstance(number, str):
+            errors.append(invalid(field, end, "may not be specified when `port` is non-numeric"))
+        elif isinstance(end, int) and isinstance(number, int) and end < number:
+            errors.append(invalid(field, end, "must be greater than or equal to `port`"))
+        if isinstance(end, int) and not 1 <= end <= 65535:
+            errors.append(invalid(field, end, "must be between 1 and 65535, inclusive"))
+    return errors
+
+
+def _network(cidr):
+    try:
+        return ipaddress.ip_network(str(cidr), strict=False) if "/" in str(cidr) else None
+    except ValueError:
+        return None
+
+
+def _peer_errors(peer, path: str) -> list:
+    if not isinstance(peer, dict):
+        return []
+    given = [key for key in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(key) is not None]
+    if not given:
+        return [required(path, "must specify a peer")]
+    if "ipBlock" in given and len(given) > 1:
+        return [FieldError("FieldValueForbidden", path, "Forbidden: may not specify both ipBlock and another peer")]
+    errors = []
+    for key in ("podSelector", "namespaceSelector"):
+        errors.extend(_label_selector_errors(peer.get(key), _child(path, key)))
+    block = peer.get("ipBlock")
+    if isinstance(block, dict):
+        where = _child(path, "ipBlock")
+        cidr = block.get("cidr")
+        network = _network(cidr)
+        if not cidr:
+            errors.append(required(_child(where, "cidr")))
+        elif network is None:
+            errors.append(
+                invalid(_child(where, "cidr"), cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+            )
+        for index, excepted in enumerate(block.get("except") or []):
+            field = _index(_child(where, "except"), index)
+            inner = _network(excepted)
+            if inner is None:
+                errors.append(
+                    invalid(field, excepted, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+                )
+            elif network is not None and (
+                inner.version != network.version or not inner.subnet_of(network) or inner == network
+            ):
+                errors.append(invalid(field, excepted, "must be a strict subset of `cidr`"))
+    return errors
+
+
+def validate_network_policy(obj: dict) -> list:
+    """The field errors the API server gives a networking.k8s.io/v1 NetworkPolicy beyond its schema."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    errors = _label_selector_errors(spec.get("podSelector"), "spec.podSelector")
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for index, rule in enumerate(spec.get(direction) or []):
+            if not isinstance(rule, dict):
+                continue
+            where = _index(_child("spec", direction), index)
+            for number, port in enumerate(rule.get("ports") or []):
+                if isinstance(port, dict):
+                    errors.extend(_port_errors(port, _index(_child(where, "ports"), number)))
+            for number, peer in enumerate(rule.get(peers) or []):
+                errors.extend(_peer_errors(peer, _index(_child(where, peers), number)))
+    types = spec.get("policyTypes") or []
+    for index, kind in enumerate(types):
+        if kind not in _POLICY_TYPES:
+            errors.append(not_supported(_index("spec.policyTypes", index), kind, _POLICY_TYPES))
+    if len(types) > 2:
+        errors.append(invalid("spec.policyTypes", types, "may not specify more than two policyTypes"))
+    return errors
 
 
 def _dedupe(errors: list) -> list:
