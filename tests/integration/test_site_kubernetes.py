@@ -133,8 +133,51 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             assert len({p["spec"]["nodeName"] for p in pods}) == group["replicas"]  # one worker pod per GPU node
             assert service["spec"]["selector"]["app.kubernetes.io/name"] == "vllm"
             assert serve.calls == []
+            _check_the_network_policies_and_the_driver_pod(bed, listed["llm-vllm"])
             return
         _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
+
+
+def _check_the_network_policies_and_the_driver_pod(bed, deployment):
+    """The Ray pods admit the release's pods and the proxy's ports; the driver pod, its Service's port; the driver
+    runs locked down without a service account token."""
+    path = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies"
+    policies = {p["metadata"]["name"]: p["spec"] for p in _list(bed, path)}
+    own = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "ray-vllm", "app.kubernetes.io/instance": "llm"}}
+    }
+    ray, vllm = policies["llm-raycluster"], policies["llm-vllm"]
+    assert ray["podSelector"] == {"matchLabels": {"ray.io/cluster": "llm-raycluster"}}
+    assert ray["ingress"] == [
+        {"from": [own]},
+        {"ports": [{"port": 8265, "protocol": "TCP"}, {"port": 8000, "protocol": "TCP"}]},
+    ]
+    assert vllm["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/instance": "llm", "app.kubernetes.io/name": "vllm"}
+    }
+    assert vllm["ingress"] == [{"from": [own]}, {"ports": [{"port": 8000, "protocol": "TCP"}]}]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def test_a_namespace_enforcing_a_stricter_level_is_refused_before_any_change(tmp_path):
+    with RunningTestBed(tmp_path / "testbed") as bed:
+        label = {"pod-security.kubernetes.io/enforce": "restricted"}
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": label}}
+        assert bed.request("POST", "/api/v1/namespaces", namespace)[0] == 201
+        rc, output, recap = _site(bed, tmp_path, "strict")
+        text = " ".join(output.split())
+        assert rc != 0 and "pod-security.kubernetes.io/enforce=restricted" in text, output[-4000:]
+        assert "need Pod Security level baseline" in text and "--overwrite" in text, output[-4000:]
+        assert recap["localhost"]["changed"] == 0
+        status, seen = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}")
+        assert seen["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert _list(bed, f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims") == []
 
 
 def _check_the_serve_llm_deployment(output, cluster, pods, deployments, service, serve):

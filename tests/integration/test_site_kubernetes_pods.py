@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -175,6 +176,50 @@ def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
 
     seed_pods.wait_until("requests counted on both replicas (Serve's metrics)", both_served, timeout=60, interval=2)
     print(f"requests per replica: {seen}")
+
+
+def _container_status(pid):
+    with open(f"/proc/{pid}/status", encoding="utf-8") as stream:
+        return dict(line.split(":\t", 1) for line in stream.read().splitlines() if ":\t" in line)
+
+
+def test_the_pods_run_locked_down_behind_their_network_policy(pods, two_replicas):
+    release = seed_pods.RELEASE
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies"
+    status, policy = pods.bed.request("GET", f"{policies}/{release}-raycluster")
+    assert status == 200, policy
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"ray.io/cluster": f"{release}-raycluster"}}
+    assert spec["policyTypes"] == ["Ingress"]
+    own = {"app.kubernetes.io/part-of": "ray-vllm", "app.kubernetes.io/instance": release}
+    assert spec["ingress"][0] == {"from": [{"podSelector": {"matchLabels": own}}]}
+    # The API server's service proxy (the gates) and the vLLM Service's clients: the dashboard and Serve's port.
+    assert spec["ingress"][1] == {"ports": [{"port": 8265, "protocol": "TCP"}, {"port": 8000, "protocol": "TCP"}]}
+    # Several replicas: no vLLM driver pod, so no policy for it.
+    assert pods.bed.request("GET", f"{policies}/{release}-vllm")[0] == 404
+    listed = _items(pods.bed, f"/api/v1/namespaces/{NAMESPACE}/pods")
+    assert any(p["metadata"].get("labels", {}).get("ray.io/node-type") == "worker" for p in listed)
+    for pod in listed:
+        name, labels = pod["metadata"]["name"], pod["metadata"].get("labels", {})
+        for container in pod["spec"]["containers"]:
+            context = container.get("securityContext", {})
+            assert context.get("allowPrivilegeEscalation") is False, (name, context)
+            assert context.get("capabilities") == {"drop": ["ALL"]}, (name, context)
+            assert context.get("seccompProfile") == {"type": "RuntimeDefault"}, (name, context)
+        # Only a head with the autoscaler sidecar talks to the API server; these replicas are fixed.
+        assert pod["spec"].get("automountServiceAccountToken") is False, (name, labels)
+    # The running containers really hold no capability and cannot gain privileges.
+    command = ["runc", "--root", str(Path(seed_pods.RUNTIME_ROOT) / "runc"), "list", "--format", "json"]
+    running = [
+        c
+        for c in json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout or "[]")
+        if c["status"] == "running"
+    ]
+    assert running
+    for container in running:
+        proc = _container_status(container["pid"])
+        seen = {key: proc[key].strip() for key in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}
+        assert seen == {"CapEff": "0" * 16, "CapPrm": "0" * 16, "CapBnd": "0" * 16, "NoNewPrivs": "1"}, seen
 
 
 def test_teardown_deletes_the_serve_application_and_leaves_no_container(pods, two_replicas):
