@@ -16,6 +16,7 @@ import urllib.error
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_refusal import api_server_refusal
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
 NAME_KEY = "llmops.ray_vllm/name"
@@ -166,6 +167,9 @@ def first_line(text, limit=500):
 def describe_http_error(base_url, method, path, status, text):
     """A message for an HTTP error answer of the dashboard, with the likely cause."""
     seen = f"{method} {base_url}{path} answered {status}: {error_summary(text)}"
+    refusal = api_server_refusal(status, text, method, base_url + path)
+    if refusal:  # through the service proxy: the API server's RBAC, not the Ray token
+        return refusal
     if status == 401:
         return (
             f"{seen}. Ray token missing: the Ray cluster runs with token authentication (RAY_AUTH_MODE=token); set "

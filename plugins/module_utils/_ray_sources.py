@@ -19,6 +19,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import fetch_url
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import module_transport
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_refusal import api_server_refusal
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_status import (
     DashboardAnswerError,
     NodeTracker,
@@ -113,6 +114,9 @@ def get_json(module, url, token=None, timeout=30, transport=None):
         body = to_text(info.get("body") or b"", errors="surrogate_or_strict").strip()
         if status is None or status < 0:
             return None, dict(kind="http_unreachable", where=url, detail=info.get("msg") or "no answer")
+        refusal = api_server_refusal(status, body, "GET", url) if transport else None
+        if refusal:  # the API server's RBAC, not the Ray dashboard's token
+            return None, dict(kind="api_refused", where=url, detail=refusal)
         detail = "HTTP {}{}".format(status, (f": {body[:300]}") if body else "")
         kind = "http_unauthorized" if status in (401, 403) else "http_status"
         return None, dict(kind=kind, where=url, detail=detail)

@@ -655,6 +655,8 @@ def explain_source_error(error):
             " (ray[default] installed, --include-dashboard, --dashboard-host=0.0.0.0 to listen beyond localhost),"
             " the port (default 8265), any port-forward/Service/Ingress, and firewalls"
         )
+    if kind == "api_refused":  # the detail is the whole message (_kube_refusal)
+        return detail
     if kind == "http_unauthorized":
         return (
             f"the Ray dashboard at {where} refused the request ({detail}): Ray token missing (401) or wrong (403);"
