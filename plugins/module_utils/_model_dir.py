@@ -15,9 +15,14 @@ accept the same marker.
 from __future__ import annotations
 
 import datetime
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+import threading
+import time
 
 MARKER_NAME = ".ray_vllm_complete.json"
 
@@ -156,13 +161,221 @@ def model_dir_problems(directory, weight_suffixes=SAFETENSORS_WEIGHTS, file_prob
     return problems
 
 
+class DownloadFailure(Exception):
+    """A hub download that failed, with a message saying what, where, and what to do (see describe_download_error)."""
+
+    def __init__(self, message, kind="failed", files=()):
+        super().__init__(message)
+        self.kind, self.files = kind, list(files)
+
+
+def _error_chain(error):
+    """``error``, its causes and contexts, and for a download of many files the errors of each failed file."""
+    seen, pending = [], [error]
+    while pending:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__]
+        pending += list((getattr(current, "failed_files", None) or {}).values())
+    return seen
+
+
+def _status(error):
+    response = getattr(error, "response", None)
+    return getattr(error, "status_code", None) or getattr(response, "status_code", None)
+
+
+def _is_no_space(error):
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_hash_mismatch(error):
+    return type(error).__name__ == "FileIntegrityError" or isinstance(error, DownloadFailure) and error.kind == "hash"
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def describe_download_error(error, source, model_id, revision, target, endpoint=None, free_bytes=None):
+    """A DownloadFailure saying what went wrong with a hub download, naming the model, the revision or the files.
+
+    Recognised in the SDK's exception, its causes and (modelscope) each failed file's error: a repository or revision
+    the hub does not have (404: huggingface_hub's RepositoryNotFoundError / RevisionNotFoundError, modelscope's
+    NotExistError or HTTPError 404), a full disk (ENOSPC, EDQUOT), a file whose content failed its hash check
+    (modelscope's FileIntegrityError, or this module's own check). ``free_bytes`` is what is left on the target's
+    filesystem, for the disk-full message.
+    """
+    chain = _error_chain(error)
+    hub = endpoint_url(endpoint) if endpoint else "the %s default hub" % source
+    failed_files = next((item.failed_files for item in chain if getattr(item, "failed_files", None)), {})
+    if any(_is_no_space(item) for item in chain):
+        free = "" if free_bytes is None else " (%d bytes free there now)" % free_bytes
+        return DownloadFailure(
+            "the disk holding %s is full: No space left on device%s. Nothing was marked complete. Free space or "
+            "point the model's directory at a larger filesystem, then run again: finished files are kept."
+            % (target, free),
+            kind="disk_full",
+        )
+    bad = [item for item in chain if _is_hash_mismatch(item)]
+    if bad:
+        named = sorted(path for path, item in failed_files.items() if _is_hash_mismatch(item))
+        named += [name for item in bad for name in getattr(item, "files", [])]
+        return DownloadFailure(
+            "%s failed its hash check (the bytes received differ from the hub's sha256): %s. The file was "
+            "discarded; run again to fetch it anew, and if it fails again the hub or a proxy serves it damaged."
+            % (", ".join(named) or "a file", _first_line(bad[0])),
+            kind="hash",
+            files=named,
+        )
+    names = [type(item).__name__ for item in chain]
+    if "RevisionNotFoundError" in names:
+        return DownloadFailure(
+            "revision %r of %s is not on %s (404). Set the revision to a branch, tag or commit of that repository."
+            % (revision, model_id, hub),
+            kind="not_found",
+        )
+    if "RepositoryNotFoundError" in names or any(
+        _status(item) == 404 or type(item).__name__ == "NotExistError" for item in chain
+    ):
+        return DownloadFailure(
+            "%s at revision %r is not on %s (404: %s). Check the model id and the revision (a private repository "
+            "also needs a token)." % (model_id, revision, hub, _first_line(error)),
+            kind="not_found",
+        )
+    if failed_files:
+        listed = "; ".join("%s: %s" % (path, _first_line(item)) for path, item in sorted(failed_files.items()))
+        return DownloadFailure("%d file(s) failed: %s" % (len(failed_files), listed), files=sorted(failed_files))
+    return DownloadFailure("%s: %s" % (type(error).__name__, _first_line(error)))
+
+
+def git_blob_id(path):
+    """The git object id of a file (sha1 of ``blob <size>\\0`` and the content): the Hub's id for a non-LFS file."""
+    digest = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
+    return _hash_file(path, digest)
+
+
+def _hash_file(path, digest):
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_problems(directory, expected, remove=False):
+    """``(problems, bad files)`` for the files of ``directory`` whose content does not match ``expected``
+    ({relative path: ("sha256" | "git-blob", hex digest)}); each problem names the file. ``remove`` deletes a
+    mismatching file, so the next download fetches it anew."""
+    problems, bad = [], []
+    for name, (kind, wanted) in sorted(expected.items()):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            problems.append("%s is missing." % name)
+            bad.append(name)
+            continue
+        seen = _hash_file(path, hashlib.sha256()) if kind == "sha256" else git_blob_id(path)
+        if seen != wanted:
+            problems.append("%s has %s %s, the hub lists %s." % (name, kind, seen, wanted))
+            bad.append(name)
+            if remove:
+                os.unlink(path)
+    return problems, bad
+
+
+def remove_stale_partial_files(target):
+    """Remove the partial files a killed huggingface_hub download left below ``target``; returns their paths.
+
+    huggingface_hub 2.4.0 writes each file to ``<name>.<random>.incomplete`` under ``.cache/huggingface/download``, a
+    name of that process only, and never resumes another process's file (huggingface_hub PR 4228): a killed run's
+    partial file would only take disk space. Finished files are kept (the SDK skips them on the next run).
+    """
+    cache = os.path.join(target, ".cache", "huggingface", "download")
+    removed = []
+    for root, _dirs, names in os.walk(cache):
+        for name in names:
+            if name.endswith(".incomplete"):
+                removed.append(os.path.join(root, name))
+                os.unlink(removed[-1])
+    return removed
+
+
+def tree_size(directory):
+    """Bytes of every file below ``directory``, hidden ones included (the SDKs' partial files live there)."""
+    total = 0
+    for root, _dirs, names in os.walk(directory):
+        for name in names:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
+
+
+def progress_line(done_bytes, total_bytes, elapsed, previous_bytes=None, interval=None):
+    """One progress sentence: ``12.0 MiB of 24.0 MiB (50%) on disk after 10 s, 1.2 MiB/s``."""
+    mib = 1024.0 * 1024.0
+    line = "%.1f MiB" % (done_bytes / mib)
+    if total_bytes:
+        line += " of %.1f MiB (%d%%)" % (total_bytes / mib, min(100, 100 * done_bytes // max(total_bytes, 1)))
+    line += " on disk after %d s" % elapsed
+    if previous_bytes is not None and interval:
+        line += ", %.1f MiB/s" % (max(done_bytes - previous_bytes, 0) / mib / interval)
+    return line
+
+
+class ProgressReporter:
+    """Calls ``report(line)`` every ``interval`` seconds with the bytes below ``directory``, until stopped."""
+
+    def __init__(self, directory, report, interval, total_bytes=None, clock=time.monotonic):
+        self.directory, self.report, self.interval, self.total_bytes = directory, report, interval, total_bytes
+        self.clock, self._stop = clock, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-download-progress", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self):
+        started, previous = self.clock(), None
+        while not self._stop.wait(self.interval):
+            done = tree_size(self.directory)
+            self.report(progress_line(done, self.total_bytes, self.clock() - started, previous, self.interval))
+            previous = done
+
+
 def endpoint_url(endpoint):
     """A hub endpoint as the SDKs take it: a URL (a bare host gets https://), without a trailing slash."""
     return (endpoint if "://" in endpoint else "https://" + endpoint).rstrip("/")
 
 
-def download_with_sdk(source, model_id, revision, target, token=None, endpoint=None):
-    """Download ``model_id@revision`` into ``target`` with the source's own SDK (which checks file hashes)."""
+def download_with_sdk(source, model_id, revision, target, token=None, endpoint=None, progress=None, interval=30):
+    """Download ``model_id@revision`` into ``target`` with the source's own SDK, and check every file's hash.
+
+    modelscope checks each file against the sha256 of its listing itself; for huggingface the hub's listing is read
+    first (the sha256 of LFS files, the git blob id of others) and every file is checked after the download, a
+    mismatching one removed so the next run fetches it again. ``progress(line)``, when given, gets a progress
+    sentence every ``interval`` seconds while the SDK works. Any failure is raised as a DownloadFailure whose message
+    names the model, revision or files (describe_download_error).
+    """
+    os.makedirs(target, exist_ok=True)
+    try:
+        _download_with_sdk(source, model_id, revision, target, token, endpoint, progress, interval)
+    except DownloadFailure:
+        raise
+    except Exception as error:  # the SDKs raise many types; describe_download_error sorts them out
+        raise describe_download_error(
+            error, source, model_id, revision, target, endpoint, shutil.disk_usage(target).free
+        ) from error
+
+
+def _download_with_sdk(source, model_id, revision, target, token, endpoint, progress, interval):
     if source == "modelscope":
         if endpoint:
             # modelscope 1.40 reads MODELSCOPE_ENDPOINT (a URL); MODELSCOPE_DOMAIN is deprecated there.
@@ -172,18 +385,47 @@ def download_with_sdk(source, model_id, revision, target, token=None, endpoint=N
 
         if token:
             HubApi().login(token)
-        snapshot_download(model_id, revision=revision, local_dir=target)
+        with _progress(target, progress, interval, None):
+            snapshot_download(model_id, revision=revision, local_dir=target)
     elif source == "huggingface":
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import HfApi, snapshot_download
 
-        # Passed with the call: HF_ENDPOINT is read once, when huggingface_hub's constants are first imported, so a
-        # process that had imported them already would still go to huggingface.co.
-        snapshot_download(
-            repo_id=model_id,
-            revision=revision,
-            local_dir=target,
-            token=token or None,
-            endpoint=endpoint_url(endpoint) if endpoint else None,
-        )
+        # Passed with each call: HF_ENDPOINT is read once, when huggingface_hub's constants are first imported, so
+        # a process that had imported them already would still go to huggingface.co.
+        url = endpoint_url(endpoint) if endpoint else None
+        api = HfApi(endpoint=url, token=token or None)
+        expected, total = {}, 0
+        for entry in api.list_repo_tree(model_id, revision=revision, recursive=True):
+            if getattr(entry, "blob_id", None) is None:
+                continue  # a folder
+            lfs = getattr(entry, "lfs", None)
+            expected[entry.path] = ("sha256", lfs.sha256) if lfs else ("git-blob", entry.blob_id)
+            total += entry.size or 0
+        remove_stale_partial_files(target)
+        with _progress(target, progress, interval, total):
+            snapshot_download(repo_id=model_id, revision=revision, local_dir=target, token=token or None, endpoint=url)
+        problems, bad = hash_problems(target, expected, remove=True)
+        if problems:
+            raise DownloadFailure(
+                "%s failed its hash check: %s The file was removed; run again to fetch it anew, and if it fails "
+                "again the hub or a proxy serves it damaged." % (", ".join(bad), " ".join(problems)),
+                kind="hash",
+                files=bad,
+            )
     else:
         raise ValueError("download_with_sdk does not handle source %r" % source)
+
+
+def _progress(target, report, interval, total_bytes):
+    """A ProgressReporter when ``report`` is given, else a context that does nothing."""
+    if report is None:
+        return _NoProgress()
+    return ProgressReporter(target, report, interval, total_bytes)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None

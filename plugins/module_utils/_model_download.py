@@ -19,6 +19,7 @@ import traceback
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import (
     SAFETENSORS_WEIGHTS,
+    DownloadFailure,
     build_marker,
     download_with_sdk,
     marker_differences,
@@ -172,6 +173,10 @@ def _download(params, partial, download, result):
         download(source, model_id, revision, partial, params["token"], params["endpoint"])
     except ImportError as error:
         raise ModelDownloadError(sdk_missing_message(source, error), result, exception=traceback.format_exc()) from None
+    except DownloadFailure as error:
+        raise ModelDownloadError(
+            failure_message(error, params, partial), result, failure=error.kind, files=error.files
+        ) from None
     except Exception as error:  # the SDKs raise many types; the operator needs the text and the resume hint
         raise ModelDownloadError(
             "Downloading %s@%s from %s failed: %s. What was fetched stays in %s and the next run resumes from it."
@@ -179,6 +184,24 @@ def _download(params, partial, download, result):
             result,
             exception=traceback.format_exc(),
         ) from None
+
+
+def failure_message(failure, params, partial):
+    """The module's message for a DownloadFailure: what failed (naming the option to change) and what is kept."""
+    source, model_id, revision = params["source"], params["model_id"], params["revision"]
+    fix = {
+        "not_found": " Set model_id and revision to a repository and revision the endpoint serves.",
+        "disk_full": "",
+        "hash": "",
+    }.get(failure.kind, "")
+    return "Downloading %s@%s from %s failed: %s%s What was fetched stays in %s and the next run resumes from it." % (
+        model_id,
+        revision,
+        source,
+        failure,
+        fix,
+        partial,
+    )
 
 
 def sdk_missing_message(source, error, interpreter=None):

@@ -28,16 +28,29 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class LocalHub:
     """Serves ``repos`` ({"ORG/NAME": directory}) until stopped; ``url``, ``commits`` ({repo_id: sha}) once started.
 
-    ``interruptions`` ({"ORG/NAME/path": bytes}, thread mode only) cuts the first whole-file GET of those files.
+    Thread mode only: ``interruptions`` ({"ORG/NAME/path": bytes}) cuts the first whole-file GET of those files;
+    ``corruptions`` ({"ORG/NAME/path"}) serves those files with one byte changed; ``throttle`` (bytes per second, also
+    settable while serving) slows every file body down.
     """
 
-    def __init__(self, repos, host="127.0.0.1", port=0, mode="thread", interruptions=None, start_timeout=120):
+    def __init__(
+        self,
+        repos,
+        host="127.0.0.1",
+        port=0,
+        mode="thread",
+        interruptions=None,
+        start_timeout=120,
+        corruptions=(),
+        throttle=None,
+    ):
         if mode not in ("thread", "process"):
             raise ValueError(f"mode must be thread or process, not {mode!r}")
-        if interruptions and mode != "thread":
-            raise ValueError("interruptions need mode='thread' (the test sets them on the server it holds)")
+        if (interruptions or corruptions or throttle) and mode != "thread":
+            raise ValueError("interruptions, corruptions and throttle need mode='thread' (set on the server held)")
         self.repos, self.host, self.port, self.mode = dict(repos), host, port, mode
         self.interruptions, self.start_timeout = dict(interruptions or {}), start_timeout
+        self.corruptions, self._throttle = set(corruptions), throttle
         self.url, self.commits = None, {}
         self._server = self._thread = self._process = None
 
@@ -49,11 +62,28 @@ class LocalHub:
 
     @property
     def requests(self):
-        """Every request so far: ``{method, path, range, status}`` (thread mode)."""
+        """Every request so far: ``{method, path, range, status, file, api}`` (thread mode); ``file`` is
+        "ORG/NAME/path" for a file answered (either API), ``api`` is ``huggingface`` or ``modelscope``."""
         if self._server is None:
             raise RuntimeError("requests are recorded in thread mode only, once started")
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def throttle(self):
+        return self._throttle
+
+    @throttle.setter
+    def throttle(self, bytes_per_second):
+        """Pace file bodies to ``bytes_per_second`` from now on (None: full speed)."""
+        self._throttle = bytes_per_second
+        if self._server is not None:
+            self._server.throttle = bytes_per_second
+
+    def interrupt(self, key, after_bytes):
+        """Cut the next whole-file GET of ``key`` ("ORG/NAME/path") after ``after_bytes``."""
+        with self._server.lock:
+            self._server.interruptions[key] = after_bytes
 
     def start(self):
         if self.mode == "thread":
@@ -80,7 +110,13 @@ class LocalHub:
 
     def _start_thread(self):
         repositories = {repo_id: Repository(repo_id, directory) for repo_id, directory in self.repos.items()}
-        self._server = HubServer((self.host, self.port), repositories, self.interruptions)
+        self._server = HubServer(
+            (self.host, self.port),
+            repositories,
+            self.interruptions,
+            corruptions=self.corruptions,
+            throttle=self._throttle,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="model-hub", daemon=True)
         self._thread.start()
         self.url = self._server.url

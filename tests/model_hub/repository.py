@@ -22,6 +22,8 @@ from dataclasses import dataclass
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
 LFS_MIN_BYTES = 10 * 1024 * 1024
 DEFAULT_BRANCH = "main"
+# ModelScope's default branch: its SDK asks for Revision=master when no revision is given.
+MODELSCOPE_BRANCH = "master"
 REPO_ID = re.compile(r"^[\w.-]{1,96}/[\w.-]{1,96}$")
 CHUNK = 1024 * 1024
 
@@ -56,6 +58,21 @@ class RepoFile:
         if self.is_lfs:
             entry["lfs"] = {"oid": self.sha256, "size": self.size, "pointerSize": self.lfs_pointer_size}
         return entry
+
+    def modelscope_entry(self, commit):
+        """The file as ModelScope's file listing shows it (``GET /api/v1/models/{repo}/repo/files``)."""
+        return {
+            "Name": self.path.rsplit("/", 1)[-1],
+            "Path": self.path,
+            "Type": "blob",
+            "Size": self.size,
+            "Sha256": self.sha256,
+            "IsLFS": self.is_lfs,
+            "Id": self.blob_id,
+            "Mode": "33188",
+            "Revision": commit,
+            "CommitId": commit,
+        }
 
     def sibling(self):
         """The file as the Hub's model info lists it (``siblings``, with ``?blobs=true``)."""
@@ -130,9 +147,10 @@ class Repository:
             raise RepositoryError(f"{repo_id}: {directory} holds no files to serve (hidden ones are left out)")
         self.sha = commit_sha(self.files.values())
 
-    def resolve(self, revision):
-        """The commit sha ``revision`` names (the branch main or the sha itself), or None."""
-        return self.sha if revision in (None, DEFAULT_BRANCH, self.sha) else None
+    def resolve(self, revision, branch=DEFAULT_BRANCH):
+        """The commit sha ``revision`` names (the branch, main on the Hugging Face API and master on ModelScope's,
+        or the sha itself), or None."""
+        return self.sha if revision in (None, branch, self.sha) else None
 
     def total_bytes(self):
         return sum(repo_file.size for repo_file in self.files.values())
@@ -161,6 +179,21 @@ class Repository:
         ]
         entries += [repo_file.tree_entry() for path, repo_file in self.files.items() if wanted(path)]
         return sorted(entries, key=lambda entry: entry["path"])
+
+    def modelscope_files(self, root="", recursive=True):
+        """ModelScope's file listing below ``root`` (``Type`` ``tree`` for folders, ``blob`` for files), or None
+        when the folder does not exist."""
+        entries = self.tree(root, recursive=recursive)
+        if entries is None:
+            return None
+        listed = []
+        for entry in entries:
+            if entry["type"] == "directory":
+                name = entry["path"].rsplit("/", 1)[-1]
+                listed.append({"Name": name, "Path": entry["path"], "Type": "tree", "Id": entry["oid"], "Size": 0})
+            else:
+                listed.append(self.files[entry["path"]].modelscope_entry(self.sha))
+        return listed
 
     def _folder_id(self, folder):
         """A stable id for a folder, from the files below it (the Hub sends the git tree's id)."""

@@ -6,7 +6,13 @@
 Standard library only, besides the hub SDK it installs when missing (the image is a plain python:3.11-slim).
 Environment: MODEL_SOURCE (modelscope | huggingface), MODEL_ID, MODEL_REVISION, MODEL_DIR (model_storage_path, on
 the volume), MODELSCOPE_VERSION / HUGGINGFACE_HUB_VERSION (pinned SDK), PIP_INDEX_URL (optional mirror),
-MODEL_ENDPOINT (optional hub mirror), MODELSCOPE_API_TOKEN / HF_TOKEN (optional, from a Secret).
+MODEL_ENDPOINT (optional hub mirror), MODELSCOPE_API_TOKEN / HF_TOKEN (optional, from a Secret),
+MODEL_PROGRESS_INTERVAL (seconds between progress lines, default 30).
+
+While the SDK works, a progress line (bytes on disk, of the total when the hub lists it, and the rate) is printed every
+MODEL_PROGRESS_INTERVAL seconds. Every file is checked against the hub's hash (modelscope's SDK does it; for
+huggingface _model_dir does it after the download); a failure names the file, a missing model or revision, or a full
+disk, and leaves no completion marker.
 
 The SDK downloads into MODEL_DIR and resumes partial files on a retry. Only a finished, checked download gets the
 completion marker MODEL_DIR/.ray_vllm_complete.json (source, model_id, revision, dtype, completed_at, plus the files
@@ -27,6 +33,7 @@ import sys
 
 from _model_dir import (
     ANY_WEIGHTS,
+    DownloadFailure,
     build_marker,
     download_with_sdk,
     marker_differences,
@@ -85,11 +92,23 @@ def ensure_sdk(source):
     return importlib.import_module(module)
 
 
+# What the operator changes for each kind of failure, in the model_storage role's terms.
+FIXES = {
+    "not_found": "set model_storage_model_id (MODEL_ID) and model_storage_revision (MODEL_REVISION) to a repository "
+    "and revision that model_storage_endpoint (MODEL_ENDPOINT) serves",
+    "disk_full": "make model_storage_volume_size larger or free space on the volume",
+    "hash": "run the Job again; if the same file fails again, the hub or a proxy serves it damaged",
+}
+
+
 def download(source, model_id, revision, target):
     token = os.environ.get("MODELSCOPE_API_TOKEN") or os.environ.get("HF_TOKEN") or None
     endpoint = os.environ.get("MODEL_ENDPOINT") or None
+    interval = float(os.environ.get("MODEL_PROGRESS_INTERVAL") or 30)
     ensure_sdk(source)
-    download_with_sdk(source, model_id, revision, target, token=token, endpoint=endpoint)
+    download_with_sdk(
+        source, model_id, revision, target, token=token, endpoint=endpoint, progress=log, interval=interval
+    )
 
 
 def main():
@@ -112,6 +131,9 @@ def main():
     log(f"downloading {source}:{model_id}@{revision} into {target} (partial files resume on a retry)")
     try:
         download(source, model_id, revision, target)
+    except DownloadFailure as error:
+        fix = FIXES.get(error.kind, "run the Job again: finished files are kept and a partial file resumes")
+        fail(f"downloading {model_id}@{revision} failed: {error} Fix: {fix}. No completion marker was written.")
     except Exception as error:  # the SDKs raise many kinds; the message matters
         fail(f"downloading {model_id}@{revision} failed: {type(error).__name__}: {error}")
     problems = model_dir_problems(target, ANY_WEIGHTS)
