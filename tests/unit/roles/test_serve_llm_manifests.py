@@ -105,7 +105,11 @@ def test_an_autoscaling_plan_turns_on_kuberays_autoscaler_and_leaves_replicas_to
     assert group["replicas"] == planned["min_replicas"] and "scaleStrategy" not in group
     assert spec["enableInTreeAutoscaling"] is True
     assert spec["autoscalerOptions"] == {
-        "securityContext": {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "idleTimeoutSeconds": 300,
     }
 
