@@ -10,10 +10,15 @@ module: model_download
 short_description: Put a model from ModelScope or Hugging Face into a directory, or check one already there
 version_added: 0.1.0
 description:
-  - Downloads O(model_id) at O(revision) with the source's own SDK (ModelScope checks each file's hash) into
-    C(<dest>.partial), checks every weight file holds all the bytes its header promises, writes the completion marker
-    C(.ray_vllm_complete.json) (source, model id, revision), and only then renames it to O(dest).
-  - An interrupted download resumes from C(<dest>.partial) on the next run; a partial model is never at O(dest).
+  - Downloads O(model_id) at O(revision) with the source's own SDK into C(<dest>.partial), checks every file's hash
+    (ModelScope's SDK against its listing's sha256; for Hugging Face this module reads the listing first and checks
+    each file's sha256 or git blob id after the download, removing and naming a file that fails), checks every weight
+    file holds all the bytes its header promises, writes the completion marker C(.ray_vllm_complete.json) (source,
+    model id, revision), and only then renames it to O(dest).
+  - An interrupted download resumes from C(<dest>.partial) on the next run without fetching finished files again; a
+    partial model is never at O(dest).
+  - A failure says what went wrong, naming the model id or revision the hub does not have (404), the file that
+    failed its hash check, or the full disk; the result's C(failure) says which.
   - A directory whose marker names the same source, model and revision is left alone.
   - With O(source=local) nothing is fetched; the directory is only checked (already on disk or on NFS).
 author:
@@ -94,6 +99,15 @@ model:
     num_attention_heads, num_key_value_heads, head_dim, hidden_size, vocab_size, max_position_embeddings, torch_dtype).
   returned: when the model is complete
   type: dict
+failure:
+  description: What made the download fail, one of C(not_found), C(disk_full), C(hash) or C(failed).
+  returned: when a download failed
+  type: str
+files:
+  description: The files the failure concerns (those that failed their hash check, or failed otherwise).
+  returned: when a download failed
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -34,6 +34,7 @@ REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
 from model_hub import LocalHub  # noqa: E402
+from playbook_runner import run_playbook  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -311,3 +312,33 @@ def test_a_full_disk_fails_clearly_with_nothing_marked_complete(hub, tmp_path, s
     assert result["failed"] and result["failure"] == "disk_full", result["msg"]
     assert "No space left on device" in result["msg"] and "Nothing was marked complete" in result["msg"]
     assert not (small_disk / "hosts").exists() and not (small_disk / "hosts.partial" / MARKER).exists()
+
+
+def test_model_storage_on_hosts_fetches_from_modelscope_with_progress_beats_then_names_a_missing_model(
+    clean_hub, model, tmp_path
+):
+    """The role itself (tasks/hosts.yml: model_download in the background, async_status every
+    model_storage_progress_interval seconds) against the hub's ModelScope API, slowed down."""
+    hub = clean_hub
+    hub.throttle = 8 * MIB
+    playbook = str(Path(__file__).resolve().parent / "playbooks" / "model_storage_hub.yml")
+    model_dir = tmp_path / "models" / "faults-model"
+    extra = {"hub_url": hub.url, "hub_repo": REPO_ID, "hub_revision": "master", "model_dir": str(model_dir)}
+    extra.update(hub_source="modelscope", hub_progress_interval=1)
+    env = {"MODELSCOPE_CACHE": str(tmp_path / "modelscope-cache")}
+    rc, output, recap = run_playbook(playbook, "localhost,", ["-e", json.dumps(extra)], env=env)
+    assert rc == 0, output[-4000:]
+    assert recap["localhost"]["failed"] == 0
+    assert output.count("FAILED - RETRYING: [localhost]: Wait for the download to finish") >= 2, output[-4000:]
+    assert_same_model(model, model_dir)
+    assert json.loads((model_dir / MARKER).read_text())["source"] == "modelscope"
+
+    # The role's message for a missing model (the same for either source: huggingface imports faster here).
+    missing = "llmops-test/no-such-model"
+    extra.update(hub_repo=missing, hub_source="huggingface", hub_revision="main", model_dir=str(tmp_path / "missing"))
+    rc, output, recap = run_playbook(playbook, "localhost,", ["-e", json.dumps(extra)], env=env)
+    assert rc != 0 and recap["localhost"]["failed"] == 1
+    message = " ".join(output.split())
+    assert f"{missing} at revision 'main' is not on {hub.url}" in message, output[-4000:]
+    assert "Fix: set model_storage_model_id and model_storage_revision to a repository and revision" in message
+    assert not (tmp_path / "missing").exists()

@@ -1,13 +1,13 @@
 # Copyright: contributors to llmops.ray_vllm
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Serve model directories as Hugging Face model repositories:
+"""Serve model directories as Hugging Face and ModelScope model repositories (both APIs on one port):
 
 PYTHONPATH=tests python -m model_hub serve --repo ORG/NAME=DIR [--repo ...] [--host 127.0.0.1] [--port 0]
 
 Prints the hub's URL on the first line, then one line per repository: ``ORG/NAME <commit sha> <files> files <bytes>
 bytes <dir>``. Point huggingface_hub at the URL (``endpoint=`` or HF_ENDPOINT; the collection's
-``model_storage_endpoint``). Requests are logged to stderr. Stops on SIGTERM or Ctrl-C.
+``model_storage_endpoint``; modelscope: MODELSCOPE_ENDPOINT). Requests are logged to stderr. Stops on SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
