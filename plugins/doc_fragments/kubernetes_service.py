@@ -32,6 +32,15 @@ options:
         description:
           - The Service port, by number or by name. Empty uses the Service's only, unnamed port.
         type: str
+      scheme:
+        description:
+          - How the API server speaks to the Service's pods. V(https) proxies through
+            C(services/https:<name>:<port>/proxy), for a server that serves TLS itself.
+          - The API server does not verify the certificate of the pod it proxies to; it only encrypts the hop. The
+            client side (this module to the API server) is verified with the kubeconfig's CA as always.
+        type: str
+        choices: [http, https]
+        default: http
   kubeconfig:
     description:
       - Path of the kubeconfig used with O(service). Default is E(KUBECONFIG) or C(~/.kube/config), then the

@@ -31,6 +31,7 @@ KUBERNETES_SERVICE_ARGUMENT_SPEC = dict(
             namespace=dict(type="str", required=True),
             name=dict(type="str", required=True),
             port=dict(type="str"),
+            scheme=dict(type="str", default="http", choices=["http", "https"]),
         ),
     ),
     kubeconfig=dict(type="path"),

@@ -35,9 +35,15 @@ class KubeProxyError(Exception):
     pass
 
 
-def proxy_path(namespace, name, port=None):
-    """The API path of a Service's proxy: /api/v1/namespaces/<ns>/services/<name>[:<port>]/proxy."""
-    target = quote(name, safe="") + (":" + quote(str(port), safe="") if port not in (None, "") else "")
+def proxy_path(namespace, name, port=None, scheme=None):
+    """The API path of a Service's proxy: /api/v1/namespaces/<ns>/services/[https:]<name>[:<port>]/proxy.
+
+    ``scheme`` https makes the API server speak TLS to the pods (Kubernetes' ``<scheme>:<name>:<port>`` form of the
+    service proxy's name); it does not verify their certificate, it only encrypts that hop."""
+    if scheme not in (None, "", "http", "https"):
+        raise KubeProxyError(f"service scheme must be http or https, not {scheme!r}")
+    prefix = "https:" if scheme == "https" else ""
+    target = prefix + quote(name, safe="") + (":" + quote(str(port), safe="") if port not in (None, "") else "")
     return "/api/v1/namespaces/{}/services/{}/proxy".format(quote(namespace, safe=""), target)
 
 
@@ -70,7 +76,8 @@ def endpoint(service, kubeconfig=None, context=None):
     bearer = configuration.auth_settings().get("BearerToken") or {}
     headers = {"Authorization": bearer["value"]} if bearer.get("value") else {}
     return dict(
-        url=configuration.host.rstrip("/") + proxy_path(service["namespace"], service["name"], service.get("port")),
+        url=configuration.host.rstrip("/")
+        + proxy_path(service["namespace"], service["name"], service.get("port"), service.get("scheme")),
         headers=headers,
         ca_path=configuration.ssl_ca_cert or None,
         client_cert=configuration.cert_file or None,

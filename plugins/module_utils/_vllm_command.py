@@ -117,6 +117,33 @@ def _engine_env(settings, plan, device, names):
     return {"VLLM_CPU_KVCACHE_SPACE": str(space if space is not None else DEFAULT_CPU_KVCACHE_SPACE_GIB)}
 
 
+def _tls(tls, engine, names):
+    """``{certfile, keyfile}`` when the server serves HTTPS, else None; refused for a Serve LLM application.
+
+    vLLM 0.32's OpenAI server takes --ssl-certfile/--ssl-keyfile itself. Several replicas are served by Ray Serve's
+    HTTP proxy instead, which (Ray 2.60's HTTPOptions ssl_certfile/ssl_keyfile) would need the files on every node
+    its proxies run on; the collection does not place them there, so it says so rather than serve plain HTTP.
+    """
+    if not tls or not (tls.get("certfile") or tls.get("keyfile")):
+        return None
+    if not (tls.get("certfile") and tls.get("keyfile")):
+        raise ServingSettingsError(
+            f"{names('tls_enabled')}=true needs both a certificate and its key (seen certfile={tls.get('certfile')!r}, "
+            f"keyfile={tls.get('keyfile')!r}); fix: set both."
+        )
+    if engine == "serve_llm":
+        raise ServingSettingsError(
+            f"{names('tls_enabled')}=true is only supported for one vLLM engine (the plan's serve.engine vllm); "
+            f"this plan ({names('plan')}) serves several replicas with Ray Serve LLM (serve.engine serve_llm), whose "
+            "HTTP proxy would need the certificate and key on every Ray node, which the collection does not place. "
+            "Fix: set "
+            f"{names('tls_enabled')}=false and terminate TLS in front of Serve (an Ingress with "
+            "vllm_serve_ingress_tls_secret, or a load balancer), or plan a single engine (the plan's serve.engine is "
+            "vllm when one replica holds every GPU and neither ray_vllm_replicas nor autoscaling is set)."
+        )
+    return {"certfile": str(tls["certfile"]), "keyfile": str(tls["keyfile"])}
+
+
 def namer(prefix, plan_variable):
     """How messages name a setting: its variable (``prefix`` + setting); ``plan`` is the plan's own variable."""
 
@@ -131,7 +158,8 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
 
     ``settings`` holds tensor_parallel_size, pipeline_parallel_size, max_model_len, gpu_memory_utilization,
     cpu_kvcache_space_gib (None: from the plan), device (auto: from the plan, else gpu), dtype, executor_backend,
-    enforce_eager, model, served_model_name, host, port, middleware, extra_args and env.
+    enforce_eager, model, served_model_name, host, port, middleware, extra_args, env and tls (``{certfile, keyfile}``
+    as the server sees the files, or None for plain HTTP).
     """
     plan = plan or {}
     plan_args = plan.get("vllm_args") or {}
@@ -155,6 +183,7 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
     effective["engine"] = (plan.get("serve") or {}).get("engine") or "vllm"
     for key in ("model", "served_model_name", "host", "port", "middleware"):
         effective[key] = settings.get(key)
+    effective["tls"] = _tls(settings.get("tls"), effective["engine"], names)
     effective["extra_args"] = [str(arg) for arg in settings.get("extra_args") or []]
     return effective
 
@@ -187,6 +216,13 @@ def server_args(effective):
         args.append("--enforce-eager")
     if effective["middleware"]:
         args += ["--middleware", effective["middleware"]]
+    if effective.get("tls"):
+        # --enable-ssl-refresh: vLLM reloads the files when they change (a renewed certificate, a Secret update).
+        args += [
+            "--ssl-certfile", effective["tls"]["certfile"],
+            "--ssl-keyfile", effective["tls"]["keyfile"],
+            "--enable-ssl-refresh",
+        ]  # fmt: skip
     return args + effective["extra_args"]
 
 

@@ -28,10 +28,27 @@ import socket
 import ssl
 import time
 import urllib.error
+from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import open_url
 
-STATUSES = ("unreachable", "loading", "engine_dead", "unauthorized", "model_missing", "not_answering", "ready")
+STATUSES = (
+    "unreachable",
+    "loading",
+    "engine_dead",
+    "unauthorized",
+    "model_missing",
+    "not_answering",
+    "tls_error",
+    "ready",
+)
+
+# What the Kubernetes API server's service proxy (Go's TLS client) answers when its scheme is not the pod's: https to
+# a plain HTTP server, or the reverse.
+PROXY_TLS_MISMATCH_MARKERS = (
+    "first record does not look like a TLS handshake",
+    "server gave HTTP response to HTTPS client",
+)
 
 # What a proxy or load balancer answers when the server behind it does not accept connections (yet).
 PROXY_UNAVAILABLE = (502, 503, 504)
@@ -258,6 +275,12 @@ def classify(observation, model=None, completion_wanted=True, expect=None):
     models_exchange = observation.get("models")
     completion = observation.get("completion")
 
+    if observation.get("tls_expected"):
+        return "tls_error", [
+            f"{url} is plain http, but the server there serves TLS: /health over http {describe(health)}, while "
+            f"over https it {describe(observation['tls_expected'])}. Fix: use an https:// URL (and ca_path, the CA "
+            "that issued its certificate)."
+        ]
     if health["status"] is None:
         if health["error_kind"] == "no_answer":
             return "loading", [
@@ -265,10 +288,7 @@ def classify(observation, model=None, completion_wanted=True, expect=None):
                 "serving HTTP yet (a port-forward or proxy whose vLLM backend is still loading or gone)."
             ]
         if health["error_kind"] == "tls":
-            return "unreachable", [
-                "{}/health failed the TLS handshake ({}): check the URL scheme, the CA, or set validate_certs=false "
-                "for a self-signed certificate.".format(url, health["error"])
-            ]
+            return "tls_error", [tls_problem(url, health["error"], observation.get("ca_path"))]
         return "unreachable", [
             f"{url}/health {describe(health)}: nothing accepts connections at that address. A vLLM server that is "
             "still loading its model refuses connections too (it only listens once the engine is up), so this is "
@@ -276,6 +296,12 @@ def classify(observation, model=None, completion_wanted=True, expect=None):
         ]
 
     models_status = models_exchange["status"] if models_exchange else None
+    if health["status"] in PROXY_UNAVAILABLE and any(marker in health["body"] for marker in PROXY_TLS_MISMATCH_MARKERS):
+        return "tls_error", [
+            f"{url}/health {describe(health)}: the proxy in front speaks another scheme than the server (https to a "
+            "plain HTTP server, or http to a TLS one). Fix: through the Kubernetes service proxy, set service.scheme "
+            "to https exactly when the server serves TLS (vllm_serve_tls_enabled)."
+        ]
     if health["status"] in PROXY_UNAVAILABLE:
         if health["status"] == 503 and models_status is not None and models_status not in PROXY_UNAVAILABLE:
             # vLLM's own /health returns 503 only for EngineDeadError, and /v1/* answering proves it is vLLM.
@@ -352,6 +378,30 @@ def classify(observation, model=None, completion_wanted=True, expect=None):
     return "ready", []
 
 
+def tls_problem(url, error, ca_path=None):
+    """What a failed TLS connection says: the certificate did not verify, or the two ends speak different schemes."""
+    trusted = f"the CA in ca_path={ca_path}" if ca_path else "the system's CA certificates (no ca_path given)"
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "CertificateError" in text:
+        host = urlsplit(url).hostname
+        return (
+            f"{url}/health: the server's certificate does not verify ({text}). Expected a certificate issued by "
+            f"{trusted} that names {host} in its subjectAltName; seen one that does not (another issuer, a "
+            "self-signed one, or another name). Fix: pass the CA that signed the server's certificate as ca_path "
+            "(vllm_serve_tls_ca_file), reach the server by a name its certificate holds, or issue the certificate "
+            "for this name."
+        )
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "http request" in text.lower():
+        return (
+            f"{url}/health failed the TLS handshake ({text}): the server speaks plain HTTP, not TLS. Fix: use an "
+            "http:// URL, or start the server with TLS (vllm_serve_tls_enabled)."
+        )
+    return (
+        f"{url}/health failed the TLS handshake ({text}), trusting {trusted}. Fix: check the URL scheme, the "
+        "server's certificate and key, and ca_path."
+    )
+
+
 ADVICE = {
     "unreachable": "If the server was just started, wait longer (wait=true, or raise timeout; a large model can take "
     "many minutes to load); otherwise start it or fix url.",
@@ -364,6 +414,8 @@ ADVICE = {
     "model_missing": "Use one of the served names as model, or restart vLLM with --served-model-name set to it.",
     "not_answering": "Read the vLLM server log; raise request_timeout if the model is only slow, or fix prompt, "
     "max_tokens or expect.",
+    "tls_error": "Waiting does not help: make the URL's scheme match the server's (https when it was started with "
+    "--ssl-certfile) and give the CA that issued its certificate as ca_path.",
 }
 
 
@@ -400,8 +452,20 @@ def observe(
             url + path, headers=sent_headers, timeout=request_timeout, validate_certs=validate_certs, **extra
         )
 
-    observation = {"url": url, "api_key_sent": bool(api_key) or "Authorization" in sent_headers}
+    observation = {
+        "url": url,
+        "api_key_sent": bool(api_key) or "Authorization" in sent_headers,
+        "ca_path": (tls or {}).get("ca_path"),
+    }
     observation["health"] = get("/health")
+    if observation["health"]["error_kind"] == "no_answer" and url.lower().startswith("http://"):
+        # A TLS server closes a plain HTTP request without an answer, as a port-forward to nothing does: one look
+        # over https (not verified: only whether TLS answers there) tells them apart.
+        over_tls = exchange(
+            "https://" + url[len("http://") :] + "/health", timeout=request_timeout, validate_certs=False
+        )
+        if over_tls["status"] is not None:
+            observation["tls_expected"] = over_tls
     result = {
         "url": url,
         "models": [],

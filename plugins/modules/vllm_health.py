@@ -15,7 +15,7 @@ description:
     back non-empty (and matching O(expect)). A C(/health) of 200 alone is not enough, because vLLM keeps answering
     it while its engine hangs (for example after a Ray worker died).
   - Reports one RV(status) of V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing),
-    V(not_answering) or V(ready), and a message that says what was seen and what to do.
+    V(not_answering), V(tls_error) or V(ready), and a message that says what was seen and what to do.
   - V(unreachable) means nothing accepts connections at O(url). vLLM binds its port at start but only accepts
     connections once the model is loaded, so a server that is still loading looks exactly like one that is not
     running; O(wait=true) with a O(timeout) above the model's load time covers both.
@@ -25,6 +25,10 @@ description:
   - V(engine_dead) means the vLLM API server answers but its engine process died (C(/health) 503 while C(/v1/models)
     answers, or a completion failed with C(EngineDeadError)). By default vLLM exits a few seconds later, after which
     the status is V(unreachable).
+  - V(tls_error) means the server's certificate does not verify against O(ca_path) (another issuer, or a name it does
+    not hold), or the URL's scheme is not the server's (http to a server started with C(--ssl-certfile), https to a
+    plain one; through O(service), O(service.scheme) not matching). Waiting does not change it, so O(wait=true)
+    stops at once.
 author:
   - llmops.ray_vllm maintainers (@llmops)
 extends_documentation_fragment:
@@ -93,6 +97,15 @@ options:
       - Verify the server's TLS certificate for C(https) URLs.
     type: bool
     default: true
+  ca_path:
+    description:
+      - PEM file of the CA certificate(s) that the server's certificate of an C(https) O(url) must verify against
+        (for example the CA that issued the certificate of a vLLM started with C(--ssl-certfile)). Default is the
+        system's CA certificates.
+      - The certificate must also name the host of O(url) in its subjectAltName.
+      - Not with O(service). Through the service proxy the API server makes the connection to the pod and does
+        not verify its certificate (set O(service.scheme=https) for a server that serves TLS).
+    type: path
 notes:
   - Runs its HTTP requests from the host the task runs on; delegate to a host that can reach O(url).
 seealso:
@@ -133,6 +146,14 @@ EXAMPLES = r"""
   retries: 60
   delay: 10
 
+- name: Verify a vLLM served over TLS with the CA that issued its certificate
+  llmops.ray_vllm.vllm_health:
+    url: https://vllm.example.internal:8000
+    ca_path: /etc/llmops/tls/ca.crt
+    model: smollm2-135m-instruct
+    api_key: "{{ vllm_api_key }}"
+  no_log: true
+
 - name: Check a known answer
   llmops.ray_vllm.vllm_health:
     url: http://127.0.0.1:8000
@@ -150,7 +171,8 @@ ready:
 status:
   description:
     - What the server is doing.
-    - V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing), V(not_answering) or V(ready).
+    - V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing), V(not_answering), V(tls_error)
+      or V(ready).
   returned: always
   type: str
   sample: ready
@@ -263,6 +285,7 @@ ARGUMENT_SPEC = with_kubernetes_service(
             expect=dict(type="str"),
             request_timeout=dict(type="int", default=30),
             validate_certs=dict(type="bool", default=True),
+            ca_path=dict(type="path"),
         )
     )
 )
@@ -277,9 +300,18 @@ def main():
     )
     params = module.params
     if params["service"]:
+        if params["ca_path"]:
+            module.fail_json(
+                msg="ca_path={} cannot be used with service: through the service proxy the Kubernetes API server "
+                "makes the connection to the pod and does not verify its certificate, so no CA of yours is asked. "
+                "Fix: drop ca_path and set service.scheme=https for a server that serves TLS, or use url (an Ingress, "
+                "a load balancer, a port-forward) to verify the certificate with ca_path.".format(params["ca_path"]),
+                ready=False,
+                status="tls_error",
+            )
         transport = module_transport(module, ready=False, status="unreachable")
     else:
-        transport = Transport(params["url"], validate_certs=params["validate_certs"])
+        transport = Transport(params["url"], validate_certs=params["validate_certs"], ca_path=params["ca_path"])
     headers = transport.with_headers(params["headers"])
     api_key_header = params["api_key_header"] or ("X-API-Key" if params["service"] else "Authorization")
     if params["expect"] is not None:
@@ -307,7 +339,10 @@ def main():
         )
 
     timeout = params["timeout"] if params["wait"] else 0
-    result, attempts, elapsed = poll(probe, lambda observed: observed["ready"], timeout, params["interval"])
+    # A TLS mismatch does not go away by waiting.
+    result, attempts, elapsed = poll(
+        probe, lambda observed: observed["ready"] or observed["status"] == "tls_error", timeout, params["interval"]
+    )
     result.update(changed=False, attempts=attempts, elapsed_s=round(elapsed, 2))
     if not result["ready"]:
         if params["wait"]:

@@ -53,6 +53,14 @@ def test_proxy_path(port, expected):
     assert proxy_path("llm", "head-svc", port) == expected
 
 
+def test_proxy_path_over_https_names_the_scheme_first():
+    # kube-apiserver's [scheme:]name[:port] (net.SplitSchemeNamePort): it then speaks TLS to the pod.
+    assert proxy_path("llm", "llm-vllm", "8000", "https") == "/api/v1/namespaces/llm/services/https:llm-vllm:8000/proxy"
+    assert proxy_path("llm", "llm-vllm", "8000", "http") == "/api/v1/namespaces/llm/services/llm-vllm:8000/proxy"
+    with pytest.raises(KubeProxyError, match="must be http or https"):
+        proxy_path("llm", "llm-vllm", "8000", "ftp")
+
+
 def test_token_user_gives_a_bearer_header_and_the_cluster_ca(tmp_path):
     path = _kubeconfig(tmp_path, {"token": {"token": "abc123"}})
     found = endpoint({"namespace": "llm", "name": "llm-vllm", "port": "http"}, kubeconfig=path)

@@ -205,3 +205,26 @@ def test_a_cpu_plan_on_kubernetes_runs_the_module_form_with_mp_eager_and_its_kv_
     assert "--distributed-executor-backend mp" in text and "--enforce-eager" in command
     assert "--gpu-memory-utilization" not in text
     assert effective["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def test_tls_adds_the_certificate_flags_and_reload():
+    tls = {"certfile": "/etc/llmops/tls/server.crt", "keyfile": "/etc/llmops/tls/server.key"}
+    effective = serving_settings(settings(tls=tls), plan())
+    assert effective["tls"] == tls
+    text = " ".join(server_args(effective))
+    expected = "--ssl-certfile /etc/llmops/tls/server.crt --ssl-keyfile /etc/llmops/tls/server.key --enable-ssl-refresh"
+    assert expected in text
+    assert "--ssl" not in " ".join(server_args(serving_settings(settings(tls=None), plan())))
+
+
+def test_tls_needs_both_files():
+    with pytest.raises(ServingSettingsError, match="vllm_serve_tls_enabled=true needs both a certificate and its key"):
+        serving_settings(settings(tls={"certfile": "/c", "keyfile": ""}), plan())
+
+
+def test_tls_is_refused_for_a_serve_llm_plan():
+    serve_plan = dict(plan(), serve={"engine": "serve_llm"})
+    with pytest.raises(ServingSettingsError) as refused:
+        serving_settings(settings(tls={"certfile": "/c", "keyfile": "/k"}), serve_plan)
+    assert "only supported for one vLLM engine" in str(refused.value)
+    assert "vllm_serve_plan" in str(refused.value) and "vllm_serve_ingress_tls_secret" in str(refused.value)
