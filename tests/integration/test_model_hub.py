@@ -211,3 +211,35 @@ def test_the_collections_download_reaches_the_hub_even_when_the_sdk_was_imported
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_files(tiny_model, target)
+
+
+def test_modelscopes_api_is_served_beside_the_hubs(hub, tiny_model):
+    """The routes modelscope 1.40.2's snapshot_download uses (test_model_downloads_faults runs the SDK itself)."""
+    sha = hub.commits[REPO_ID]
+    api = f"{hub.url}/api/v1/models/{REPO_ID}"
+    with urllib.request.urlopen(f"{api}/repo/files?Revision=master&Recursive=True", timeout=10) as answer:
+        listing = json.loads(answer.read())
+    assert (listing["Code"], listing["Success"]) == (200, True)
+    files = {entry["Path"]: entry for entry in listing["Data"]["Files"]}
+    assert files["original"]["Type"] == "tree"
+    weights = files["model.safetensors"]
+    repository = Repository(REPO_ID, str(tiny_model))
+    assert (weights["Type"], weights["Size"], weights["Revision"]) == ("blob", WEIGHTS_BYTES, sha)
+    assert weights["Sha256"] == repository.files["model.safetensors"].sha256 and weights["IsLFS"] is True
+    assert sorted(path for path, entry in files.items() if entry["Type"] == "blob") == visible_files(tiny_model)
+    # A file at the commit sha, with a range, as the SDK resumes a .incomplete file.
+    ranged = urllib.request.Request(f"{api}/repo?Revision={sha}&FilePath=config.json", headers={"Range": "bytes=3-"})
+    with urllib.request.urlopen(ranged, timeout=10) as answer:
+        assert (answer.status, answer.read()) == (206, (tiny_model / "config.json").read_bytes()[3:])
+    assert hub.requests[-1]["file"] == f"{REPO_ID}/config.json" and hub.requests[-1]["api"] == "modelscope"
+    # ModelScope's error body for a missing revision, repository or file.
+    for url in (
+        f"{api}/repo/files?Revision=v9&Recursive=True",
+        f"{hub.url}/api/v1/models/llmops-test/none/repo/files?Revision=master",
+        f"{api}/repo?Revision=master&FilePath=missing.json",
+    ):
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url, timeout=10)
+        body = json.loads(error.value.read())
+        assert (error.value.code, body["Code"], body["Success"]) == (404, 404, False), url
+        assert body["Message"], url
