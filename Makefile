@@ -156,7 +156,7 @@ test-vllm: setup
 	$(BIN)/python -m pytest tests/integration -q -m integration -k "vllm_health or gguf"
 
 test-local: setup
-	$(BIN)/python -m pytest tests/integration/test_site_local.py tests/integration/test_site_refusals.py -q
+	$(BIN)/python -m pytest tests/integration/test_site_local.py tests/integration/test_bad_input.py -q
 
 test-plan: setup
 	$(BIN)/python -m pytest tests/unit tests/integration -q -k deployment_plan

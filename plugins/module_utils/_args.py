@@ -16,6 +16,13 @@ WAIT_ARGUMENT_SPEC = dict(
 )
 
 
+# The value rules of the wait options (plugins/module_utils/_value_rules.py), checked by the modules that take them.
+WAIT_VALUE_RULES = dict(
+    timeout={"int": {"min": 0}},
+    interval={"int": {"min": 1}},
+)
+
+
 def with_wait(spec):
     """Return a copy of ``spec`` extended with the wait options."""
     merged = dict(spec)

@@ -183,6 +183,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._gguf_convert impo
     ConversionError,
     ensure_converted,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 
 ARGUMENT_SPEC = dict(
     src=dict(type="path"),
@@ -202,6 +203,7 @@ def main():
         required_by={"package": "file"},
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, dict(dest="absolute_path", src="absolute_path"))
     params = module.params
     try:
         result = ensure_converted(

@@ -195,7 +195,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import WAIT_ARGUMENT_SPEC
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import WAIT_ARGUMENT_SPEC, WAIT_VALUE_RULES
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import (
     NAME_PATTERN,
     RayJobError,
@@ -205,6 +205,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import (
     job_spec,
     local_runtime_env_paths,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 
 ARGUMENT_SPEC = dict(
     dashboard_url=dict(type="str", required=True),
@@ -224,6 +225,15 @@ ARGUMENT_SPEC = dict(
     interval=WAIT_ARGUMENT_SPEC["interval"],
 )
 
+# What the spec cannot say (plugins/module_utils/_value_rules.py): checked before anything is sent.
+VALUE_RULES = dict(
+    WAIT_VALUE_RULES,
+    dashboard_url="http_url",
+    settle_time={"int": {"min": 0}},
+    entrypoint_num_cpus={"number": {"min": 0}},
+    entrypoint_num_gpus={"number": {"min": 0}},
+)
+
 
 def main():
     module = AnsibleModule(
@@ -231,6 +241,7 @@ def main():
         required_if=[("state", "present", ["entrypoint"])],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, VALUE_RULES)
     params = module.params
     if not NAME_PATTERN.match(params["name"]):
         module.fail_json(

@@ -190,6 +190,23 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     NodeTools,
     RayNodeError,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
+
+# What the spec cannot say (plugins/module_utils/_value_rules.py): checked before any process is started or stopped.
+VALUE_RULES = dict(
+    temp_dir="absolute_path",
+    head_address="host_port",
+    port="port",
+    dashboard_port="port",
+    dashboard_agent_listen_port="port",
+    num_cpus={"int": {"min": 0}},
+    num_gpus={"int": {"min": 0}},
+    # Ray's smallest object store: 75 MiB.
+    object_store_memory={"int": {"min": 78643200}},
+    auth_token_file="absolute_path",
+    start_timeout={"int": {"min": 1}},
+    stop_timeout={"int": {"min": 1}},
+)
 
 
 def main():
@@ -221,6 +238,7 @@ def main():
         required_if=[("role", "worker", ["head_address"]), ("auth_mode", "token", ["auth_token_file"])],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, VALUE_RULES)
 
     def systemctl(*args):
         return module.run_command([module.get_bin_path("systemctl", required=True)] + list(args))

@@ -303,8 +303,13 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service, with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import (
+    WAIT_VALUE_RULES,
+    with_kubernetes_service,
+    with_wait,
+)
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_sources import run_gate
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 
 ARGUMENT_SPEC = with_kubernetes_service(
     with_wait(
@@ -326,6 +331,17 @@ ARGUMENT_SPEC = with_kubernetes_service(
 )
 SOURCES = ["address", "dashboard_url", "status_text", "service"]
 
+# What the spec cannot say (plugins/module_utils/_value_rules.py): checked before anything is asked.
+VALUE_RULES = dict(
+    WAIT_VALUE_RULES,
+    address="host_port",
+    dashboard_url="http_url",
+    expected_nodes={"int": {"min": 1}},
+    expected_gpus={"number": {"min": 0}},
+    expected_cpus={"number": {"min": 0}},
+    request_timeout={"int": {"min": 1}},
+)
+
 
 def main():
     module = AnsibleModule(
@@ -334,6 +350,7 @@ def main():
         required_one_of=[SOURCES],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, VALUE_RULES)
     result = run_gate(module, interpreter_dir=os.path.dirname(sys.executable))
     if result["ready"]:
         module.exit_json(changed=False, **result)

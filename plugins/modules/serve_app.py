@@ -155,7 +155,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_ray_dashboard
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import WAIT_VALUE_RULES, with_ray_dashboard
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import module_transport
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import RayJobError
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import (
@@ -167,6 +167,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import 
     package_uri,
     package_zip,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 
 ARGUMENT_SPEC = with_ray_dashboard(
     dict(
@@ -216,6 +217,10 @@ def present(module, client):
     return result
 
 
+# What the spec cannot say (plugins/module_utils/_value_rules.py): checked before anything is sent.
+VALUE_RULES = dict(WAIT_VALUE_RULES, dashboard_url="http_url", working_dir="absolute_path")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
@@ -224,6 +229,7 @@ def main():
         required_if=[("state", "present", ["import_path"])],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, VALUE_RULES)
     client = client_from_module(module, module_transport)
     params = module.params
     try:

@@ -92,7 +92,11 @@ attempts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_ray_dashboard, with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import (
+    WAIT_VALUE_RULES,
+    with_ray_dashboard,
+    with_wait,
+)
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import module_transport
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import (
     ServeAppError,
@@ -100,6 +104,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import 
     client_from_module,
     observe_readiness,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
 ARGUMENT_SPEC = with_ray_dashboard(
@@ -119,6 +124,7 @@ def main():
         required_one_of=[("dashboard_url", "service")],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, dict(WAIT_VALUE_RULES, dashboard_url="http_url"))
     params = dict(module.params)
     try:
         params["replicas"] = checked_replicas(params["replicas"])

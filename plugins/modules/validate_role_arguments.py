@@ -32,6 +32,16 @@ options:
     description: The entry point of C(argument_specs) to validate against.
     type: str
     default: main
+  value_rules:
+    description:
+      - Variable name to rule, checked once the types fit, for what an argument spec cannot say. A rule is
+        V(port), V(node_port), V(absolute_path), V(http_url), V(host_port), V(version), V(quantity), V(dns_label),
+        V(not_empty), or a dict of one of C(int) (C(min), C(max)), C(number) (C(above), C(min), C(max)),
+        C(dns_label) (the most characters) and C(min_length); a list applies several.
+      - Unset values (null or empty text) pass every rule but V(not_empty).
+      - The roles keep their tables in C(vars/main.yml) as C(_<role>_value_rules).
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -46,6 +56,13 @@ role:
   returned: always
   type: str
   sample: vllm_serve
+value_errors:
+  description: One message per variable that breaks its rule in O(value_rules), naming the value and what is accepted.
+  returned: failure
+  type: list
+  elements: str
+  sample:
+    - "vllm_serve_gpu_memory_utilization=1.5: expected a number above 0 and at most 1"
 argument_errors:
   description: One message per variable that does not fit the spec.
   returned: failure
