@@ -202,6 +202,8 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     selector = service["spec"]["selector"]
     assert all(head["metadata"]["labels"].get(k) == v for k, v in selector.items()), selector
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    policy = get(bed, f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/{NAME}")
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"ray.io/cluster": NAME}}
 
     # Second run: nothing changes.
     rc, out, recap = run_role(bed, tmp_path)
@@ -211,8 +213,9 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     # Teardown deletes the RayCluster; the garbage collector takes its pods and Service.
     rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
     assert rc == 0, out[-6000:]
-    assert recap["changed"] == 1
+    assert recap["changed"] == 2  # the RayCluster and its NetworkPolicy
     assert raycluster(bed) is None
+    assert get(bed, f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/{NAME}") is None
     deadline = time.monotonic() + 30
     while ray_pods(bed) and time.monotonic() < deadline:
         time.sleep(0.5)
