@@ -269,6 +269,14 @@ def test_a_corrupted_file_is_caught_by_its_hash_and_named(clean_hub, tmp_path, s
     assert not (tmp_path / "volume" / "model" / WEIGHTS).exists()
     if source == "modelscope":
         return
+    # Once the hub serves it right, the next run fetches only that file and completes.
+    hub._server.corruptions.clear()
+    since = len(hub.requests)
+    job = run_job(tmp_path, source, BRANCH[source], tmp_path / "volume" / "model", hub.url)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert file_gets(hub, since) == [(f"{REPO_ID}/{WEIGHTS}", None, 200)]
+    assert (tmp_path / "volume" / "model" / MARKER).exists()
+    hub._server.corruptions.add(f"{REPO_ID}/{WEIGHTS}")
     result = run_module(tmp_path, source, BRANCH[source], tmp_path / "hosts" / "model", hub.url)
     assert result["failed"] and result["failure"] == "hash" and result["files"] == [WEIGHTS], result["msg"]
     assert f"{WEIGHTS} failed its hash check" in result["msg"]
