@@ -117,6 +117,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_download im
     check_local,
     fetch_model,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 
 
 def main():
@@ -132,6 +133,7 @@ def main():
         required_if=[("source", "modelscope", ["model_id"]), ("source", "huggingface", ["model_id"])],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, dict(dest="absolute_path", endpoint="http_url"))
     params = module.params
     try:
         if params["source"] == "local":
