@@ -137,14 +137,14 @@ def test_the_vllm_driver_admits_the_release_and_its_services_clients(cpu_plan, p
     given = {
         "vllm_serve_plan": cpu_plan,
         "vllm_serve_platform": "kubernetes",
-        "vllm_serve_port": 8080,
+        "vllm_serve_port": 8100,
         "vllm_serve_network_policy_from": peers,
     }
     policy = _network_policy("vllm_serve", "_vllm_serve_settings", given)
     assert policy["spec"]["podSelector"] == {
         "matchLabels": {"app.kubernetes.io/instance": "llm", "app.kubernetes.io/name": "vllm"}
     }
-    clients = {"ports": [{"port": 8080, "protocol": "TCP"}]}
+    clients = {"ports": [{"port": 8100, "protocol": "TCP"}]}
     if peers:
         clients["from"] = peers
     assert policy["spec"]["ingress"][1] == clients
