@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dashboard_checks
 import pytest
 import ray_local
+import secret_scan
 from chat_load import BackgroundLoad, run_load
 from playbook_runner import REPO, run_playbook
 
@@ -44,6 +45,9 @@ LOG_DIR = REPO / "tests" / "output" / "site_local"
 API_KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
 RAY_TOKEN_FILE = REPO / ".build" / "local" / "ray-auth-token"
 MODEL_DIR = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
+# A hub token the first deploy is given (the local model needs none): like the API key and the Ray token, it must
+# show nowhere.
+HUB_TOKEN = "hf_scan0test0token0d41d8cd98f00b204e98"
 
 
 def node_pids(node):
@@ -144,8 +148,10 @@ def ask(question, key):
 
 
 def test_deploy_is_real_idempotent_and_heals():
-    rc, out, recap = site("converge")
+    # The first deploy at -vvv: every module's arguments and results are printed, and a secret must be in none.
+    rc, out, recap = site("converge", "-vvv", "-e", "model_storage_token=%s" % HUB_TOKEN)
     assert rc == 0, out[-8000:]
+    assert_no_secret_shows(out)
     assert set(recap) == {"ray-head-local", "ray-worker-local"}
     assert "Endpoint: http://127.0.0.1:%d/v1" % VLLM_PORT in out
     assert "A: " in out
@@ -173,6 +179,21 @@ def test_deploy_is_real_idempotent_and_heals():
     assert recap["ray-head-local"]["changed"] == 0
     assert node_pids("ray-worker-local")
     assert ask("Say hello again.", key).strip()
+
+
+def assert_no_secret_shows(play_output):
+    """The API key, the Ray token and the hub token are in none of: the -vvv play output, the Ray job list, the
+    process list, the Ray and vLLM logs."""
+    secrets = {
+        "the API key": API_KEY_FILE.read_text().strip(),
+        "the Ray token": RAY_TOKEN_FILE.read_text().strip(),
+        "the hub token": HUB_TOKEN,
+    }
+    places = {"the -vvv play output": play_output, "the Ray job list": json.dumps(get_json(DASHBOARD + "/api/jobs/"))}
+    places.update(secret_scan.process_list())
+    places.update(secret_scan.log_files("%s-*/session_latest/logs/**" % TEMP_PREFIX))
+    assert len(places) > 10, sorted(places)
+    assert secret_scan.leaks(secrets, places) == []
 
 
 def assert_ray_token_auth(play_output):
