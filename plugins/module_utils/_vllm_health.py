@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_refusal import api_server_refusal
+
 STATUSES = (
     "unreachable",
     "loading",
@@ -296,6 +298,12 @@ def classify(observation, model=None, completion_wanted=True, expect=None):
         ]
 
     models_status = models_exchange["status"] if models_exchange else None
+    # Through the service proxy a 401/403 may be the API server's (RBAC), not vLLM's key or a proxy's credentials.
+    asked = ((health, "GET", "/health"), (models_exchange, "GET", "/v1/models"))
+    for exchange, method, path in asked + ((completion, "POST", "/v1/chat/completions"),):
+        refusal = api_server_refusal(exchange["status"], exchange["body"], method, url + path) if exchange else None
+        if refusal:
+            return "unauthorized", [refusal]
     if health["status"] in PROXY_UNAVAILABLE and any(marker in health["body"] for marker in PROXY_TLS_MISMATCH_MARKERS):
         return "tls_error", [
             f"{url}/health {describe(health)}: the proxy in front speaks another scheme than the server (https to a "

@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_refusal import api_server_refusal
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import describe_http_error
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import classify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
@@ -66,3 +67,24 @@ def test_an_unauthorized_token():
         }
     )
     assert "credentials are not accepted" in api_server_refusal(401, body.encode())
+
+
+def _exchange(status, body):
+    return {"url": "", "status": status, "body": body, "error": None, "error_kind": None}
+
+
+def test_vllm_health_says_the_api_server_refused_not_the_api_key():
+    vllm = "/api/v1/namespaces/llm/services/llm-vllm:8000/proxy"
+    ok = _exchange(200, "")
+    models = _exchange(200, json.dumps({"data": [{"id": "m"}]}))
+    refused = _exchange(403, _forbidden("POST", vllm + "/v1/chat/completions"))
+    observation = {"url": "https://api" + vllm, "health": ok, "models": models, "completion": refused}
+    status, problems = classify(observation, model="m")
+    assert status == "unauthorized" and problems[0].startswith(
+        f"the Kubernetes API server refused POST https://api{vllm}"
+    )
+    assert 'cannot create resource "services/proxy"' in problems[0] and "API key" not in problems[0]
+    # vLLM's own 401 (a wrong key) still reads as one.
+    observation["completion"] = _exchange(401, json.dumps({"error": "Unauthorized"}))
+    status, problems = classify(observation, model="m")
+    assert status == "unauthorized" and "permission problem" not in problems[0]
