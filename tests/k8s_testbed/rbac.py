@@ -47,6 +47,7 @@ DEFAULT_NON_RESOURCE_URLS = (
     "/version/",
 )
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
+UPGRADE_SUBRESOURCES = ("exec", "attach", "portforward")
 WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -214,8 +215,7 @@ def authorize(lookup, user: User, attributes: Attributes) -> tuple[bool, str]:
         scope = binding_namespace if kind == "Role" else ""
         found = [r for r in lookup(kind, scope) if r["metadata"]["name"] == name]
         if not found:
-            where = "" if kind != "Role" else f' in namespace "{binding_namespace}"'
-            errors.append(f'{kind.lower()}.{RBAC_GROUP} "{name}" not found{where}')
+            errors.append(f'{kind.lower()}.{RBAC_GROUP} "{name}" not found')
             return []
         return found[0].get("rules") or []
 
@@ -307,6 +307,11 @@ class Authorizer:
         """None when allowed, else the 403 Status body. Every request is recorded in ``audit``."""
         attributes = request_attributes(method, path, query)
         allowed, reason = (True, "") if not self.enabled else authorize(lookup, user, attributes)
+        if allowed and self.enabled and attributes.verb == "get" and attributes.subresource in UPGRADE_SUBRESOURCES:
+            # A websocket upgrade (GET) of exec, attach or portforward needs create too (Kubernetes >= 1.30:
+            # AuthorizePodWebsocketUpgradeCreatePermission), and is refused as a create when that is missing.
+            attributes.verb = "create"
+            allowed, reason = authorize(lookup, user, attributes)
         self.audit.append(
             {
                 "user": user.name,
