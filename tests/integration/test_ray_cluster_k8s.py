@@ -16,8 +16,10 @@ gate's Job for real.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -244,6 +246,7 @@ def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path
             "ray_cluster_kuberay_layout": seed_layout(replicas=3),
             "ray_cluster_kuberay_timeout": 6,
             "ray_cluster_kuberay_delay": 1,
+            "support_bundle_dir": str(tmp_path / "support"),
         },
     )
     assert rc != 0
@@ -255,6 +258,29 @@ def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path
     assert "give the nodes that many free GPUs" in out
     # The Ray gate never ran.
     assert "through the API server's service proxy" not in out.rsplit("Fail with what KubeRay", maxsplit=1)[-1]
+    # The failed gate wrote a support bundle and named it; the Ray token is nowhere in it.
+    bundle = support_bundle_members(out, tmp_path / "support")
+    assert {"gate.json", "kubernetes/raycluster.json", "kubernetes/events.json", "nodes/gpu_node_facts.json"} <= set(
+        bundle
+    ), sorted(bundle)
+    pending = [name for name in bundle if name.startswith("kubernetes/pods/") and name.endswith("/describe.json")]
+    assert pending and "Insufficient nvidia.com/gpu" in bundle["kubernetes/events.json"], sorted(bundle)
+    assert "readyWorkerReplicas=2 of 3" in bundle["gate.json"]
+    token = base64.b64decode(get(bed, f"/api/v1/namespaces/{NAMESPACE}/secrets/llm-ray-auth")["data"]["auth_token"])
+    assert not [name for name, text in bundle.items() if token.decode() in text]
+
+
+def support_bundle_members(out, directory):
+    """The members of the one bundle in directory, by their name under its top directory; its path is in out."""
+    (path,) = directory.glob("llmops-support-llm-*.tar.gz")
+    assert "Support bundle: %s" % path in out, out[-3000:]
+    assert path.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(path) as archive:
+        return {
+            member.name.split("/", 1)[1]: archive.extractfile(member).read().decode()
+            for member in archive.getmembers()
+            if member.isfile()
+        }
 
 
 def test_mismatched_head_and_worker_images_fail_in_preflight(bed, tmp_path):

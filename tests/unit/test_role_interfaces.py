@@ -138,8 +138,10 @@ class RoleScan:
                 self.define(value, "register", where)
                 continue
             if key == "vars":
+                # Options handed to an included role at its call site are that role's, not this one's.
+                included = (task.get("ansible.builtin.include_role") or task.get("include_role") or {}).get("name")
                 for name in value:
-                    self.define(name, "vars", where)
+                    self.define(name, "role_vars:" + included.split(".")[-1] if included else "vars", where)
             if key == "loop_control":
                 for name_key in ("loop_var", "index_var"):
                     if name_key in value:
@@ -203,6 +205,11 @@ def test_what_a_role_sets_is_private_or_a_documented_output(role):
         if name in outputs or (kind == "vars" and name.startswith("ansible_")):
             # Connection variables (ansible_python_interpreter ...) are Ansible's to read, set per task.
             continue
+        if kind.startswith("role_vars:"):
+            if name in spec_options(kind.split(":", 1)[1]):
+                # An included role's documented option, set at the call site.
+                continue
+            kind = "vars"
         if kind == "register" and not name.startswith(register_prefix):
             wrong[name] = f"{kind} in {where}: name it {register_prefix}..."
         elif kind in ("set_fact", "vars") and not (name.startswith(facts_prefix) and not name.startswith("__")):
