@@ -13,6 +13,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules impor
     fail_on_bad_values,
     value_problems,
 )
+from ansible_collections.llmops.ray_vllm.tests.unit.failing_module import FailingModule
 
 ACCEPTED = [
     ("port", 1),
@@ -95,18 +96,8 @@ def test_a_rule_table_naming_an_unknown_rule_is_a_bug_not_a_user_error():
         value_problems({"x": 1}, {"x": "prot"})
 
 
-class RefusingModule:
-    def __init__(self, params):
-        self.params = params
-        self.failed = None
-
-    def fail_json(self, **result):
-        self.failed = result
-        raise SystemExit(1)
-
-
 def test_a_module_stops_before_doing_anything_naming_every_bad_option():
-    module = RefusingModule({"port": 70000, "temp_dir": "tmp", "num_cpus": 2})
+    module = FailingModule({"port": 70000, "temp_dir": "tmp", "num_cpus": 2})
     with pytest.raises(SystemExit):
         fail_on_bad_values(module, {"port": "port", "temp_dir": "absolute_path", "num_cpus": {"int": {"min": 0}}})
     assert module.failed["changed"] is False
@@ -118,6 +109,6 @@ def test_a_module_stops_before_doing_anything_naming_every_bad_option():
 
 
 def test_a_module_with_good_values_goes_on():
-    module = RefusingModule({"port": 6379})
+    module = FailingModule({"port": 6379})
     fail_on_bad_values(module, {"port": "port"})
     assert module.failed is None
