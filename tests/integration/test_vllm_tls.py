@@ -13,13 +13,17 @@ and the role's own tasks:
   missing file and a Secret on platform hosts are refused, each by name;
 - vllm_health: the right CA gives ready with a completion; a wrong CA fails at once (tls_error) naming the certificate
   problem; plain http to the TLS server fails saying so; through the test bed's API server with service.scheme
-  https (``services/https:llm-vllm:8000/proxy``) ready; ca_path with service refused.
+  https (``services/https:llm-vllm:8000/proxy``) ready; ca_path with service refused;
+- the role on Kubernetes (the test bed, no pods run: the Service is mapped to the TLS vLLM): a Secret whose key is
+  another certificate's is refused before the driver is applied; with the right Secret the exported endpoint is
+  https and the role's gate passes through ``services/https:``.
 
 Run: .venv/bin/python -m pytest tests/integration/test_vllm_tls.py -m integration
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -89,11 +93,31 @@ def wait_ready(server, url, ca_path, timeout=480):
     raise RuntimeError(f"vLLM not ready over TLS after {timeout}s; log {server.log_path}:\n{server.log_tail()}")
 
 
+def prepare_kubernetes(bed, paths, other_paths):
+    """What the user and model_storage would have made: the model claim, the TLS Secret, and one whose key is another
+    certificate's."""
+    claim = {
+        "metadata": {"name": "llm-models"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    assert bed.request("POST", "/api/v1/namespaces/llm/persistentvolumeclaims", claim)[0] == 201
+
+    def encoded(path):
+        return base64.b64encode(Path(path).read_bytes()).decode()
+
+    for name, key in (("llm-vllm-tls", paths["server.key"]), ("llm-vllm-tls-bad", other_paths["server.key"])):
+        secret = {
+            "metadata": {"name": name},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": encoded(paths["server.crt"]), "tls.key": encoded(key)},
+        }
+        assert bed.request("POST", "/api/v1/namespaces/llm/secrets", secret)[0] == 201
+
+
 @pytest.fixture(scope="module")
 def tls_setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vllm-tls")
     paths = write_certificates(str(folder / "pki"))
-    write_certificates(str(folder / "other-pki"))
     server = tls_server(vllm_local.ensure_demo_model(), str(folder), paths)
     try:
         server.start()
@@ -108,9 +132,10 @@ def tls_setup(tmp_path_factory):
             namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "llm"}}
             assert bed.request("POST", "/api/v1/namespaces", namespace)[0] in (201, 409)
             assert bed.request("POST", "/api/v1/namespaces/llm/services", service)[0] == 201
+            prepare_kubernetes(bed, paths, write_certificates(str(folder / "other-pki")))
             bed.admin("PUT", "service-backends", {"llm/llm-vllm:8000": f"https://127.0.0.1:{server.port}"})
             wait_ready(server, f"https://127.0.0.1:{server.port}", paths["ca.crt"])
-            yield {"server": server, "folder": folder, "kubeconfig": bed.kubeconfig}
+            yield {"server": server, "folder": folder, "kubeconfig": bed.kubeconfig, "env": bed.env()}
     finally:
         server.stop()
 
@@ -131,8 +156,12 @@ def test_tls_preflight_and_gates(tls_setup):
         "tests/integration/playbooks/vllm_tls.yml",
         inventory="localhost,",
         extra_args=["-e", json.dumps(extra)],
+        env=tls_setup["env"],
         log_path=LOG_DIR / "vllm_tls.log",
     )
     assert rc == 0 and recap["localhost"]["failed"] == 0, output[-6000:]
-    # The four refusals were each met by the rescue that checks their message.
-    assert recap["localhost"]["rescued"] == 4, output[-6000:]
+    # The five refusals (four of the preflight on hosts, the wrong Secret on Kubernetes) were each met by the rescue
+    # that checks their message.
+    assert recap["localhost"]["rescued"] == 5, output[-6000:]
+    assert "Endpoint (in the cluster): https://llm-vllm.llm.svc:8000/v1" in output
+    assert API_KEY not in output

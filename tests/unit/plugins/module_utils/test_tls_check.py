@@ -45,7 +45,7 @@ def key_pem(key, password=None):
 
 @pytest.fixture(scope="module")
 def material():
-    ca_key, other_ca_key, server_key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
+    ca_key, other_ca_key, server_key, other_key = (ec.generate_private_key(ec.SECP256R1()) for dummy in range(4))
     return {
         "ca": sign("test-ca", "test-ca", ca_key.public_key(), ca_key, ca=True),
         "other_ca": sign("other-ca", "other-ca", other_ca_key.public_key(), other_ca_key, ca=True),

@@ -39,7 +39,7 @@ def _serve(context=None):
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
-    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for dummy in range(3))
     files = {
         "ca.crt": sign("test-ca", "test-ca", ca_key.public_key(), ca_key, ca=True),
         "other-ca.crt": sign("other-ca", "other-ca", other_key.public_key(), other_key, ca=True),
