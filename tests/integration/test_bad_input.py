@@ -285,7 +285,7 @@ def batch_playbook(cases, hosts):
     """One play: per case a block running it, and a rescue that records the refusal under the case's id."""
     tasks = []
     for case in cases:
-        kind, _, name = case.where.partition(":")
+        kind, name = (case.where.split(":", 1) + [""])[:2]
         if kind == "module":
             run = {"name": "Run " + case.id, "llmops.ray_vllm." + name: case.settings}
         else:
@@ -322,7 +322,7 @@ def run_batch(tmp_path, name, cases, hosts, inventory, extra=(), env=None):
     report = json_report(output)
     outcomes = {}
     for task in report["plays"][0]["tasks"]:
-        verdict, _, case_id = task["task"]["name"].partition(" ")
+        verdict, case_id = (task["task"]["name"].split(" ", 1) + [""])[:2]
         if verdict in ("ACCEPTED", "REFUSED"):
             result = next(iter(task["hosts"].values()))
             outcomes[case_id] = (verdict == "REFUSED", result.get("ansible_failed_result", result))
