@@ -21,6 +21,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import
     proxy_path,
     service_transport,
 )
+from ansible_collections.llmops.ray_vllm.tests.unit.failing_module import FailingModule
 
 CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBdGVzdA==\n-----END CERTIFICATE-----\n"
 
@@ -115,23 +116,13 @@ def test_the_transports_headers_win_and_the_callers_token_goes_as_x_ray_authoriz
     assert Transport("http://vllm:8000").tls == {} and Transport("http://vllm:8000").with_headers(None) == {}
 
 
-class FakeModule:
-    def __init__(self, params):
-        self.params = params
-        self.failed = None
-
-    def fail_json(self, **result):
-        self.failed = result
-        raise SystemExit(1)
-
-
 def test_module_transport_reads_the_options_and_fails_with_the_callers_result(tmp_path):
     path = _kubeconfig(tmp_path, {"token": {"token": "abc"}})
     params = {"service": {"namespace": "llm", "name": "svc", "port": "8265"}, "kubeconfig": path, "context": None}
     given = json.loads(json.dumps(params))
-    transport = module_transport(FakeModule(params), ready=False)
+    transport = module_transport(FailingModule(params), ready=False)
     assert transport.url.endswith("/services/svc:8265/proxy") and params == given
-    wrong = FakeModule(dict(params, context="nope"))
+    wrong = FailingModule(dict(params, context="nope"))
     with pytest.raises(SystemExit):
         module_transport(wrong, ready=False, status="unreachable")
     assert wrong.failed["ready"] is False and wrong.failed["status"] == "unreachable"
@@ -182,7 +173,7 @@ def test_fetch_url_gets_the_transports_tls_settings(monkeypatch):
         return None, {"status": -1}
 
     monkeypatch.setattr(_kube_proxy, "fetch_url", fake_fetch_url)
-    module = FakeModule({"validate_certs": True, "client_cert": None, "timeout": 5})
+    module = FailingModule({"validate_certs": True, "client_cert": None, "timeout": 5})
     module.tmpdir = "/tmp/module-tmp"
     transport = Transport("https://api", validate_certs=False, ca_path="/ca.crt", client_cert="/c", client_key="/k")
     transport.fetch(module, "https://api/x")
