@@ -266,8 +266,13 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import with_kubernetes_service, with_wait
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import (
+    WAIT_VALUE_RULES,
+    with_kubernetes_service,
+    with_wait,
+)
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import Transport, module_transport
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
@@ -290,6 +295,14 @@ ARGUMENT_SPEC = with_kubernetes_service(
     )
 )
 
+# What the spec cannot say (plugins/module_utils/_value_rules.py): checked before anything is asked.
+VALUE_RULES = dict(
+    WAIT_VALUE_RULES,
+    url="http_url",
+    max_tokens={"int": {"min": 1}},
+    request_timeout={"int": {"min": 1}},
+)
+
 
 def main():
     module = AnsibleModule(
@@ -298,6 +311,7 @@ def main():
         required_one_of=[["url", "service"]],
         supports_check_mode=True,
     )
+    fail_on_bad_values(module, VALUE_RULES)
     params = module.params
     if params["service"]:
         if params["ca_path"]:
