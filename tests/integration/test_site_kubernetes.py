@@ -21,10 +21,13 @@ test_site_kubernetes_pods.py and molecule/kubernetes.
 
 from __future__ import annotations
 
+import binascii
 import io
 import json
 import re
 import sys
+import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -134,8 +137,40 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             assert service["spec"]["selector"]["app.kubernetes.io/name"] == "vllm"
             assert serve.calls == []
             _check_the_network_policies_and_the_driver_pod(bed, listed["llm-vllm"])
+            _check_a_support_bundle_on_demand(bed, tmp_path)
             return
         _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
+
+
+def _check_a_support_bundle_on_demand(bed, tmp_path):
+    """playbooks/support_bundle.yml after the site run: the release's pods, the RayCluster, the GPU facts and Ray's
+    status through the service proxy, in a 0600 tarball without the API key or the Ray token."""
+    start = time.monotonic()
+    args = ["-e", f"ray_vllm_kubeconfig={bed.kubeconfig}", "-e", f"support_bundle_dir={tmp_path / 'support'}"]
+    rc, out, recap = run_playbook(
+        "playbooks/support_bundle.yml", inventory="inventories/prod", extra_args=args, env=bed.env(),
+        log_path=tmp_path / "support-bundle.log",
+    )  # fmt: skip
+    assert rc == 0, out[-6000:]
+    (path,) = (tmp_path / "support").glob("llmops-support-llm-*.tar.gz")
+    assert f"Support bundle: {path}" in " ".join(out.split()) and path.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(path) as archive:
+        members = {
+            member.name.split("/", 1)[1]: archive.extractfile(member).read().decode(errors="replace")
+            for member in archive.getmembers()
+            if member.isfile()
+        }
+    pods = {name.split("/")[2] for name in members if name.startswith("kubernetes/pods/")}
+    assert [pod for pod in pods if pod.startswith("llm-vllm-")], sorted(pods)
+    assert [pod for pod in pods if pod.startswith("llm-raycluster-head-")], sorted(pods)
+    assert {"gate.json", "kubernetes/raycluster.json", "nodes/gpu_node_facts.json", "ray/status.json"} <= set(members)
+    assert json.loads(members["ray/status.json"])["nodes"], members["ray/status.json"]
+    assert "NVIDIA-A100" in members["nodes/gpu_node_facts.json"]
+    secret = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/llm-ray-auth")[1]
+    token = binascii.a2b_base64(secret["data"]["auth_token"]).decode()
+    leaks = [name for name, text in members.items() if API_KEY in text or token in text]
+    assert leaks == [], leaks
+    print("support bundle on demand on the test bed took %.1f s" % (time.monotonic() - start))
 
 
 def _check_the_network_policies_and_the_driver_pod(bed, deployment):

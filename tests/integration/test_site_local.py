@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.error
@@ -378,6 +379,86 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_when_idle(replicas
     report["seen"] = [f"{wanted} wanted: {', '.join(states)}" for wanted, states in distinct]
     keep("autoscaling", report)
     assert load.report.failed == 0, report
+
+
+# --- support bundles (docs/support-bundle.md), on the cluster the tests above left running
+
+
+def support_bundle(out, directory):
+    """The members of the one bundle in directory (by their name under its top directory), checked for the secrets."""
+    (path,) = directory.glob("llmops-support-llm-*.tar.gz")
+    assert "Support bundle: %s" % path in " ".join(out.split()), out[-4000:]
+    assert path.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(path) as archive:
+        members = {
+            member.name.split("/", 1)[1]: archive.extractfile(member).read().decode(errors="replace")
+            for member in archive.getmembers()
+            if member.isfile()
+        }
+    secrets = {"the API key": API_KEY_FILE.read_text().strip(), "the Ray token": RAY_TOKEN_FILE.read_text().strip()}
+    secrets["the hub token"] = HUB_TOKEN
+    leaks = [(what, name) for what, secret in secrets.items() for name, text in members.items() if secret in text]
+    assert leaks == [], leaks
+    return members
+
+
+def test_a_support_bundle_on_demand_holds_the_cluster_without_its_secrets(tmp_path):
+    start = time.monotonic()
+    rc, out, recap = run_playbook(
+        "playbooks/support_bundle.yml",
+        extra_args=[*TEST_VARS, "-e", "support_bundle_dir=%s" % tmp_path],
+        log_path=LOG_DIR / "support-bundle.log",
+    )
+    assert rc == 0, out[-6000:]
+    assert recap["ray-head-local"]["failed"] == 0
+    members = support_bundle(out, tmp_path)
+    assert {
+        "MANIFEST.json",
+        "gate.json",
+        "ray/status.txt",
+        "ray/jobs.json",
+        "ray/serve_applications.json",
+        "nodes/ray-head-local/accelerators.json",
+        "nodes/ray-worker-local/accelerators.json",
+        "logs/ray-head-local/raylet.out",
+        "logs/ray-head-local/gcs_server.out",
+        "logs/ray-worker-local/raylet.out",
+    } <= set(members), sorted(members)
+    # ray status -v through the token, both nodes; the Jobs and Serve APIs answered with the token.
+    assert "Active:" in members["ray/status.txt"] and members["ray/status.txt"].count("Node: ") >= 2
+    assert isinstance(json.loads(members["ray/jobs.json"]), list)
+    assert isinstance(json.loads(members["ray/serve_applications.json"]), dict)
+    # The vLLM job's driver log (one engine) or Serve's replica logs (several replicas), whichever runs now.
+    assert [name for name in members if "/job-driver-" in name or "/serve/replica_" in name], sorted(members)
+    # Everything was collected but the plan, which only a run of site.yml makes.
+    assert list(json.loads(members["MANIFEST.json"])["errors"]) == ["plan.json"], members["MANIFEST.json"]
+    print("support bundle on demand took %.1f s" % (time.monotonic() - start))
+
+
+def test_a_failed_ray_gate_writes_a_support_bundle_and_says_where(tmp_path):
+    # A gate that cannot pass (5 nodes expected, 2 run) on the running cluster: nothing is changed before it.
+    start = time.monotonic()
+    rc, out, recap = site(
+        "gate-fails-bundle",
+        *TARGET_TWO,
+        "-e", "ray_vllm_min_replicas=1", "-e", "ray_vllm_max_replicas=2",
+        "-e", json.dumps({"vllm_serve_autoscaling_options": {"upscale_delay_s": 2, "downscale_delay_s": 10}}),
+        "-e", "ray_cluster_expected_nodes=5", "-e", "ray_cluster_wait_timeout=5",
+        "-e", "support_bundle_dir=%s" % tmp_path,
+    )  # fmt: skip
+    assert rc != 0
+    assert all(host["changed"] == 0 for host in recap.values()), recap
+    text = " ".join(out.split())
+    assert "expected >= 5 alive node(s)" in text, text[-4000:]
+    members = support_bundle(out, tmp_path)
+    gate = json.loads(members["gate.json"])
+    assert gate["name"].endswith("Wait until every Ray node and GPU is registered"), gate
+    assert "expected >= 5 alive node(s)" in gate["result"]["msg"]
+    assert "ray_layout" in json.loads(members["plan.json"])
+    assert {"ray/status.txt", "logs/ray-head-local/raylet.out", "logs/ray-worker-local/raylet.out"} <= set(members)
+    # The cluster still serves.
+    assert node_pids("ray-head-local") and node_pids("ray-worker-local") and port_open(VLLM_PORT)
+    print("failed gate with its support bundle took %.1f s" % (time.monotonic() - start))
 
 
 def test_teardown_stops_everything_and_keeps_the_model():
