@@ -21,6 +21,7 @@ test_site_kubernetes_pods.py and molecule/kubernetes.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import io
 import json
@@ -32,6 +33,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import secret_scan
 from conftest import SHARED_VLLM_KEY
 from playbook_runner import REPO, run_playbook
 from serve_double import ServeDouble
@@ -46,6 +48,7 @@ pytestmark = pytest.mark.integration
 NAMESPACE = "llm"
 API_KEY = SHARED_VLLM_KEY
 SERVED = "deepseek-r1-distill-llama-70b"  # inventories/prod serves the seed model under this name
+HUB_TOKEN = "ms-scan0test0token0c4ca4238a0b923820dcc"  # given to one run, needed by none: it must show nowhere
 
 
 def _list(bed, path):
@@ -119,9 +122,13 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             extra = ["-e", "ray_cluster_expected_nodes=4", "-e", "ray_cluster_expected_gpus=3"]
         else:
             _map_backends(bed, three_gpu_ray.dashboard_url, keyed_vllm)
+            # At -vvv every module's arguments and results are printed; with a hub token as well, no secret may show.
+            extra = ["-vvv", "-e", f"model_storage_token={HUB_TOKEN}"]
         rc, output, recap = _site(bed, tmp_path, "run", *extra)
         assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
         assert API_KEY not in output
+        if seed == "gpu-nodes-3":
+            _assert_no_secret_shows(bed, output)
         cluster = _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters")[0]
         group = cluster["spec"]["workerGroupSpecs"][0]
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -140,6 +147,25 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             _check_a_support_bundle_on_demand(bed, tmp_path)
             return
         _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
+
+
+def _assert_no_secret_shows(bed, output):
+    """The API key, the Ray token and the hub token are in none of: the -vvv play output, the objects the roles made
+    (every kind but Secret), the pods' logs and the test bed's own log."""
+    status, secret = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/llm-ray-auth")
+    assert status == 200, secret
+    secrets = {
+        "the API key": API_KEY,
+        "the Ray token": base64.b64decode(secret["data"]["auth_token"]).decode(),
+        "the hub token": HUB_TOKEN,
+    }
+    places = {"the -vvv play output": output, "the test bed's log": bed.server_log()}
+    places.update(secret_scan.cluster_objects(bed))
+    for pod in _list(bed, f"/api/v1/namespaces/{NAMESPACE}/pods"):
+        name = pod["metadata"]["name"]
+        places[f"the log of pod {name}"] = str(bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log")[1])
+    assert any(place.startswith("RayCluster ") for place in places), sorted(places)
+    assert secret_scan.leaks(secrets, places) == []
 
 
 def _check_a_support_bundle_on_demand(bed, tmp_path):
