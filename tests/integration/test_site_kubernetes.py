@@ -49,6 +49,9 @@ NAMESPACE = "llm"
 API_KEY = SHARED_VLLM_KEY
 SERVED = "deepseek-r1-distill-llama-70b"  # inventories/prod serves the seed model under this name
 HUB_TOKEN = "ms-scan0test0token0c4ca4238a0b923820dcc"  # given to one run, needed by none: it must show nowhere
+# The least-privilege deployer (docs/rbac/least-privilege.yaml, bound by playbooks/rbac.yml).
+DEPLOYER = "system:serviceaccount:llm:ray-vllm-deployer"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 
 def _list(bed, path):
@@ -65,12 +68,29 @@ def _map_backends(bed, dashboard_url, vllm):
     )
 
 
-def _site(bed, log_dir, name, *extra):
-    env = bed.env()
-    args = ["-e", f"ray_vllm_kubeconfig={bed.kubeconfig}", "-e", f"vllm_serve_api_key={API_KEY}", *extra]
+def _site(bed, log_dir, name, *extra, kubeconfig=None):
+    """site.yml as the test bed's admin, or as the user of ``kubeconfig`` (with no way to the admin's token)."""
+    kubeconfig = kubeconfig or bed.kubeconfig
+    env = dict(bed.env(), KUBECONFIG=kubeconfig, K8S_AUTH_KUBECONFIG=kubeconfig)
+    args = ["-e", f"ray_vllm_kubeconfig={kubeconfig}", "-e", f"vllm_serve_api_key={API_KEY}", *extra]
     return run_playbook(
         "site.yml", inventory="inventories/prod", extra_args=args, env=env, log_path=Path(log_dir) / f"{name}.log"
     )
+
+
+def _deployer_kubeconfig(bed, log_dir):
+    """The admin applies the least privilege (docs/least-privilege.md) with playbooks/rbac.yml; a kubeconfig of the
+    deployer ServiceAccount's token."""
+    rc, output, _recap = run_playbook(
+        "playbooks/rbac.yml",
+        inventory="inventories/prod",
+        extra_args=["-e", f"ray_vllm_kubeconfig={bed.kubeconfig}"],
+        env=bed.env(),
+        log_path=Path(log_dir) / "rbac.log",
+    )
+    assert rc == 0, output[-6000:]
+    token = bed.mint_token(service_account=f"{NAMESPACE}/ray-vllm-deployer")
+    return bed.kubeconfig_for(token, Path(log_dir) / "deployer.kubeconfig")
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +134,12 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
     through the API server's proxy (to ServeDouble, which runs no replica). The Ray gate's expectations are lowered to
     the local cluster's size there, and the test checks what KubeRay placed and what Serve was given instead.
     """
-    with RunningTestBed(tmp_path / "testbed", seed=seed) as bed, ServeDouble(three_gpu_ray.dashboard_url) as serve:
+    least_privilege = seed == "gpu-nodes-3"
+    bed = RunningTestBed(tmp_path / "testbed", seed=seed, rbac=least_privilege)
+    with bed, ServeDouble(three_gpu_ray.dashboard_url) as serve:
         bed.admin("POST", "outcomes", image_check_outcome())
         extra = []
+        kubeconfig = _deployer_kubeconfig(bed, tmp_path) if least_privilege else None
         if seed == "gpu-nodes-64":
             _map_backends(bed, serve.url, keyed_vllm)
             extra = ["-e", "ray_cluster_expected_nodes=4", "-e", "ray_cluster_expected_gpus=3"]
@@ -124,10 +147,11 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             _map_backends(bed, three_gpu_ray.dashboard_url, keyed_vllm)
             # At -vvv every module's arguments and results are printed; with a hub token as well, no secret may show.
             extra = ["-vvv", "-e", f"model_storage_token={HUB_TOKEN}"]
-        rc, output, recap = _site(bed, tmp_path, "run", *extra)
+        rc, output, recap = _site(bed, tmp_path, "run", *extra, kubeconfig=kubeconfig)
         assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
         assert API_KEY not in output
-        if seed == "gpu-nodes-3":
+        if least_privilege:
+            _assert_every_request_was_the_deployers_and_allowed(bed)
             _assert_no_secret_shows(bed, output)
         cluster = _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters")[0]
         group = cluster["spec"]["workerGroupSpecs"][0]
@@ -145,8 +169,56 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             assert serve.calls == []
             _check_the_network_policies_and_the_driver_pod(bed, listed["llm-vllm"])
             _check_a_support_bundle_on_demand(bed, tmp_path)
+            _check_a_missing_rule_is_named(bed, kubeconfig, tmp_path)
             return
         _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
+
+
+def _assert_every_request_was_the_deployers_and_allowed(bed):
+    """The run as the ServiceAccount that playbooks/rbac.yml binds to docs/rbac/least-privilege.yaml: the test bed
+    enforced RBAC (tests/k8s_testbed/rbac.py) and refused none of its requests."""
+    audit = bed.admin("GET", "rbac")["audit"]
+    refused = [entry for entry in audit if not entry["allowed"]]
+    assert not refused, json.dumps(refused, indent=1)
+    assert {entry["user"] for entry in audit} == {DEPLOYER}
+
+
+def _without_rule(bed, path, match):
+    """Remove the rules for which ``match(rule)`` holds from the Role or ClusterRole at ``path`` (admin token)."""
+    status, role = bed.request("GET", path)
+    assert status == 200, role
+    kept = [rule for rule in role["rules"] if not match(rule)]
+    assert len(kept) < len(role["rules"]), role["rules"]
+    status, body = bed.request("PATCH", path, {"rules": kept}, content_type="application/merge-patch+json")
+    assert status == 200, body
+
+
+def _check_a_missing_rule_is_named(bed, kubeconfig, log_dir):
+    """With one rule of the least privilege taken away, the run fails at the first task that needs it, naming the
+    verb and resource: kubernetes.core's message for the objects it reads, the collection's (_kube_refusal) for the
+    gates through the API server's service proxy, where a 403 would otherwise read as a wrong Ray token."""
+    _without_rule(bed, f"{RBAC}/clusterroles/ray-vllm-deployer", lambda rule: "storageclasses" in rule["resources"])
+    rc, output, _recap = _site(bed, log_dir, "no-storageclasses", kubeconfig=kubeconfig)
+    text = " ".join(output.split()).replace('\\"', '"')
+    assert rc != 0, output[-6000:]
+    assert f'User "{DEPLOYER}" cannot list resource "storageclasses" in API group "storage.k8s.io"' in text, text[
+        -6000:
+    ]
+
+    role = f"{RBAC}/namespaces/{NAMESPACE}/roles/ray-vllm-deployer"
+    _without_rule(bed, role, lambda rule: "services/proxy" in rule["resources"])
+    rc, output, _recap = run_playbook(
+        "tests/integration/playbooks/ray_status_service.yml",
+        inventory="localhost,",
+        extra_args=["-c", "local", "-e", f"ray_vllm_kubeconfig={kubeconfig}", "-e", f"python={sys.executable}"],
+        env=dict(bed.env(), KUBECONFIG=kubeconfig, K8S_AUTH_KUBECONFIG=kubeconfig),
+        log_path=Path(log_dir) / "no-proxy.log",
+    )
+    text = " ".join(output.split()).replace('\\"', '"')
+    assert rc != 0, output[-6000:]
+    assert "403 Forbidden, a permission problem of the kubeconfig's user" in text, text[-6000:]
+    assert 'cannot get resource "services/proxy" in API group "" in the namespace "llm"' in text, text[-6000:]
+    assert "Ray token" not in text
 
 
 def _assert_no_secret_shows(bed, output):
