@@ -131,8 +131,9 @@ def test_the_raycluster_of_a_cpu_plan_asks_for_no_gpu(cpu_plan):
     assert group["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "25"
 
 
-def test_the_vllm_driver_of_a_cpu_plan_runs_the_cpu_form_and_still_joins_ray(cpu_plan):
-    manifest = render(
+def cpu_driver_manifest(cpu_plan):
+    """The vLLM driver Deployment vllm_serve renders for the CPU plan (text)."""
+    return render(
         "vllm_serve",
         "deployment.yaml.j2",
         "_vllm_serve_settings",
@@ -145,6 +146,10 @@ def test_the_vllm_driver_of_a_cpu_plan_runs_the_cpu_form_and_still_joins_ray(cpu
             "_vllm_serve_api_key": "not-a-real-key",
         },
     )
+
+
+def test_the_vllm_driver_of_a_cpu_plan_runs_the_cpu_form_and_still_joins_ray(cpu_plan):
+    manifest = cpu_driver_manifest(cpu_plan)
     (container,) = yaml.safe_load(manifest)["spec"]["template"]["spec"]["containers"]
     assert "nvidia.com/gpu" not in manifest and "not-a-real-key" not in manifest
     env = {item["name"]: item.get("value") for item in container["env"]}

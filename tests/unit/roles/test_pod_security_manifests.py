@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.llmops.ray_vllm.tests.unit.roles.test_cpu_plan_manifests import cpu_plan, render  # noqa: F401
+from ansible_collections.llmops.ray_vllm.tests.unit.roles.test_cpu_plan_manifests import (  # noqa: F401
+    cpu_driver_manifest,
+    cpu_plan,
+    render,
+)
 from ansible_collections.llmops.ray_vllm.tests.unit.roles.test_serve_llm_manifests import (  # noqa: F401
     autoscaling_plan,
     fixed_plan,
@@ -68,19 +72,7 @@ def test_infiniband_adds_ipc_lock_to_the_gpu_pods_only_which_baseline_refuses(fi
 
 
 def test_the_vllm_driver_and_the_jobs_are_locked_down_without_a_token(cpu_plan):  # noqa: F811
-    driver = render(
-        "vllm_serve",
-        "deployment.yaml.j2",
-        "_vllm_serve_settings",
-        {
-            "vllm_serve_plan": cpu_plan,
-            "vllm_serve_platform": "kubernetes",
-            "vllm_serve_model_path": "/models/SmolLM2-135M-Instruct",
-            "vllm_serve_served_model_name": "smollm2-135m-instruct",
-            "vllm_serve_device": "cpu",
-            "_vllm_serve_api_key": "not-a-real-key",
-        },
-    )
+    driver = cpu_driver_manifest(cpu_plan)
     _check_locked(yaml.safe_load(driver)["spec"]["template"]["spec"])
     check = render(
         "ray_cluster",
