@@ -233,7 +233,7 @@ def test_a_download_killed_mid_file_resumes_without_fetching_finished_files(clea
     while time.monotonic() < deadline and (weights, None, 499) not in file_gets(hub, since):
         time.sleep(0.1)  # the hub notices the closed connection at its next write
     first = file_gets(hub, since)
-    finished = {name for name, _, status in first if status == 200 and not name.endswith(WEIGHTS)}
+    finished = {entry[0] for entry in first if entry[2] == 200 and not entry[0].endswith(WEIGHTS)}
     assert finished == {f"{REPO_ID}/config.json", f"{REPO_ID}/tokenizer.json"}, first
     assert not dest.exists()
 
@@ -247,7 +247,7 @@ def test_a_download_killed_mid_file_resumes_without_fetching_finished_files(clea
     # huggingface_hub 2.4.0 writes each download to a file of its own process (huggingface_hub PR 4228) and starts
     # the file over, and the collection removes the killed run's leftover.
     if source == "modelscope":
-        assert [(name, status) for name, _, status in again] == [(weights, 206)], again
+        assert [(entry[0], entry[2]) for entry in again] == [(weights, 206)], again
         assert int(again[0][1].removeprefix("bytes=").rstrip("-")) >= 10 * MIB
     else:
         assert again == [(weights, None, 200)], again

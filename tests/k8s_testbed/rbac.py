@@ -67,7 +67,7 @@ class User:
         """(namespace, name) of a service account user, else None."""
         if not self.name.startswith(SERVICE_ACCOUNT_PREFIX):
             return None
-        namespace, _, name = self.name[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+        namespace, name = (self.name[len(SERVICE_ACCOUNT_PREFIX) :].split(":", 1) + [""])[:2]
         return namespace, name
 
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.llmops.ray_vllm.tests.unit.roles.test_cpu_plan_manifests import (  # noqa: F401
-    cpu_driver_manifest,
-    cpu_plan,
-    render,
-)
-from ansible_collections.llmops.ray_vllm.tests.unit.roles.test_serve_llm_manifests import (  # noqa: F401
-    autoscaling_plan,
-    fixed_plan,
-    raycluster,
-)
+from ansible_collections.llmops.ray_vllm.tests.unit.roles import test_cpu_plan_manifests as cpu_manifests
+from ansible_collections.llmops.ray_vllm.tests.unit.roles import test_serve_llm_manifests as serve_manifests
+
+# The plans those tests render from, as this module's fixtures too.
+cpu_plan = cpu_manifests.cpu_plan
+fixed_plan = serve_manifests.fixed_plan
+autoscaling_plan = serve_manifests.autoscaling_plan
+cpu_driver_manifest = cpu_manifests.cpu_driver_manifest
+render = cpu_manifests.render
+raycluster = serve_manifests.raycluster
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
@@ -49,7 +49,7 @@ def _check_locked(spec, *, api_access=False):
     assert only.startswith("runAsNonRoot != true"), only
 
 
-def test_the_ray_pods_are_locked_down_and_only_an_autoscaling_head_gets_a_token(fixed_plan, autoscaling_plan):  # noqa: F811
+def test_the_ray_pods_are_locked_down_and_only_an_autoscaling_head_gets_a_token(fixed_plan, autoscaling_plan):
     cluster = raycluster(fixed_plan)
     assert cluster["spec"]["headGroupSpec"]["serviceType"] == "ClusterIP"
     _check_locked(cluster["spec"]["headGroupSpec"]["template"]["spec"])
@@ -61,7 +61,7 @@ def test_the_ray_pods_are_locked_down_and_only_an_autoscaling_head_gets_a_token(
     assert scaled["spec"]["autoscalerOptions"]["securityContext"] == LOCKED
 
 
-def test_infiniband_adds_ipc_lock_to_the_gpu_pods_only_which_baseline_refuses(fixed_plan):  # noqa: F811
+def test_infiniband_adds_ipc_lock_to_the_gpu_pods_only_which_baseline_refuses(fixed_plan):
     cluster = raycluster(fixed_plan, ray_cluster_infiniband=True)
     worker = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert worker["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["IPC_LOCK"]}
@@ -71,7 +71,7 @@ def test_infiniband_adds_ipc_lock_to_the_gpu_pods_only_which_baseline_refuses(fi
     assert cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"] == LOCKED
 
 
-def test_the_vllm_driver_and_the_jobs_are_locked_down_without_a_token(cpu_plan):  # noqa: F811
+def test_the_vllm_driver_and_the_jobs_are_locked_down_without_a_token(cpu_plan):
     driver = cpu_driver_manifest(cpu_plan)
     _check_locked(yaml.safe_load(driver)["spec"]["template"]["spec"])
     check = render(
@@ -96,7 +96,7 @@ def _network_policy(role, fact, variables):
     return policy
 
 
-def test_the_ray_pods_admit_the_release_and_the_proxys_ports(fixed_plan):  # noqa: F811
+def test_the_ray_pods_admit_the_release_and_the_proxys_ports(fixed_plan):
     given = {"ray_cluster_plan": fixed_plan, "ray_cluster_platform": "kubernetes", "ray_cluster_kuberay_layout": None}
     policy = _network_policy("ray_cluster", "_ray_cluster_k8s", given)
     own = {
@@ -125,7 +125,7 @@ def test_the_ray_pods_admit_the_release_and_the_proxys_ports(fixed_plan):  # noq
 
 
 @pytest.mark.parametrize("peers", [[], [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}]])
-def test_the_vllm_driver_admits_the_release_and_its_services_clients(cpu_plan, peers):  # noqa: F811
+def test_the_vllm_driver_admits_the_release_and_its_services_clients(cpu_plan, peers):
     given = {
         "vllm_serve_plan": cpu_plan,
         "vllm_serve_platform": "kubernetes",
@@ -146,7 +146,7 @@ def test_the_vllm_driver_admits_the_release_and_its_services_clients(cpu_plan, p
     ("bad", "field"),
     [([{"ipBlock": {"cidr": "10.0.0.0"}}], "spec.ingress[1].from[0].ipBlock.cidr"), ([{}], "spec.ingress[1].from[0]")],
 )
-def test_a_bad_peer_is_what_the_api_server_refuses(fixed_plan, bad, field):  # noqa: F811
+def test_a_bad_peer_is_what_the_api_server_refuses(fixed_plan, bad, field):
     given = {
         "ray_cluster_plan": fixed_plan,
         "ray_cluster_platform": "kubernetes",
