@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 
 STATE_FILE_NAME = "llmops-node.json"
+# A Ray node's id as its processes name it: the raylet --node_id=, the dashboard and the client server --node-id=.
+NODE_ID = re.compile(r"--node[-_]id=([0-9a-f]{16,})")
 
 
 def build_start_args(params):
@@ -120,20 +123,26 @@ def node_processes(temp_dir, proc_root="/proc"):
 
     Every Ray process of a node names a file under ``<temp_dir>/session_`` on its command line, which tells this
     node's processes apart from another node's on the same machine. Their descendants count too: some rename
-    themselves (``ray::DashboardAgent``) and would otherwise outlive a stop, holding their ports.
+    themselves (``ray::DashboardAgent``) and would otherwise outlive a stop, holding their ports. So does a process
+    that names the node's id (``--node-id=``) and nothing else: the head's Ray client server, which ``ray start``
+    daemonizes (its parent is init) and which would otherwise keep port 10001 after a stop.
     """
     marker = temp_dir.rstrip("/") + "/session_"
     own = os.getpid()
     live = [int(entry) for entry in os.listdir(proc_root) if entry.isdigit() and int(entry) != own]
+    cmdlines = {pid: _read_cmdline(pid) for pid in live}
     pids = set()
     raylet = None
     for pid in live:
-        cmdline = _read_cmdline(pid)
-        if marker not in cmdline or _is_zombie(pid):
+        if marker not in cmdlines[pid] or _is_zombie(pid):
             continue
         pids.add(pid)
-        if "/raylet/raylet " in cmdline or cmdline.startswith("raylet "):
+        if "/raylet/raylet " in cmdlines[pid] or cmdlines[pid].startswith("raylet "):
             raylet = pid
+    node_ids = {match for pid in pids for match in NODE_ID.findall(cmdlines[pid])}
+    for pid in live:
+        if pid not in pids and node_ids & set(NODE_ID.findall(cmdlines[pid])) and not _is_zombie(pid):
+            pids.add(pid)
     children = {}
     for pid in live:
         children.setdefault(_parent_pid(pid, proc_root), []).append(pid)

@@ -482,3 +482,37 @@ def test_token_mode_with_its_file_starts_with_the_file_in_the_environment(tmp_pa
     assert result["action"] == "start"
     started_env = machine.calls[1][3]
     assert started_env["RAY_AUTH_TOKEN_PATH"] == str(token) and "secret" not in json.dumps(result)
+
+
+def test_a_process_naming_only_the_node_id_is_the_nodes_too(tmp_path):
+    """The head's Ray client server names no session path and is init's child (ray start daemonizes it), but it
+    carries the node's id, as the raylet does: a stop must take it, and leave another node's alone."""
+    temp_dir = str(tmp_path / "ray-node-d")
+    script = "import time; time.sleep(60)"
+    node_id, other_id = "439deb938fa81474" * 3, "52f5b51d10139391" * 3
+    raylet_like = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "/x/raylet/raylet",
+            "--node_id=%s" % node_id,
+            "--temp_dir=%s/session_x" % temp_dir,
+        ]
+    )
+    client = subprocess.Popen([sys.executable, "-c", script, "ray.util.client.server", "--node-id=%s" % node_id])
+    other = subprocess.Popen([sys.executable, "-c", script, "ray.util.client.server", "--node-id=%s" % other_id])
+    try:
+        deadline = time.monotonic() + 5
+        pids = []
+        while time.monotonic() < deadline and len(pids) < 2:
+            pids, raylet = node_processes(temp_dir)
+            time.sleep(0.1)
+        assert sorted(pids) == sorted([raylet_like.pid, client.pid]) and raylet == raylet_like.pid
+        assert stop_processes(pids, timeout=5) == []
+        assert other.poll() is None
+    finally:
+        for proc in (raylet_like, client, other):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
