@@ -43,6 +43,16 @@ HEAD = {
 }
 
 
+def found_processes(temp_dir, count, timeout=5):
+    """node_processes(temp_dir) once it finds ``count`` processes (they take a moment to exec), or at the timeout."""
+    deadline = time.monotonic() + timeout
+    pids, raylet = node_processes(temp_dir)
+    while len(pids) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pids, raylet = node_processes(temp_dir)
+    return pids, raylet
+
+
 def test_head_command_carries_ports_dashboard_and_resources():
     args = build_start_args(HEAD)
     assert args[:2] == ["start", "--head"]
@@ -127,12 +137,7 @@ def test_processes_are_found_by_their_temp_dir_and_stopped(tmp_path):
     )
     other = subprocess.Popen([sys.executable, "-c", script, other_dir + "/session_x/sockets/raylet"])
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            pids, raylet = node_processes(temp_dir)
-            if len(pids) == 2:
-                break
-            time.sleep(0.1)
+        pids, raylet = found_processes(temp_dir, 2)
         assert sorted(pids) == sorted([mine.pid, raylet_like.pid])
         assert raylet == raylet_like.pid
         assert other.pid not in pids
@@ -175,11 +180,7 @@ def test_renamed_descendants_are_found_and_stopped(tmp_path):
         ]
     )
     try:
-        deadline = time.monotonic() + 5
-        pids = []
-        while time.monotonic() < deadline and len(pids) < 2:
-            pids, _raylet = node_processes(temp_dir)
-            time.sleep(0.1)
+        pids, _raylet = found_processes(temp_dir, 2)
         assert parent.pid in pids and len(pids) == 2
         child = [pid for pid in pids if pid != parent.pid][0]
         assert stop_processes(pids, timeout=5) == []
@@ -503,11 +504,7 @@ def test_a_process_naming_only_the_node_id_is_the_nodes_too(tmp_path):
     client = subprocess.Popen([sys.executable, "-c", script, "ray.util.client.server", "--node-id=%s" % node_id])
     other = subprocess.Popen([sys.executable, "-c", script, "ray.util.client.server", "--node-id=%s" % other_id])
     try:
-        deadline = time.monotonic() + 5
-        pids = []
-        while time.monotonic() < deadline and len(pids) < 2:
-            pids, raylet = node_processes(temp_dir)
-            time.sleep(0.1)
+        pids, raylet = found_processes(temp_dir, 2)
         assert sorted(pids) == sorted([raylet_like.pid, client.pid]) and raylet == raylet_like.pid
         assert stop_processes(pids, timeout=5) == []
         assert other.poll() is None
