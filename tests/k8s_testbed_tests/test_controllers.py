@@ -294,18 +294,38 @@ def test_cpu_requests_are_counted_against_allocatable():
 
 
 def test_not_ready_node_taints_and_pod_readiness():
+    """As the node lifecycle controller (Kubernetes v1.33) does once a kubelet stops posting: tryUpdateNodeHealth's
+    Unknown conditions, SwapNodeControllerTaint's taints with timeAdded, MarkPodsNotReady's Ready=False (reason and
+    message kept, ContainersReady untouched) and its events."""
     bed = make_bed()
     create(bed, pod("victim", nodeSelector={"kubernetes.io/hostname": "gpu-worker-1"}))
     converge(bed)
     bed.not_ready_nodes.add("gpu-worker-1")
     converge(bed)
     node = get(bed, "v1", "Node", "gpu-worker-1")
-    assert condition(node, "Ready")["status"] == "Unknown" and condition(node, "Ready")["reason"] == "NodeStatusUnknown"
+    ready = condition(node, "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "Unknown",
+        "NodeStatusUnknown",
+        "Kubelet stopped posting node status.",
+    )
     assert {(t["key"], t["effect"]) for t in node["spec"]["taints"]} == {
         ("node.kubernetes.io/unreachable", "NoSchedule"),
         ("node.kubernetes.io/unreachable", "NoExecute"),
     }
-    assert condition(get(bed, "v1", "Pod", "victim"), "Ready")["status"] == "False"
+    assert all(t.get("timeAdded") for t in node["spec"]["taints"]), node["spec"]["taints"]
+    victim = get(bed, "v1", "Pod", "victim")
+    assert condition(victim, "Ready")["status"] == "False" and "reason" not in condition(victim, "Ready")
+    assert condition(victim, "ContainersReady")["status"] == "True"
+    assert victim["status"]["phase"] == "Running"
+    (pod_event,) = events_for(bed, "victim", "NodeNotReady")
+    assert (pod_event["type"], pod_event["message"], pod_event["source"]["component"]) == (
+        "Warning",
+        "Node is not ready",
+        "node-controller",
+    )
+    (node_event,) = events_for(bed, "gpu-worker-1", "NodeNotReady")
+    assert node_event["message"] == "Node gpu-worker-1 status is now: NodeNotReady"
     bed.not_ready_nodes.discard("gpu-worker-1")
     converge(bed)
     node = get(bed, "v1", "Node", "gpu-worker-1")

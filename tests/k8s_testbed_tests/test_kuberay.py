@@ -18,7 +18,7 @@ import copy
 
 import pytest
 from k8s_testbed import controllers, resources, seeding, state, store
-from k8s_testbed.controllers import kuberay_pods
+from k8s_testbed.controllers import kuberay, kuberay_pods
 
 NS = "default"
 FQDN = "llm-head-svc.default.svc.cluster.local"
@@ -469,6 +469,51 @@ def test_status_ready_with_conditions_and_gpu_sum():
         "RayClusterSuspending": ("False", "RayClusterSuspending"),
     }
     assert status["stateTransitionTimes"]["ready"] and status["head"]["serviceName"] == "llm-head-svc"
+
+
+def test_a_worker_on_a_not_ready_node_is_running_but_not_ready_and_the_state_stays_ready():
+    """util.go:449 CalculateReadyReplicas counts Running pods whose Ready is True, :465 CalculateAvailableReplicas
+    Running ones; raycluster_controller.go:2015 sets state ready and never takes it back, and RayClusterProvisioned
+    stays True once set. So a worker the node lifecycle controller marked not Ready lowers readyWorkerReplicas only.
+    (The worker is one whose node does not run the operator: an operator on a NotReady node is down, and the
+    RayCluster's status stays as it was.)"""
+    bed = make_bed()
+    pods = apply_cluster(bed, cluster(replicas=2, worker=container(cpu="1", memory="1Gi", gpus=1)))
+    rtype = bed.type_of("ray.io/v1", "RayCluster")
+    uid = bed.objects.get(rtype, NS, "llm")["metadata"]["uid"]
+    (operator,) = bed.objects.list(bed.type_of("v1", "Pod"), "kuberay-system")
+    workers = [p for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "worker"]
+    node = next(p["spec"]["nodeName"] for p in workers if p["spec"]["nodeName"] != operator["spec"]["nodeName"])
+    head_node = next(p for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "head")["spec"]["nodeName"]
+    bed.not_ready_nodes.add(node)
+    converge(bed)
+    status = bed.objects.get(rtype, NS, "llm")["status"]
+    assert (status["state"], status["readyWorkerReplicas"], status["availableWorkerReplicas"]) == ("ready", 1, 2)
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions["RayClusterProvisioned"] == ("True", "AllPodRunningAndReadyFirstTime")
+    assert head_node != node and conditions["HeadPodReady"] == ("True", "HeadPodRunningAndReady")
+    assert {p["metadata"]["uid"] for p in listing(bed, "v1", "Pod", "ray.io/cluster=llm")} == {
+        p["metadata"]["uid"] for p in pods
+    }  # KubeRay deletes no pod for it (shouldDeletePod looks at the Ray container's state only)
+    bed.not_ready_nodes.discard(node)
+    converge(bed)
+    status = bed.objects.get(rtype, NS, "llm")["status"]
+    assert (status["readyWorkerReplicas"], bed.objects.get(rtype, NS, "llm")["metadata"]["uid"]) == (2, uid)
+
+
+def test_a_head_marked_not_ready_by_the_node_controller_is_head_pod_ready_false_with_reason_unknown():
+    """util.go:84 FindHeadPodReadyCondition: MarkPodsNotReady keeps the Ready condition's empty reason, so the
+    condition is False with KubeRay's default reason Unknown and no message."""
+    marked = {
+        "status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "True"}]}
+    }
+    (condition,) = kuberay._head_pod_ready([], marked, "2025-01-01T00:00:00Z")
+    assert (condition["type"], condition["status"], condition["reason"], condition["message"]) == (
+        "HeadPodReady",
+        "False",
+        "Unknown",
+        "",
+    )
 
 
 def test_suspend_deletes_the_pods_then_reports_suspended():

@@ -3,9 +3,13 @@
 
 """The ``nodes`` controller (kubelet heartbeat + node lifecycle controller).
 
-Conditions, addresses and nodeInfo of every node; names in ``state.not_ready_nodes`` get Ready=Unknown
-(NodeStatusUnknown) and the ``node.kubernetes.io/unreachable`` NoSchedule/NoExecute taints, and get them back when
-removed. Heartbeats are refreshed at most once a minute.
+Conditions, addresses and nodeInfo of every node; names in ``state.not_ready_nodes`` get what the node lifecycle
+controller gives a node whose kubelet stopped posting (``pkg/controller/nodelifecycle``, Kubernetes v1.33): every
+condition Unknown (NodeStatusUnknown, "Kubelet stopped posting node status."), the ``node.kubernetes.io/unreachable``
+NoSchedule and NoExecute taints, each with its ``timeAdded`` (``SwapNodeControllerTaint``), the node's Normal event
+NodeNotReady and, on each of its pods still Ready, the Warning event NodeNotReady "Node is not ready"
+(``MarkPodsNotReady``; the kubelet controller turns their Ready condition False, leaving ContainersReady). Removed
+from the set, the node gets its conditions back and loses the taints. Heartbeats are refreshed at most once a minute.
 """
 
 from __future__ import annotations
@@ -110,8 +114,8 @@ def _taints(spec: dict, ready: bool) -> list:
     if ready:
         return taints
     old = {t.get("effect"): t for t in spec.get("taints") or [] if t.get("key") == UNREACHABLE_TAINT}
-    taints.append(old.get("NoSchedule") or {"key": UNREACHABLE_TAINT, "effect": "NoSchedule"})
-    taints.append(old.get("NoExecute") or {"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": now_rfc3339()})
+    for effect in ("NoSchedule", "NoExecute"):
+        taints.append(old.get(effect) or {"key": UNREACHABLE_TAINT, "effect": effect, "timeAdded": now_rfc3339()})
     return taints
 
 
@@ -121,12 +125,24 @@ class NodesController(Controller):
     def reconcile(self) -> None:
         for node in list(self.objects("v1", "Node")):
             ready = node["metadata"]["name"] not in self.state.not_ready_nodes
+            if node_ready(node) and not ready:
+                self._record_not_ready(node)
             node = self._set_taints(node, _taints(node.get("spec") or {}, ready))
             status = copy.deepcopy(node.get("status") or {})
             status.update(node_status_fields(node, ready, node.get("status")))
             status.setdefault("capacity", {})
             status.setdefault("allocatable", dict(status["capacity"]))
             self.write_status(node, status)
+
+    def _record_not_ready(self, node: dict) -> None:
+        """The events of a node's Ready -> Unknown transition: RecordNodeStatusChange's on the node, and
+        MarkPodsNotReady's on each of its pods whose Ready condition it turns False."""
+        name = node["metadata"]["name"]
+        self.event(node, "NodeNotReady", f"Node {name} status is now: NodeNotReady", repeat_after=0)
+        for pod in self.objects("v1", "Pod"):
+            ready = condition_in((pod.get("status") or {}).get("conditions"), "Ready")
+            if (pod.get("spec") or {}).get("nodeName") == name and ready and ready.get("status") != "False":
+                self.event(pod, "NodeNotReady", "Node is not ready", "Warning", repeat_after=0)
 
     def _set_taints(self, node: dict, taints: list) -> dict:
         if taints == ((node.get("spec") or {}).get("taints") or []):
