@@ -39,6 +39,7 @@ system-packages:
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
 	[ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 
 $(STAMP): $(REQUIREMENTS)

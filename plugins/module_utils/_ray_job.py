@@ -82,9 +82,19 @@ def config_hash(spec):
     return hashlib.sha256(stable_json(spec).encode("utf-8")).hexdigest()
 
 
-def make_submission_id(name, digest, now):
-    """``<name>-<hash[:12]>-<unix time>``: Ray never reuses the id of an ended job, so each submit needs a new id."""
-    return f"{name}-{digest[:12]}-{int(now)}"
+def make_submission_id(name, digest, now, taken=()):
+    """``<name>-<hash[:12]>-<unix time>``: Ray never reuses the id of an ended job, so each submit needs a new id.
+
+    ``taken``: the ids Ray lists (ended jobs too). The unix time is the wall clock, which an NTP step or a resumed VM
+    can set back to a second an earlier job of these settings was submitted in (Ray answers 500 "already exists"),
+    as can two submits within one second; such an id gets ``-2``, ``-3``... until it is free.
+    """
+    submission_id = base = f"{name}-{digest[:12]}-{int(now)}"
+    suffix = 1
+    while submission_id in taken:
+        suffix += 1
+        submission_id = f"{base}-{suffix}"
+    return submission_id
 
 
 def submit_body(spec, name, digest, submission_id):
@@ -111,7 +121,11 @@ def local_runtime_env_paths(runtime_env):
 
 
 def jobs_named(jobs, name):
-    """Submission jobs carrying this module's name label, oldest first."""
+    """Submission jobs carrying this module's name label, oldest first.
+
+    ``start_time`` is the head's wall clock, which a clock step can put out of order. The order only picks which of
+    several active jobs with the same settings is kept and which job a diff shows as before; any of them is right.
+    """
     named = [
         job for job in jobs if job.get("type") == "SUBMISSION" and (job.get("metadata") or {}).get(NAME_KEY) == name
     ]
@@ -422,7 +436,8 @@ def ensure_present(
     ``settle_time`` applies to a job submitted by this call only: a kept job has been running since an earlier run.
     """
     digest = config_hash(spec)
-    kept, to_stop = plan_present(client.list_jobs(), name, digest)
+    jobs = client.list_jobs()
+    kept, to_stop = plan_present(jobs, name, digest)
     before_job = kept or (to_stop[-1] if to_stop else None)
     result = {
         "changed": bool(to_stop) or kept is None,
@@ -447,7 +462,7 @@ def ensure_present(
 
     result["replaced"], result["warnings"] = stop_jobs(client, to_stop, timeout, interval, sleep=sleep)
     if kept is None:
-        submission_id = make_submission_id(name, digest, now())
+        submission_id = make_submission_id(name, digest, now(), {job.get("submission_id") for job in jobs})
         answer = submit_when_agent_ready(
             client, submit_body(spec, name, digest, submission_id), timeout, interval, sleep
         )

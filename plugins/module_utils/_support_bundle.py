@@ -185,6 +185,20 @@ def bundle_name(release, now=None):
     return "llmops-support-%s-%s.tar.gz" % (safe, stamp)
 
 
+def free_path(dest_dir, name):
+    """``dest_dir/name``, or with ``-2``, ``-3``... before ``.tar.gz`` when a file of that name is there already.
+
+    The name's stamp is the wall clock, which a clock step set back (or a second bundle within one second) repeats;
+    the earlier bundle must stay.
+    """
+    stem = name[: -len(".tar.gz")]
+    path, count = os.path.join(dest_dir, name), 1
+    while os.path.lexists(path):
+        count += 1
+        path = os.path.join(dest_dir, "%s-%d.tar.gz" % (stem, count))
+    return path
+
+
 def build_members(items, secrets=(), max_bytes=MAX_MEMBER_BYTES):
     """The archive's members as [(name, bytes)] with MANIFEST.json first, every one redacted; and the count.
 
@@ -259,7 +273,7 @@ def make_bundle(dest_dir, release, items, secrets=(), now=None, check_mode=False
     if not os.path.isabs(dest_dir):
         raise SupportBundleError("dest_dir must be an absolute path, got %r" % dest_dir)
     members, redactions = build_members(items, secrets, max_bytes)
-    path = os.path.join(dest_dir, bundle_name(release, now))
+    path = free_path(dest_dir, bundle_name(release, now))
     manifest = json.loads(members[0][1])
     if check_mode:
         names = [member[0] for member in members]

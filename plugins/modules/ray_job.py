@@ -13,7 +13,8 @@ description:
   - Every job it submits carries two metadata labels, C(llmops.ray_vllm/name) and C(llmops.ray_vllm/config-hash),
     the sha256 of O(entrypoint), O(runtime_env), O(entrypoint_num_cpus), O(entrypoint_num_gpus),
     O(entrypoint_resources) and O(metadata). Its submission id is C(<name>-<first 12 hash digits>-<unix time>),
-    because Ray never reuses the id of an ended job.
+    because Ray never reuses the id of an ended job; with C(-2), C(-3)... added when Ray lists that id already (a
+    second submit within one second, or a wall clock set back to an earlier job's second).
   - With O(state=present), a C(PENDING) or C(RUNNING) job of this name with the same hash is kept (no change). Any
     other C(PENDING) or C(RUNNING) job of this name is stopped and awaited until it ended, then a new job is
     submitted.

@@ -12,7 +12,8 @@ description:
   - Turns each of O(items) (a registered result, a value, or an error) into one member of a gzipped tarball
     C(<dest_dir>/llmops-support-<release>-<timestamp>.tar.gz), mode C(0600), all members under one top directory
     named like the file, with C(MANIFEST.json) first (each member's size and redaction count, and the error of every
-    item that could not be collected).
+    item that could not be collected). A name an earlier bundle has (the same second, or a clock set back) gets
+    C(-2), C(-3)... before C(.tar.gz); an earlier bundle is never replaced.
   - An item that failed or was skipped never fails the module; its error is kept in the manifest.
   - Removes every string of O(secrets) (as given and base64-encoded) and generic credential shapes
     (C(Authorization) headers, C(Bearer) tokens, C(--api-key) and C(--token) flags, C(*_TOKEN=) and C(api_key:)
