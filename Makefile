@@ -34,12 +34,15 @@ setup: $(STAMP) $(COLLECTION_LINK) system-packages
 
 # nginx stands in front of vLLM in the vllm_health tests: a real proxy answering 502 while vLLM loads. debootstrap
 # builds the test bed's local images, runc runs their containers (tests/k8s_testbed, images/README.md).
+# faketime steps the wall clock under a gate's wait (tests/integration/test_clock_jump.py), which builds a small
+# sleep shim with cc.
 system-packages:
 	@missing=""; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	command -v runc >/dev/null || missing="$$missing runc"; \
 	command -v faketime >/dev/null || missing="$$missing faketime"; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
 	[ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 
 $(STAMP): $(REQUIREMENTS)
