@@ -10,6 +10,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     crds_not_established,
     image_pull_errors,
     nodes_without_gpus,
+    not_ready_node_lines,
+    not_ready_pod_nodes,
     not_ready_pods,
     pod_condition_lines,
 )
@@ -24,4 +26,6 @@ class FilterModule:
             "crds_not_established": crds_not_established,
             "image_pull_errors": image_pull_errors,
             "crash_looping_containers": crash_looping_containers,
+            "not_ready_pod_nodes": not_ready_pod_nodes,
+            "not_ready_node_lines": not_ready_node_lines,
         }

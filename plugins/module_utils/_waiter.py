@@ -50,6 +50,16 @@ def raycluster_ready(obj, expected_workers, max_workers=None):
     return status.get("state") == "ready" and int(expected_workers) <= ready <= most
 
 
+def raycluster_provisioned(obj):
+    """A RayCluster whose pods KubeRay once saw all Running and Ready at the same time: ``status.state`` is ready.
+
+    KubeRay (v1.7, ``calculateStatus``) sets that state then and never takes it back, so a pod that loses its
+    readiness later (its node NotReady, a failing probe) shows only as fewer ``readyWorkerReplicas`` (a worker) or
+    HeadPodReady False (the head). Such a RayCluster is worth a look at its pods as soon as it is not ready.
+    """
+    return bool(obj) and (obj.get("status") or {}).get("state") == "ready"
+
+
 def crd_established(obj):
     """A CustomResourceDefinition the API server serves (Established)."""
     return bool(obj) and condition_true(obj, "Established")
@@ -187,3 +197,128 @@ def crds_not_established(lookups):
         seen = [c.get("status") for c in _conditions(crd) if c.get("type") == "Established"]
         found.append("{} (Established: {})".format(lookup.get("item"), seen[0] if seen else "missing"))
     return found
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pods on nodes that are not Ready
+#
+# When a kubelet stops posting, Kubernetes' node lifecycle controller sets the node's conditions Unknown
+# (NodeStatusUnknown) and, in MarkPodsNotReady, the Ready condition of each pod on it False: the pods stay Running
+# with ContainersReady True, and stay so until the node is back (or, after their tolerationSeconds, 300 s by default,
+# are evicted). Waiting does not cure it, so the gates name the node instead.
+
+# Where the kubelet keeps a container's log files on its node (kuberuntime's BuildContainerLogsDirectory).
+POD_LOG_DIR = "/var/log/pods/{namespace}_{name}_{uid}/{container}/"
+
+
+def _node_of(pod):
+    return ((pod or {}).get("spec") or {}).get("nodeName") or ""
+
+
+def not_ready_pod_nodes(pods):
+    """Sorted names of the nodes that the pods which are not Ready are bound to: the nodes worth reading."""
+    return sorted({_node_of(pod) for pod in pods or [] if _node_of(pod) and not pod_ready(pod)})
+
+
+def node_ready_condition(node):
+    """The node's Ready condition as ``{"status", "reason", "message", "since", "heartbeat"}``; status ``missing``
+    when it has none (a node whose kubelet never posted)."""
+    found = [c for c in _conditions(node) if c.get("type") == "Ready"]
+    if not found:
+        return {"status": "missing", "reason": "", "message": "", "since": "", "heartbeat": ""}
+    condition = found[0]
+    return {
+        "status": condition.get("status") or "?",
+        "reason": condition.get("reason") or "",
+        "message": condition.get("message") or "",
+        "since": condition.get("lastTransitionTime") or "",
+        "heartbeat": condition.get("lastHeartbeatTime") or "",
+    }
+
+
+def pod_log_commands(pod):
+    """``kubectl logs -n <ns> <pod> -c <container>`` for each container of the pod, followed by the same with
+    ``--previous`` for a container that restarted (the log of the instance before the current one)."""
+    metadata = (pod or {}).get("metadata") or {}
+    base = "kubectl logs -n {} {} -c ".format(metadata.get("namespace") or "default", metadata.get("name"))
+    restarts = {c.get("name"): int(c.get("restartCount") or 0) for c in _container_statuses(pod)}
+    commands = []
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        name = container.get("name")
+        commands.append(base + name)
+        if restarts.get(name):
+            commands.append(base + name + " --previous")
+    return commands
+
+
+def pod_log_dirs(pod):
+    """The directory of each container's log files on the pod's node (``/var/log/pods/<ns>_<pod>_<uid>/<c>/``)."""
+    metadata = (pod or {}).get("metadata") or {}
+    fields = dict(namespace=metadata.get("namespace") or "default", name=metadata.get("name"), uid=metadata.get("uid"))
+    containers = ((pod or {}).get("spec") or {}).get("containers") or []
+    return [POD_LOG_DIR.format(container=c.get("name"), **fields) for c in containers]
+
+
+def ray_pod_role(pod, role_label="ray.io/node-type", group_label="ray.io/group"):
+    """``head``, ``worker group <group>``, or the role label's value (``?`` without one)."""
+    labels = ((pod or {}).get("metadata") or {}).get("labels") or {}
+    role = labels.get(role_label) or "?"
+    if role == "worker" and labels.get(group_label):
+        return "worker group " + labels[group_label]
+    return role
+
+
+def pods_on_not_ready_nodes(pods, nodes):
+    """``[{"node", "ready", "pods"}]`` for each of ``nodes`` whose Ready condition is not True and that has some of
+    ``pods`` bound to it, in node name order.
+
+    ``ready`` is :func:`node_ready_condition`; ``pods`` holds ``{"name", "role", "ready", "logs", "log_dirs"}`` for
+    each pod on the node (``logs``: :func:`pod_log_commands`, ``log_dirs``: :func:`pod_log_dirs`).
+    """
+    found = []
+    for node in sorted(nodes or [], key=lambda n: ((n or {}).get("metadata") or {}).get("name") or ""):
+        name = ((node or {}).get("metadata") or {}).get("name")
+        ready = node_ready_condition(node)
+        on_node = [pod for pod in pods or [] if name and _node_of(pod) == name]
+        if ready["status"] == "True" or not on_node:
+            continue
+        found.append({"node": name, "ready": ready, "pods": [_pod_entry(pod) for pod in on_node]})
+    return found
+
+
+def _pod_entry(pod):
+    return {
+        "name": ((pod.get("metadata") or {}).get("name")),
+        "role": ray_pod_role(pod),
+        "ready": pod_ready(pod),
+        "logs": pod_log_commands(pod),
+        "log_dirs": pod_log_dirs(pod),
+    }
+
+
+def not_ready_node_lines(pods, nodes):
+    """One line per node that is not Ready under some of ``pods`` (:func:`pods_on_not_ready_nodes`): the node, its
+    Ready condition (status, since when, reason and message, last heartbeat) and each pod on it with its role and the
+    commands and node directory of its logs."""
+    return [_node_line(entry) for entry in pods_on_not_ready_nodes(pods, nodes)]
+
+
+def _node_line(entry):
+    return "node {} {} under {}".format(
+        entry["node"], _ready_text(entry["ready"]), ", ".join(_pod_text(pod) for pod in entry["pods"])
+    )
+
+
+def _ready_text(ready):
+    """``Ready=Unknown since <time> (<reason>: <message>; last heartbeat <time>)``, leaving out what is empty."""
+    why = ": ".join(part for part in (ready["reason"], ready["message"]) if part)
+    heartbeat = "last heartbeat " + ready["heartbeat"] if ready["heartbeat"] else ""
+    detail = "; ".join(part for part in (why, heartbeat) if part)
+    since = " since " + ready["since"] if ready["since"] else ""
+    return "Ready={}{}{}".format(ready["status"], since, f" ({detail})" if detail else "")
+
+
+def _pod_text(pod):
+    return "{} ({}; logs: {}; on the node in {})".format(
+        pod["name"], pod["role"], ", ".join(pod["logs"]) or "none", ", ".join(pod["log_dirs"]) or "none"
+    )

@@ -11,6 +11,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     deployment_available,
     job_finished,
     pod_finished,
+    raycluster_provisioned,
     raycluster_ready,
 )
 
@@ -20,6 +21,7 @@ class TestModule:
         return {
             "deployment_available": deployment_available,
             "raycluster_ready": raycluster_ready,
+            "raycluster_provisioned": raycluster_provisioned,
             "crd_established": crd_established,
             "job_finished": job_finished,
             "clusterpolicies_ready": clusterpolicies_ready,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.llmops.ray_vllm.plugins.filter.k8s_status import FilterModule as K8sStatusFilters
 from ansible_collections.llmops.ray_vllm.plugins.filter.plan import FilterModule as PlanFilters
 from ansible_collections.llmops.ray_vllm.plugins.filter.ray import FilterModule as RayFilters
 from ansible_collections.llmops.ray_vllm.plugins.filter.vllm import FilterModule as VllmFilters
@@ -78,6 +79,15 @@ def test_the_readiness_tests_are_registered_under_their_names():
     tests = ReadyTests().tests()
     assert set(tests) == {
         "deployment_available", "raycluster_ready", "crd_established", "job_finished", "clusterpolicies_ready",
-        "pod_finished",
+        "pod_finished", "raycluster_provisioned",
     }  # fmt: skip
     assert tests["raycluster_ready"]({"status": {"state": "ready", "readyWorkerReplicas": 1}}, 1)
+    assert tests["raycluster_provisioned"]({"status": {"state": "ready", "readyWorkerReplicas": 0}})
+
+
+def test_the_not_ready_node_filters_are_registered_under_their_names():
+    filters = K8sStatusFilters().filters()
+    pod = {"metadata": {"name": "p"}, "spec": {"nodeName": "n", "containers": [{"name": "c"}]}, "status": {}}
+    node = {"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}
+    assert filters["not_ready_pod_nodes"]([pod]) == ["n"]
+    assert filters["not_ready_node_lines"]([pod], [node])[0].startswith("node n Ready=Unknown under p (")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     clusterpolicies_ready,
     crash_looping_containers,
@@ -10,12 +13,20 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     deployment_available,
     image_pull_errors,
     job_finished,
+    node_ready_condition,
     nodes_without_gpus,
+    not_ready_node_lines,
+    not_ready_pod_nodes,
     not_ready_pods,
     pod_condition_lines,
     pod_finished,
+    pod_log_commands,
+    pods_on_not_ready_nodes,
+    raycluster_provisioned,
     raycluster_ready,
 )
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "fixtures", "kubernetes")
 
 
 def deployment(generation=2, observed=2, updated=1, available=1, condition="True"):
@@ -171,3 +182,109 @@ def test_a_crash_looping_container_is_named_with_its_restarts_and_exit_code():
     assert pod_condition_lines([config_error]) == [
         'p (?): ?, container c CreateContainerConfigError: secret "s" not found'
     ]
+
+
+def test_a_raycluster_is_provisioned_once_kuberay_said_ready_and_stays_so_with_fewer_ready_workers():
+    assert raycluster_provisioned({"status": {"state": "ready", "readyWorkerReplicas": 2}})
+    # KubeRay keeps state ready after a worker lost its readiness: provisioned, and not ready.
+    lost = {"status": {"state": "ready", "readyWorkerReplicas": 1, "availableWorkerReplicas": 2}}
+    assert raycluster_provisioned(lost) and not raycluster_ready(lost, 2)
+    assert not raycluster_provisioned({"status": {"readyWorkerReplicas": 2}})
+    assert not raycluster_provisioned({"status": {"state": "suspended"}})
+    assert not raycluster_provisioned(None) and not raycluster_provisioned({})
+
+
+def recorded_nodes():
+    """gpu-nodes-2 with gpu-worker-2 marked NotReady, as the test bed's API server returned it (README there)."""
+    with open(os.path.join(FIXTURES, "nodes-gpu-nodes-2-notready.json"), encoding="utf-8") as handle:
+        return json.load(handle)["items"]
+
+
+def ray_pod(name, node, role="worker", ready=True, restarts=0):
+    """A KubeRay pod as the test bed reports it; on a NotReady node MarkPodsNotReady turned Ready False (no reason)
+    and left ContainersReady True."""
+    labels = {"ray.io/node-type": role, "ray.io/group": "gpu" if role == "worker" else "headgroup"}
+    return {
+        "metadata": {"name": name, "namespace": "llm", "uid": "uid-" + name, "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "ray"}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False"},
+                {"type": "ContainersReady", "status": "True"},
+            ],
+            "containerStatuses": [{"name": "ray", "ready": True, "restartCount": restarts, "state": {"running": {}}}],
+        },
+    }
+
+
+def test_the_nodes_worth_reading_are_those_of_the_pods_that_are_not_ready():
+    pending = {"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}}
+    pods = [
+        ray_pod("w-2", "gpu-worker-2", ready=False),
+        ray_pod("head", "gpu-worker-2", role="head", ready=False),
+        ray_pod("w-1", "gpu-worker-1"),
+        ray_pod("w-3", "gpu-worker-3", ready=False),
+        pending,
+        None,
+    ]
+    assert not_ready_pod_nodes(pods) == ["gpu-worker-2", "gpu-worker-3"]
+    assert not_ready_pod_nodes([ray_pod("w-1", "gpu-worker-1")]) == [] and not_ready_pod_nodes(None) == []
+
+
+def test_a_node_that_stopped_posting_is_named_with_its_ready_condition_its_ray_pods_and_their_logs():
+    nodes = recorded_nodes()
+    worker = ray_pod("llm-raycluster-gpu-worker-abc", "gpu-worker-2", ready=False, restarts=1)
+    head = ray_pod("llm-raycluster-head-xyz", "gpu-worker-2", role="head", ready=False)
+    healthy = ray_pod("llm-raycluster-gpu-worker-def", "gpu-worker-1")
+    (entry,) = pods_on_not_ready_nodes([worker, healthy, head], nodes)
+    assert entry["node"] == "gpu-worker-2"
+    assert entry["ready"] == {
+        "status": "Unknown",
+        "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting node status.",
+        "since": "2026-11-28T14:15:40+00:00",
+        "heartbeat": "2026-11-28T14:15:39+00:00",
+    }
+    assert [(p["name"], p["role"], p["ready"]) for p in entry["pods"]] == [
+        ("llm-raycluster-gpu-worker-abc", "worker group gpu", False),
+        ("llm-raycluster-head-xyz", "head", False),
+    ]
+    assert not_ready_node_lines([worker, healthy, head], nodes) == [
+        "node gpu-worker-2 Ready=Unknown since 2026-11-28T14:15:40+00:00 (NodeStatusUnknown: Kubelet stopped posting "
+        "node status.; last heartbeat 2026-11-28T14:15:39+00:00) under llm-raycluster-gpu-worker-abc (worker group "
+        "gpu; logs: kubectl logs -n llm llm-raycluster-gpu-worker-abc -c ray, kubectl logs -n llm "
+        "llm-raycluster-gpu-worker-abc -c ray --previous; on the node in "
+        "/var/log/pods/llm_llm-raycluster-gpu-worker-abc_uid-llm-raycluster-gpu-worker-abc/ray/), "
+        "llm-raycluster-head-xyz (head; logs: kubectl logs -n llm llm-raycluster-head-xyz -c ray; on the node in "
+        "/var/log/pods/llm_llm-raycluster-head-xyz_uid-llm-raycluster-head-xyz/ray/)"
+    ]
+    # Ready nodes, and NotReady nodes without any of the pods, say nothing.
+    assert not_ready_node_lines([healthy], nodes) == [] and not_ready_node_lines([], nodes) == []
+    assert not_ready_node_lines([worker], None) == []
+
+
+def test_a_node_whose_kubelet_says_not_ready_or_never_posted_is_named_too():
+    said = {
+        "metadata": {"name": "n-1"},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]},
+    }
+    never = {"metadata": {"name": "n-2"}, "status": {}}
+    pods = [ray_pod("a", "n-1", ready=False), ray_pod("b", "n-2", ready=False)]
+    assert node_ready_condition(never)["status"] == "missing"
+    assert [line.split(" under ")[0] for line in not_ready_node_lines(pods, [never, said])] == [
+        "node n-1 Ready=False (KubeletNotReady)",
+        "node n-2 Ready=missing",
+    ]
+
+
+def test_log_commands_name_every_container_and_the_previous_instance_of_a_restarted_one():
+    pod = ray_pod("p", "n", restarts=2)
+    pod["spec"]["containers"].append({"name": "sidecar"})
+    pod["status"]["containerStatuses"].append({"name": "sidecar", "restartCount": 0})
+    assert pod_log_commands(pod) == [
+        "kubectl logs -n llm p -c ray",
+        "kubectl logs -n llm p -c ray --previous",
+        "kubectl logs -n llm p -c sidecar",
+    ]
+    assert pod_log_commands(None) == []
