@@ -6,6 +6,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
+# Debian's own python3, with python3-yaml and python3-pip (system-packages): what make images runs on.
+SYSTEM_PYTHON := /usr/bin/python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -20,7 +22,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test images-wait lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
         molecule bench teardown clean images
 
 help:
@@ -43,6 +45,8 @@ system-packages:
 	command -v runc >/dev/null || missing="$$missing runc"; \
 	command -v faketime >/dev/null || missing="$$missing faketime"; \
 	command -v cc >/dev/null || missing="$$missing gcc"; \
+	$(SYSTEM_PYTHON) -c 'import yaml' 2>/dev/null || missing="$$missing python3-yaml"; \
+	$(SYSTEM_PYTHON) -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	[ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 
 $(STAMP): $(REQUIREMENTS)
@@ -68,20 +72,30 @@ demo: setup
 teardown: setup
 	$(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/local
 
-# make test: setup, then two lanes side by side, each running its suites in turn. Most of an integration test's time
-# is spent waiting on a server (Ray, vLLM, the test bed, an Ansible run), so two lanes fit the 2 cores CI has.
-# Every suite that runs containers stays in the pods lane: the test bed's runc runtime owns one bridge per machine.
-# The lanes are balanced by their measured times; each line of a lane's output carries the lane's name.
+# make test: the test bed's images are built while setup installs the venv (both mostly wait on the network; images
+# needs only Debian's python3), then two lanes run side by side, each running its suites in turn. Most of an
+# integration test's time is spent waiting on a server (Ray, vLLM, the test bed, an Ansible run), so two lanes fit
+# the 2 cores CI has. Every suite that runs containers stays in the pods lane: the test bed's runc runtime owns one
+# bridge per machine; that lane starts by waiting for the images. The lanes are balanced by their measured times;
+# each line of a lane's output carries the lane's name.
 LANE_HOSTS := lint sanity units testbed-api integration-hosts molecule-default
-LANE_PODS := images testbed-runtime integration-pods molecule-kubernetes
+LANE_PODS := images-wait testbed-runtime integration-pods molecule-kubernetes
+IMAGES_RC := $(CURDIR)/.images.rc
 TIMED = start=$$(date +%s); $(MAKE) --no-print-directory $$suite || exit 1; \
 	line="make $$suite: $$(( $$(date +%s) - start )) s"; echo "== $$line"; echo "$$line" >> $(CURDIR)/.suite-times
 test:
-	@rm -f $(CURDIR)/.suite-times; start=$$(date +%s); \
+	@rm -f $(CURDIR)/.suite-times $(IMAGES_RC); start=$$(date +%s); \
+	$(MAKE) --no-print-directory system-packages; \
+	{ (suite=images; $(TIMED)); echo $$? > $(IMAGES_RC); } 2>&1 | sed -u 's/^/[images] /' & \
 	suite=setup; $(TIMED); \
 	$(MAKE) --no-print-directory -j2 lane-hosts lane-pods || exit 1; \
-	echo "== suite times (the two lanes ran side by side)"; cat $(CURDIR)/.suite-times; \
+	wait; \
+	echo "== suite times (the two lanes ran side by side; images beside setup)"; cat $(CURDIR)/.suite-times; \
 	echo "== make test: $$(( $$(date +%s) - start )) s"
+
+# The pods lane's first step in make test: the images build that started beside setup, and its outcome.
+images-wait:
+	@until [ -f $(IMAGES_RC) ]; do sleep 2; done; exit "$$(cat $(IMAGES_RC))"
 
 lane-hosts lane-pods: setup
 	+@for suite in $(if $(filter lane-hosts,$@),$(LANE_HOSTS),$(LANE_PODS)); do $(TIMED); done 2>&1 \
@@ -177,10 +191,11 @@ bench: setup
 	$(BIN)/python tests/bench/bench_local.py
 
 # The test bed's local images (images/*/local*.yaml) into ~/.cache/llmops-ray-vllm/images, as root; only what is
-# missing or changed is built (about 6 minutes on a clean machine). make test builds them as a suite of its own, so
-# their time shows; a test that needs one builds it when missing (ensure_images).
-images: setup
-	PYTHONPATH=tests $(BIN)/python -m k8s_testbed.images build
+# missing or changed is built (about 5 minutes on a clean machine). The builder needs only the standard library and
+# PyYAML, so Debian's python3 runs it and make test builds the images while setup installs the venv (a test that
+# needs one builds it when missing: ensure_images).
+images: system-packages
+	PYTHONPATH=tests $(SYSTEM_PYTHON) -m k8s_testbed.images build
 
 clean:
 	rm -rf .build tests/output
