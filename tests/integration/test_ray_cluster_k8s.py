@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import tarfile
 import time
@@ -41,6 +42,13 @@ PLAYBOOK = "tests/integration/playbooks/ray_cluster_k8s.yml"
 TEARDOWN = "tests/integration/playbooks/ray_cluster_k8s_teardown.yml"
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 IMAGE = "localhost/llmops/ray-vllm:0.32.0-ray2.60.0"  # the role's default: a local build of images/ray-vllm
+# A gate interval long enough that a second poll would show in the run's length; no support bundle (it is tested
+# below), so that a failing run does what a passing one does but for the gate.
+NODE_FAULT_RUN = {
+    "ray_cluster_kuberay_delay": 10,
+    "ray_cluster_kuberay_timeout": 600,
+    "ray_cluster_support_bundle": False,
+}
 
 
 def seed_layout(replicas=2):
@@ -207,10 +215,21 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     policy = get(bed, f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/{NAME}")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"ray.io/cluster": NAME}}
 
-    # Second run: nothing changes.
-    rc, out, recap = run_role(bed, tmp_path)
+    # A node under a worker goes NotReady: the re-run fails at once, naming it; the node comes back.
+    failing, uids = node_not_ready_fails_the_gate_at_once(bed, tmp_path, workers)
+
+    # Second run, the node back: it passes on the same RayCluster and pods, and nothing changes. Timed with the node
+    # fault's gate interval, it is the run's fixed length: the failing run took no longer than that and one interval.
+    started = time.monotonic()
+    rc, out, recap = run_role(bed, tmp_path, extra_vars=NODE_FAULT_RUN)
+    passing = time.monotonic() - started
     assert rc == 0, out[-6000:]
     assert recap["changed"] == 0, out[-6000:]
+    assert "RayCluster llm/llm-raycluster ready: 3 Ray nodes alive" in out, out[-4000:]
+    assert (raycluster(bed)["metadata"]["uid"], sorted(p["metadata"]["uid"] for p in ray_pods(bed))) == uids
+    interval = NODE_FAULT_RUN["ray_cluster_kuberay_delay"]
+    print(f"node NotReady: the failing run took {failing:.1f} s, a passing one {passing:.1f} s (interval {interval} s)")
+    assert failing < passing + interval, (failing, passing)
 
     # Teardown deletes the RayCluster; the garbage collector takes its pods and Service.
     rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
@@ -226,6 +245,63 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     # Teardown again: nothing left to delete.
     rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
     assert rc == 0 and recap["changed"] == 0, out[-4000:]
+
+
+def node_not_ready_fails_the_gate_at_once(bed, tmp_path, workers):
+    """Issue 14's fault "a node NotReady": the node under a worker pod stops posting (the test bed does what the node
+    lifecycle controller does then: the node Unknown, the pod's Ready False). The re-run's KubeRay gate fails at its
+    first poll, naming the node, its Ready condition, the pod and its logs. Then the node is back.
+
+    Returns how long the failing run took, and the uids of the RayCluster and its pods before the fault."""
+    operator_node = next(
+        p["spec"]["nodeName"] for p in get(bed, "/api/v1/namespaces/kuberay-system/pods")["items"]
+    )  # an operator on a NotReady node is down too, and the RayCluster's status would stay as it was
+    worker = next(p for p in workers if p["spec"]["nodeName"] != operator_node)
+    name, node = worker["metadata"]["name"], worker["spec"]["nodeName"]
+    uids = (raycluster(bed)["metadata"]["uid"], sorted(p["metadata"]["uid"] for p in ray_pods(bed)))
+    bed.admin("PUT", f"nodes/{node}/ready", {"ready": False})
+    ready_workers_become(bed, 1)
+    assert (raycluster(bed)["status"]["state"], raycluster(bed)["status"]["availableWorkerReplicas"]) == ("ready", 2)
+
+    started = time.monotonic()
+    rc, out, recap = run_role(bed, tmp_path, extra_vars=NODE_FAULT_RUN)
+    failing = time.monotonic() - started
+    assert rc != 0 and recap["failed"] == 1, out[-6000:]
+    # From the gate's first poll to its failure (profile_tasks' clock, which ansible.cfg turns on): under one interval.
+    gate_started = task_started(out, "Wait until KubeRay has seen")
+    detection = task_started(out, "Write a support bundle, then fail") - gate_started
+    interval = NODE_FAULT_RUN["ray_cluster_kuberay_delay"]
+    print(
+        f"node {node} NotReady: the KubeRay gate failed {detection:.1f} s after its first poll (interval {interval} s)"
+    )
+    assert 0 < detection < interval, detection
+    assert "the RayCluster llm/llm-raycluster has Ray pods on a node that is not Ready" in out, out[-6000:]
+    assert "readyWorkerReplicas=1 of 2 (availableWorkerReplicas=2, state=ready)" in out, out[-6000:]
+    ready = f"node {node} Ready=Unknown since "
+    assert ready in out and "(NodeStatusUnknown: Kubelet stopped posting node status.; last heartbeat " in out
+    logs = f"{name} (worker group gpu; logs: kubectl logs -n {NAMESPACE} {name} -c ray; on the node in /var/log/pods/"
+    assert logs in out, out[-6000:]
+    assert "RETRYING: [localhost]: Wait until KubeRay" not in out, out[-6000:]  # one poll
+
+    bed.admin("PUT", f"nodes/{node}/ready", {"ready": True})
+    ready_workers_become(bed, 2)
+    return failing, uids
+
+
+def task_started(out, name):
+    """Seconds into the run at which the task whose name starts with ``name`` started: the elapsed time that
+    ansible.posix.profile_tasks prints in its banner (after the previous task's own duration in parentheses)."""
+    match = re.search(re.escape(name) + r"[^\]]*\] \*+ .*? \(\d+:\d+:[\d.]+\) (\d+):(\d+):([\d.]+) ", out)
+    assert match, f"no profile_tasks banner for {name!r}"
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def ready_workers_become(bed, count, timeout=10):
+    deadline = time.monotonic() + timeout
+    while raycluster(bed)["status"]["readyWorkerReplicas"] != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert raycluster(bed)["status"]["readyWorkerReplicas"] == count, raycluster(bed)["status"]
 
 
 def test_an_image_without_ray_stops_the_run_before_any_raycluster_exists(bed, tmp_path):
