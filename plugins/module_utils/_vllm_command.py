@@ -21,7 +21,7 @@ PLAN_INPUTS = PLANNED_SETTINGS + ("cpu_kvcache_space_gib", "dtype")
 # vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB; 4 is what the role used before plans sized it.
 DEFAULT_CPU_KVCACHE_SPACE_GIB = 4
 DEVICES = ("auto", "gpu", "cpu")
-BACKENDS = ("auto", "ray", "mp")
+BACKENDS = ("auto", "ray", "mp", "uni")
 
 
 class ServingSettingsError(ValueError):
@@ -79,16 +79,25 @@ def _dtype(settings, plan_args, names):
     return _planned_value("dtype", None if wanted == "auto" else wanted, plan_args.get("dtype"), names) or "auto"
 
 
-def _backend(settings, device, names):
+def _backend(settings, device, names, world_size=1):
+    """auto: Ray across GPUs; on CPU, uni for one process (TP=PP=1: no worker process to spawn, so the server is up
+    seconds sooner) and mp across several."""
     backend = settings.get("executor_backend") or "auto"
     if backend not in BACKENDS:
-        raise ServingSettingsError(f"{names('executor_backend')}={backend!r} must be one of auto, ray, mp.")
+        raise ServingSettingsError(f"{names('executor_backend')}={backend!r} must be one of auto, ray, mp, uni.")
     if backend == "auto":
-        return "mp" if device == "cpu" else "ray"
+        if device != "cpu":
+            return "ray"
+        return "uni" if world_size == 1 else "mp"
     if backend == "ray" and device == "cpu":
         raise ServingSettingsError(
             f'{names("executor_backend")}=ray does not work on CPU (vLLM says "current platform cpu does not '
             'support ray"). Use auto or mp.'
+        )
+    if backend == "uni" and world_size != 1:
+        raise ServingSettingsError(
+            f"{names('executor_backend')}=uni runs the model in one process, but the plan's tensor x pipeline "
+            f"parallel size is {world_size}. Use auto, or mp (CPU) or ray (GPUs)."
         )
     return backend
 
@@ -174,7 +183,9 @@ def serving_settings(settings, plan=None, prefix="vllm_serve_", plan_variable="v
             "dtype": _dtype(settings, plan_args, names),
             "kv_cache_dtype": plan_args.get("kv_cache_dtype") or "auto",
             "quantization": plan_args.get("quantization"),
-            "executor_backend": _backend(settings, device, names),
+            "executor_backend": _backend(
+                settings, device, names, effective["tensor_parallel_size"] * effective["pipeline_parallel_size"]
+            ),
             "enforce_eager": _enforce_eager(settings, device),
             "env": dict(_engine_env(settings, plan, device, names), **(settings.get("env") or {})),
         }

@@ -111,7 +111,7 @@ def floor():
     server = subprocess.Popen(
         [BIN / "python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL),
          "--served-model-name", "smollm2-135m-instruct", "--host", "127.0.0.1", "--port", str(VLLM_PORT),
-         "--tensor-parallel-size", "1", "--pipeline-parallel-size", "1", "--distributed-executor-backend", "mp",
+         "--tensor-parallel-size", "1", "--pipeline-parallel-size", "1", "--distributed-executor-backend", "uni",
          "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip

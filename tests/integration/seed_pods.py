@@ -12,7 +12,7 @@ kubelet runs containers (tests/k8s_testbed/runtime), from the locally built CPU 
 is the demo model (SmolLM2-135M-Instruct, converted to safetensors), served by the local Hugging Face hub
 (tests/model_hub) on the pod bridge's gateway, so the download Job runs the collection's real download code in its
 container with no internet. The plan is a CPU plan (ray_vllm_device=cpu) on the seed's two GPU nodes: KubeRay's
-head and workers run Ray 2.60 and the vLLM driver serves with the mp executor.
+head and workers run Ray 2.60 and the vLLM driver serves with the uni executor.
 """
 
 from __future__ import annotations

@@ -196,13 +196,13 @@ CASES = {
             "max_num_seqs": 64,
         },
     ),
-    "hosts CPU plan (mp executor, eager, float32)": (
+    "hosts CPU plan (uni executor, eager, float32)": (
         role_settings(host="127.0.0.1", port=8001),
         plan("CPU", tp=1, pp=1, max_model_len=2048, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"}),
         {
             "tensor_parallel_size": 1,
             "pipeline_parallel_size": 1,
-            "distributed_executor_backend": "mp",
+            "distributed_executor_backend": "uni",
             "dtype": "float32",
             "max_model_len": 2048,
             "kv_cache_dtype": "auto",

@@ -137,7 +137,7 @@ class VllmServer:
             "float32",
             "--enforce-eager",
             "--distributed-executor-backend",
-            "mp",
+            "uni",
             "--max-model-len",
             str(max_model_len),
             "--host",

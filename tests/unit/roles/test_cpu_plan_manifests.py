@@ -160,6 +160,6 @@ def test_the_vllm_driver_of_a_cpu_plan_runs_the_cpu_form_and_still_joins_ray(cpu
     assert "ray start --address=llm-raycluster-head-svc.llm.svc:6379 --num-gpus=0" in script
     server = script.rsplit("\nexec ", 1)[1].strip()
     assert server.startswith("python3 -m vllm.entrypoints.openai.api_server --model /models/SmolLM2-135M-Instruct ")
-    for part in ("--distributed-executor-backend mp", "--enforce-eager", "--dtype float32", "--max-model-len 2048"):
+    for part in ("--distributed-executor-backend uni", "--enforce-eager", "--dtype float32", "--max-model-len 2048"):
         assert part in server, part
     assert "--gpu-memory-utilization" not in server

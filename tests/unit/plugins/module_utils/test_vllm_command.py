@@ -112,11 +112,11 @@ def test_without_a_plan_the_variables_alone_decide_and_null_is_left_to_vllm():
     assert "--dtype auto" in " ".join(args)
 
 
-def test_cpu_plans_serve_with_mp_eager_and_the_planned_kv_cache():
+def test_cpu_plans_of_one_process_serve_with_uni_eager_and_the_planned_kv_cache():
     effective = serving_settings(
         settings(host="127.0.0.1"), plan(device="CPU", tp=1, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     )
-    assert (effective["device"], effective["executor_backend"], effective["enforce_eager"]) == ("cpu", "mp", True)
+    assert (effective["device"], effective["executor_backend"], effective["enforce_eager"]) == ("cpu", "uni", True)
     assert effective["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
     args = server_args(effective)
     assert "--enforce-eager" in args and "--gpu-memory-utilization" not in args
@@ -180,7 +180,7 @@ def test_the_ray_executor_is_pinned_to_vllms_v2_backend_and_a_user_may_override_
 def test_a_users_cpu_device_is_taken_with_a_cpu_plan_and_refused_with_a_gpu_plan_naming_ray_vllm_device():
     cpu_plan = plan(device="CPU", tp=1, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     effective = serving_settings(settings(device="cpu"), cpu_plan)
-    assert (effective["device"], effective["executor_backend"]) == ("cpu", "mp")
+    assert (effective["device"], effective["executor_backend"]) == ("cpu", "uni")
     with pytest.raises(ServingSettingsError) as error:
         serving_settings(settings(device="cpu"), plan())
     assert str(error.value) == (
@@ -193,7 +193,7 @@ def test_a_users_cpu_device_is_taken_with_a_cpu_plan_and_refused_with_a_gpu_plan
         serving_settings(settings(device="gpu"), cpu_plan)
 
 
-def test_a_cpu_plan_on_kubernetes_runs_the_module_form_with_mp_eager_and_its_kv_cache():
+def test_a_cpu_plan_on_kubernetes_runs_the_module_form_with_uni_eager_and_its_kv_cache():
     """What the driver pod execs for a CPU plan (no venv in the image: python3 from its PATH)."""
     effective = serving_settings(
         settings(middleware="llmops_api_key_header.ApiKeyHeaderMiddleware", cpu_kvcache_space_gib=1),
@@ -202,7 +202,7 @@ def test_a_cpu_plan_on_kubernetes_runs_the_module_form_with_mp_eager_and_its_kv_
     command = server_command(effective) + server_args(effective)
     assert command[:5] == ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/m"]
     text = " ".join(command)
-    assert "--distributed-executor-backend mp" in text and "--enforce-eager" in command
+    assert "--distributed-executor-backend uni" in text and "--enforce-eager" in command
     assert "--gpu-memory-utilization" not in text
     assert effective["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
@@ -228,3 +228,14 @@ def test_tls_is_refused_for_a_serve_llm_plan():
         serving_settings(settings(tls={"certfile": "/c", "keyfile": "/k"}), serve_plan)
     assert "only supported for one vLLM engine" in str(refused.value)
     assert "vllm_serve_plan" in str(refused.value) and "vllm_serve_ingress_tls_secret" in str(refused.value)
+
+
+def test_cpu_plans_across_processes_keep_mp_and_uni_is_refused_for_them():
+    cpu_plan = plan(device="CPU", tp=3, dtype="float32", env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    assert serving_settings(settings(), cpu_plan)["executor_backend"] == "mp"
+    with pytest.raises(ServingSettingsError) as error:
+        serving_settings(settings(executor_backend="uni"), cpu_plan)
+    assert str(error.value) == (
+        "vllm_serve_executor_backend=uni runs the model in one process, but the plan's tensor x pipeline parallel "
+        "size is 3. Use auto, or mp (CPU) or ray (GPUs)."
+    )
