@@ -336,6 +336,30 @@ def _read_text(path):
         return None
 
 
+def died_message(params, leftovers=(), unit=None):
+    """What a start finds of a node that ran before (its state file or unit exists) and runs no more: a crash, a
+    kill, a reboot. Names the node and where its logs are."""
+    kind = "head" if params["role"] == "head" else "worker"
+    logs = "%s/session_latest/logs (raylet.out%s)" % (
+        params["temp_dir"],
+        ", gcs_server.out, dashboard.log" if kind == "head" else "",
+    )
+    if unit:
+        where = "journalctl -u %s, and Ray's own logs under %s" % (unit, logs)
+    else:
+        where = logs
+    left = ""
+    if leftovers:
+        left = " %d of its processes were left without their raylet (pids %s) and are stopped first." % (
+            len(leftovers),
+            ", ".join(str(pid) for pid in leftovers),
+        )
+    return (
+        "The Ray %s '%s' ran before but is not running: it died or was stopped outside Ansible.%s Why it "
+        "stopped is in its logs: %s." % (kind, params["name"], left, where)
+    )
+
+
 class NodeLifecycle:
     """One ray_node task: look at the node, decide what to do, and do it unless in check mode.
 
@@ -410,6 +434,8 @@ class NodeLifecycle:
             },
         )
         self._check_port_free(running)
+        if action == "start" and recorded is not None:
+            self.result["found"] = died_message(self.params, leftovers=pids)
         if self.check_mode or action == "none":
             self.result.update(running=running if action == "none" else self.want != "stopped", pids=pids)
             return
@@ -457,6 +483,8 @@ class NodeLifecycle:
             diff={"before": current or "", "after": wanted if rewrite else current or ""},
         )
         self._check_port_free(active)
+        if action == "start" and current is not None:
+            self.result["found"] = died_message(self.params, unit=unit_name)
         if not self.check_mode:
             if rewrite:
                 self._write_unit(unit_path, wanted)

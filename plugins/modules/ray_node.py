@@ -181,6 +181,15 @@ unit:
   description: Path of the systemd unit.
   returned: when O(supervisor=systemd)
   type: str
+found:
+  description:
+    - What the task found of a node that ran before (it has a state file, or a unit) but runs no more, and where its
+      logs say why; the task starts it again (in check mode, would).
+  returned: when a node that ran before is not running
+  type: str
+  sample: >-
+    The Ray worker 'ray-worker-local' ran before but is not running: it died or was stopped outside Ansible. Why it
+    stopped is in its logs: /tmp/ray-llmops-ray-worker-local/session_latest/logs (raylet.out).
 """
 
 from ansible.module_utils.basic import AnsibleModule

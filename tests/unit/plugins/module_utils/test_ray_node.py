@@ -17,6 +17,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     RayNodeError,
     build_start_args,
     config_hash,
+    died_message,
     node_environment,
     node_processes,
     plan_action,
@@ -513,3 +514,25 @@ def test_a_process_naming_only_the_node_id_is_the_nodes_too(tmp_path):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def test_a_node_that_ran_before_is_found_dead_with_its_logs():
+    params = {"role": "head", "name": "ray-head-local", "temp_dir": "/tmp/ray-llmops-ray-head-local"}
+    found = died_message(params, leftovers=[41, 42])
+    assert found.startswith("The Ray head 'ray-head-local' ran before but is not running")
+    assert "2 of its processes were left without their raylet (pids 41, 42)" in found
+    assert "/tmp/ray-llmops-ray-head-local/session_latest/logs (raylet.out, gcs_server.out, dashboard.log)" in found
+    worker = died_message(dict(params, role="worker", name="w1"), unit="ray-w1.service")
+    assert "journalctl -u ray-w1.service" in worker and "gcs_server" not in worker
+
+
+def test_background_node_that_died_is_found_then_started_and_a_fresh_one_is_not(tmp_path):
+    params = node(tmp_path)
+    assert "found" not in run_node(params, Machine(), check_mode=True)
+    write_state(params["temp_dir"], {"config_hash": recorded_hash(params)})
+    machine = Machine(pids=[100], raylet=None)
+    result = run_node(params, machine, check_mode=True)
+    assert result["found"] == died_message(params, leftovers=[100]) and machine.mutations() == []
+    result = run_node(params, machine)
+    assert result["action"] == "start" and result["found"] == died_message(params, leftovers=[100])
+    assert [call[0] for call in machine.mutations()] == ["stop", "start"]
