@@ -140,6 +140,32 @@ def plan_present(jobs, name, digest):
     return kept, [job for job in active if job is not kept]
 
 
+FOUND_TAIL_LINES = 5
+# Ray appends the log itself to a failed job's message; its last lines come from the log instead.
+LOGS_IN_MESSAGE = re.compile(r",? last available logs \(truncated to [^)]*\):?\s*$")
+
+
+def ray_message(job):
+    """Ray's one-line message for a job, without the log text it carries after a failure."""
+    return LOGS_IN_MESSAGE.sub("", first_line(job.get("message")) or "").rstrip(" .")
+
+
+def failed_job_found(client, jobs, name):
+    """What a submission finds when no job of ``name`` is active and the newest one FAILED (its process died or
+    exited with an error): the job, Ray's message, its last log lines and how to read the whole log. None otherwise.
+    """
+    named = jobs_named(jobs, name)
+    if not named or named[-1].get("status") != "FAILED" or any(job.get("status") in ACTIVE for job in named):
+        return None
+    job = named[-1]
+    submission_id = job.get("submission_id")
+    tail = logs_tail(client.logs(submission_id), FOUND_TAIL_LINES) if submission_id else ""
+    return (
+        f"The earlier Ray job {submission_id} of {name} FAILED: {ray_message(job) or 'no message'}. "
+        f"Its log: {log_command(submission_id, client.base_url)}. Last lines:\n{tail or '(empty)'}"
+    )
+
+
 def plan_absent(jobs, name):
     """Active jobs of this name, all to be stopped."""
     return [job for job in jobs_named(jobs, name) if job.get("status") in ACTIVE]
@@ -445,6 +471,9 @@ def ensure_present(
         "replaced": [job["submission_id"] for job in to_stop],
         "diff": {"before": job_view(before_job)},
     }
+    found = failed_job_found(client, jobs, name) if kept is None else None
+    if found:
+        result["found"] = found
     if check_mode:
         result.update(
             submission_id=kept["submission_id"] if kept else None,

@@ -183,6 +183,13 @@ log_command:
   returned: always
   type: str
   sample: ray job logs -f vllm-3f2a9c1b7d4e-1795862485 --address http://127.0.0.1:8265
+found:
+  description:
+    - What a submission found when no job of O(name) was active and the newest one had C(FAILED) (its process died
+      or exited with an error): the job, Ray's message, its last 5 log lines and the command that reads its log. The
+      task submits a new job (in check mode, would).
+  returned: when the newest job of O(name) failed and none is active
+  type: str
 logs_tail:
   description:
     - The last 40 lines of the job's log, when the job ended, did not reach C(RUNNING) in time, or did not stay

@@ -428,3 +428,35 @@ class TestSubmitWhileTheAgentStarts:
         client = ray_job.RayJobsClient(BASE_URL, opener=opener)
         with pytest.raises(ray_job.RayJobError, match="answered 400"):
             ray_job.submit_when_agent_ready(client, {}, timeout=60, interval=1, sleep=lambda _s: pytest.fail("retried"))
+
+
+class TestFoundFailed:
+    """A submission that finds the newest job of its name FAILED says so (the fault suite's "what died, where is
+    its log"), on Ray's recorded answers: the job "broken" exited 1, the job "vllm" was stopped on purpose."""
+
+    def spec(self, entrypoint):
+        return ray_job.job_spec(entrypoint)
+
+    def test_a_failed_job_is_named_with_its_message_its_last_lines_and_its_log_command(self):
+        opener = ReplayOpener("list-after", "logs-failing")
+        client = ray_job.RayJobsClient(BASE_URL, opener=opener)
+        result = ray_job.ensure_present(client, "broken", self.spec("python -c pass"), True, True, 10, 1)
+        found = result["found"]
+        assert found.startswith("The earlier Ray job broken-bbbbbbbbbbbb-1795862911 of broken FAILED: Job entrypoint")
+        assert "ray job logs -f broken-bbbbbbbbbbbb-1795862911 --address %s" % BASE_URL in found
+        assert "loading model" in found.split("Last lines:", 1)[1]
+        assert len(found.split("Last lines:\n", 1)[1].splitlines()) <= ray_job.FOUND_TAIL_LINES
+
+    def test_a_job_stopped_on_purpose_is_no_finding(self):
+        opener = ReplayOpener("list-after")
+        result = ray_job.ensure_present(
+            ray_job.RayJobsClient(BASE_URL, opener=opener), "vllm", self.spec("sleep 600"), True, True, 10, 1
+        )
+        assert "found" not in result
+
+    def test_a_failed_job_beside_an_active_one_is_no_finding(self):
+        jobs = recorded("list-after")["json"] + recorded("list-one-running")["json"]
+        failed = dict(jobs[1], metadata=dict(jobs[1]["metadata"], **{ray_job.NAME_KEY: "vllm"}), start_time=1)
+        assert ray_job.failed_job_found(None, [failed, *recorded("list-one-running")["json"]], "vllm") is None
+        client = ray_job.RayJobsClient(BASE_URL, opener=ReplayOpener("logs-failing"))
+        assert ray_job.failed_job_found(client, [failed], "vllm").startswith("The earlier Ray job broken-")
