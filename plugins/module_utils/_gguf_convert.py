@@ -22,9 +22,11 @@ import tempfile
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import (
     MARKER_NAME,
     build_marker,
+    inventory_problems,
     marker_differences,
     marker_path,
     read_marker,
+    with_inventory,
     write_marker,
 )
 
@@ -106,7 +108,7 @@ def plan_conversion(dest, wanted, force):
             "module (or by an older, interrupted run). Refusing to replace it: remove it, choose another dest, or set "
             "force=true."
         )
-    reasons = marker_differences(existing, wanted)
+    reasons = marker_differences(existing, wanted) or inventory_problems(dest, existing)
     if force:
         reasons.append("force=true")
     return existing, reasons
@@ -243,7 +245,7 @@ def convert(gguf_path, dest, dtype, wanted):
     try:
         with original_sys_intern():
             convert_into(gguf_path, staged, dtype)
-        marker = dict(wanted)
+        marker = with_inventory(wanted, staged)
         write_marker(staged, marker)
         make_readable(staged)
         install_atomically(staged, dest)

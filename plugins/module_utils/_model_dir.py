@@ -108,6 +108,27 @@ def marker_differences(existing, wanted):
     return differences
 
 
+def inventory_problems(directory, marker):
+    """Sentences naming the files the marker's inventory lists that are gone from ``directory`` or changed size: a
+    model damaged after it was marked complete (files removed, truncated). Empty without an inventory."""
+    problems = []
+    for name, size in sorted(((marker or {}).get("files") or {}).items()):
+        try:
+            seen = os.path.getsize(os.path.join(directory, name))
+        except OSError:
+            problems.append(f"{name} is missing (the completion marker lists it, {size} bytes)")
+            continue
+        if seen != size:
+            problems.append(f"{name} has {seen} bytes where the completion marker says {size}")
+    return problems
+
+
+def with_inventory(marker, directory):
+    """``marker`` plus the inventory of ``directory`` as it is now (see build_marker's ``files``)."""
+    files = model_files(directory)
+    return dict(marker, files=files, total_bytes=sum(files.values()))
+
+
 def model_files(directory):
     """{relative path: size} of the model's files, leaving out hidden files and folders (SDK caches, the marker)."""
     files = {}

@@ -22,9 +22,11 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import 
     DownloadFailure,
     build_marker,
     download_with_sdk,
+    inventory_problems,
     marker_differences,
     model_dir_problems,
     read_marker,
+    with_inventory,
     write_marker,
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_facts import (
@@ -101,15 +103,16 @@ def wanted_marker(source, model_id, revision):
 
 def needs_fetch(dest, source, model_id, revision):
     """Sentences saying why ``dest`` must be fetched again; empty when it already holds this model."""
-    differences = marker_differences(read_marker(dest), wanted_marker(source, model_id, revision))
+    marker = read_marker(dest)
+    differences = marker_differences(marker, wanted_marker(source, model_id, revision))
     if differences:
         return differences
-    return completeness_problems(dest)
+    return completeness_problems(dest) or inventory_problems(dest, marker)
 
 
 def finish(partial, dest, source, model_id, revision):
     """Mark a checked download complete and move it to ``dest``, replacing an older model there."""
-    write_marker(partial, wanted_marker(source, model_id, revision))
+    write_marker(partial, with_inventory(wanted_marker(source, model_id, revision), partial))
     if os.path.isdir(dest):
         retired = dest + ".old"
         shutil.rmtree(retired, ignore_errors=True)

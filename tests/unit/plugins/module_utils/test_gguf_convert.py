@@ -91,6 +91,24 @@ class TestPlan:
             reasons = convert.plan_conversion(str(dest), recorded_marker(), force=False)[1]
             assert reasons == ["no completion marker .ray_vllm_complete.json"]
 
+    def test_a_file_gone_or_truncated_after_the_marker_reconverts(self, converted_copy):
+        # The recorded marker predates inventories: the inventory of the directory as it is now stands in for one.
+        inventoried = marker.with_inventory(recorded_marker(), converted_copy)
+        assert inventoried["files"] == {"config.json": os.path.getsize(os.path.join(converted_copy, "config.json"))}
+        marker.write_marker(converted_copy, inventoried)
+        wanted = recorded_marker()
+        assert convert.plan_conversion(converted_copy, wanted, force=False)[1] == []
+        with open(os.path.join(converted_copy, "config.json"), "a", encoding="utf-8") as config:
+            config.write("\n")
+        size = inventoried["files"]["config.json"]
+        assert convert.plan_conversion(converted_copy, wanted, force=False)[1] == [
+            "config.json has %d bytes where the completion marker says %d" % (size + 1, size)
+        ]
+        os.remove(os.path.join(converted_copy, "config.json"))
+        assert convert.plan_conversion(converted_copy, wanted, force=False)[1] == [
+            "config.json is missing (the completion marker lists it, %d bytes)" % size
+        ]
+
     def test_foreign_directory_is_not_replaced(self, tmp_path):
         (tmp_path / "weights.bin").write_bytes(b"someone else's")
         with pytest.raises(convert.ConversionError, match="no completion marker .* set force=true"):
