@@ -1,7 +1,9 @@
 """site.yml on inventories/local, for real: Ray head + worker on this machine, vLLM on CPU, the demo model.
 
 Order matters and is kept by the file: bad input first (nothing may start), then --check (nothing may start),
-then a real run, a second run with changed=0, a dead worker restarted by a re-run; then, on the same Ray cluster,
+then a real run, a second run with changed=0, the fault suite (a Ray worker and the vLLM server killed, the API
+key file deleted, a model file removed, the serving port taken: found by --check runs, healed by one re-run);
+then, on the same Ray cluster,
 two replicas behind one endpoint with Ray Serve LLM (the single engine replaced), a re-run with changed=0, requests
 on both replicas, one replica's engine killed during a bounded load, 2 -> 1 in place under load, autoscaling between
 1 and 2; and the teardown. What the faults cost is printed and kept in tests/output/site_local/*.json.
@@ -169,16 +171,84 @@ def test_deploy_is_real_idempotent_and_heals():
     assert all(host["changed"] == 0 for host in recap.values()), recap
     print("idempotent re-run took %.1f s" % (time.monotonic() - start))
 
-    # A dead worker is started again by a re-run, and the gate sees both nodes.
-    for pid in node_pids("ray-worker-local"):
+    faults_are_found_then_healed_by_a_rerun(key)
+
+
+# --- the fault suite (issue 14): faults injected for real, all at once; --check runs find each one (a single look,
+# no wait), naming what died and where its log is; one re-run heals them all, with the same API key.
+
+FAULTS = {
+    "the serving port taken": "port %d on ray-head-local is already in use by another process" % VLLM_PORT,
+    "a Ray worker killed": "The Ray worker 'ray-worker-local' ran before but is not running",
+    "the vLLM process killed": "of vllm FAILED: Job entrypoint command failed with exit code",
+    "the API key file deleted": "the API key file %s on ray-head-local was missing" % API_KEY_FILE,
+    "a partial model": "tokenizer.json is missing (the completion marker lists it",
+}
+WHERE_THE_LOGS_ARE = {
+    "a Ray worker killed": "%s-ray-worker-local/session_latest/logs (raylet.out)" % TEMP_PREFIX,
+    "the vLLM process killed": "ray job logs -f vllm-",
+}
+
+
+def vllm_server_pids():
+    servers = set(ray_local.pids_mentioning("vllm.entrypoints.openai.api_server"))
+    return sorted(servers & set(ray_local.pids_mentioning("--port %d" % VLLM_PORT)))
+
+
+def inject_the_faults():
+    for pid in node_pids("ray-worker-local") + vllm_server_pids():
         os.kill(pid, signal.SIGKILL)
-    time.sleep(1)
-    assert node_pids("ray-worker-local") == []
-    rc, out, recap = site("heal")
+    API_KEY_FILE.unlink()
+    (MODEL_DIR / "tokenizer.json").unlink()
+    wait_for(lambda: not port_open(VLLM_PORT) and not node_pids("ray-worker-local"), 30, "the killed processes gone")
+    intruder = HTTPServer(("127.0.0.1", VLLM_PORT), _Busy)
+    threading.Thread(target=intruder.serve_forever, daemon=True).start()
+    return intruder
+
+
+def timed_site(name, **options):
+    start = time.monotonic()
+    rc, out, recap = site(name, **options)
+    return rc, " ".join(out.split()), recap, round(time.monotonic() - start, 1)
+
+
+def faults_are_found_then_healed_by_a_rerun(key):
+    intruder = inject_the_faults()
+    try:
+        # The preflight refuses the taken port before anything changes (and before the other faults are looked at).
+        rc, out, _recap, port_s = timed_site("faults-check-port", check=True)
+    finally:
+        intruder.shutdown()
+        intruder.server_close()
+    assert rc != 0 and FAULTS["the serving port taken"] in out, out[-4000:]
+    rc, out, recap, check_s = timed_site("faults-check", check=True)
     assert rc == 0, out[-8000:]
-    assert recap["ray-worker-local"]["changed"] >= 1
-    assert recap["ray-head-local"]["changed"] == 0
-    assert node_pids("ray-worker-local")
+    missing = [fault for fault, words in {**FAULTS, **WHERE_THE_LOGS_ARE}.items() if words not in out]
+    # Only the port is free again: the intruder is gone.
+    assert missing == ["the serving port taken"], (missing, out[-8000:])
+    assert key not in out
+    # --check changed nothing.
+    assert not API_KEY_FILE.exists() and not (MODEL_DIR / "tokenizer.json").exists()
+    assert node_pids("ray-worker-local") == [] and vllm_server_pids() == []
+    rc, out, recap, heal_s = timed_site("faults-heal")
+    assert rc == 0, out[-8000:]
+    healed = {
+        "a Ray worker killed": bool(node_pids("ray-worker-local")),
+        "the vLLM process killed": bool(vllm_server_pids()),
+        "the API key file deleted": API_KEY_FILE.read_text().strip() == key,
+        "a partial model": (MODEL_DIR / "tokenizer.json").is_file(),
+    }
+    keep(
+        "faults",
+        {
+            "detected_s": dict({"the serving port taken": port_s}, **{fault: check_s for fault in healed}),
+            "healed": dict(healed, **{"the serving port taken": True}),
+            "heal_run_s": heal_s,
+        },
+    )
+    assert all(healed.values()), healed
+    assert key not in out
+    # The same key still opens the endpoint.
     assert ask("Say hello again.", key).strip()
 
 
