@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import re
 import time
 import urllib.error
@@ -141,6 +142,57 @@ def plan_present(jobs, name, digest):
 
 
 FOUND_TAIL_LINES = 5
+# Ray's job supervisor hands every driver the job's config in this variable, and the driver's children inherit it:
+# how this host's processes of a job are known after the job is gone.
+JOB_CONFIG_ENV = b"RAY_JOB_CONFIG_JSON_ENV_VAR="
+
+
+def job_of_environ(environ):
+    """``(name label, submission id)`` of the Ray job whose environment ``environ`` (/proc/<pid>/environ) carries,
+    or None."""
+    for entry in environ.split(b"\0"):
+        if not entry.startswith(JOB_CONFIG_ENV):
+            continue
+        try:
+            metadata = json.loads(entry[len(JOB_CONFIG_ENV) :]).get("metadata") or {}
+        except (ValueError, AttributeError):
+            return None
+        return metadata.get(NAME_KEY), metadata.get("job_submission_id")
+    return None
+
+
+def job_processes(name, proc_root="/proc"):
+    """``{pid: submission id}`` of this host's live processes that carry the environment of a job of ``name``."""
+    found = {}
+    for entry in os.listdir(proc_root):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(os.path.join(proc_root, entry, "environ"), "rb") as environ:
+                job = job_of_environ(environ.read())
+        except OSError:
+            continue
+        if job and job[0] == name and job[1]:
+            found[int(entry)] = job[1]
+    return found
+
+
+def orphans_of(processes, keep_ids):
+    """The processes (``{pid: submission id}``) of jobs other than ``keep_ids``: left running after their job ended,
+    as an engine process is when its API server is killed, or a whole server when its Ray head died."""
+    return {pid: sid for pid, sid in processes.items() if sid not in keep_ids}
+
+
+def orphans_message(orphans, name, check_mode):
+    jobs = ", ".join(sorted(set(orphans.values())))
+    pids = ", ".join(str(pid) for pid in sorted(orphans))
+    verb = "A run stops them" if check_mode else "Stopped them"
+    return (
+        f"{len(orphans)} process(es) of ended jobs of {name} ({jobs}) were still running on this host without "
+        f"their job (pids {pids}), holding memory, and a port or GPUs. {verb} (SIGTERM, then SIGKILL)."
+    )
+
+
 # Ray appends the log itself to a failed job's message; its last lines come from the log instead.
 LOGS_IN_MESSAGE = re.compile(r",? last available logs \(truncated to [^)]*\):?\s*$")
 
@@ -454,12 +506,52 @@ def check_job(client, job, wait_running, timeout, interval, dashboard_url, spec,
     return job
 
 
+class HostProcesses:
+    """This host's processes of jobs of a name (``list(name)``: ``{pid: submission id}``) and how to stop them
+    (``stop(pids)``): where ray_job runs on the head, the leftovers of ended jobs are its to clean up."""
+
+    def __init__(self, list_processes=job_processes, stop=None):
+        self.list = list_processes
+        self.stop = stop
+
+
+def stop_orphans(result, host, name, keep_ids, check_mode):
+    """Stop (or, in check mode, name) this host's processes of jobs of ``name`` other than ``keep_ids``; says so in
+    the result's ``orphans`` and ``found``."""
+    if host is None:
+        return
+    orphans = orphans_of(host.list(name), keep_ids)
+    result["orphans"] = sorted(orphans)
+    if not orphans:
+        return
+    message = orphans_message(orphans, name, check_mode)
+    result["found"] = f"{result['found']} {message}" if result.get("found") else message
+    result["changed"] = True
+    if not check_mode:
+        host.stop(sorted(orphans))
+
+
+def active_ids(jobs, name):
+    return {job.get("submission_id") for job in jobs_named(jobs, name) if job.get("status") in ACTIVE}
+
+
 def ensure_present(
-    client, name, spec, check_mode, wait_running, timeout, interval, settle_time=0, now=time.time, sleep=time.sleep
+    client,
+    name,
+    spec,
+    check_mode,
+    wait_running,
+    timeout,
+    interval,
+    settle_time=0,
+    now=time.time,
+    sleep=time.sleep,
+    host=None,
 ):
     """Keep one active job of ``name`` running ``spec``; returns the module result (with a ``diff``).
 
     ``settle_time`` applies to a job submitted by this call only: a kept job has been running since an earlier run.
+    With ``host`` (a :class:`HostProcesses`), this host's processes of other jobs of ``name`` are stopped first.
     """
     digest = config_hash(spec)
     jobs = client.list_jobs()
@@ -475,6 +567,7 @@ def ensure_present(
     if found:
         result["found"] = found
     if check_mode:
+        stop_orphans(result, host, name, active_ids(jobs, name), check_mode)
         result.update(
             submission_id=kept["submission_id"] if kept else None,
             status=kept.get("status") if kept else None,
@@ -490,6 +583,7 @@ def ensure_present(
         return result
 
     result["replaced"], result["warnings"] = stop_jobs(client, to_stop, timeout, interval, sleep=sleep)
+    stop_orphans(result, host, name, {kept["submission_id"]} if kept else set(), check_mode)
     if kept is None:
         submission_id = make_submission_id(name, digest, now(), {job.get("submission_id") for job in jobs})
         answer = submit_when_agent_ready(
@@ -526,9 +620,10 @@ def ensure_present(
     return result
 
 
-def ensure_absent(client, name, check_mode, timeout, interval, sleep=time.sleep):
-    """Stop every active job of ``name``."""
-    to_stop = plan_absent(client.list_jobs(), name)
+def ensure_absent(client, name, check_mode, timeout, interval, sleep=time.sleep, host=None):
+    """Stop every active job of ``name`` (and, with ``host``, this host's processes of its ended jobs)."""
+    jobs = client.list_jobs()
+    to_stop = plan_absent(jobs, name)
     result = {
         "changed": bool(to_stop),
         "config_hash": None,
@@ -541,4 +636,5 @@ def ensure_absent(client, name, check_mode, timeout, interval, sleep=time.sleep)
     }
     if not check_mode:
         result["replaced"], result["warnings"] = stop_jobs(client, to_stop, timeout, interval, sleep=sleep)
+    stop_orphans(result, host, name, active_ids(jobs, name) if check_mode else set(), check_mode)
     return result

@@ -95,6 +95,18 @@ options:
       - With V(false), look at the job once and fail only if it already ended C(FAILED) or C(STOPPED).
     type: bool
     default: true
+  stop_orphans:
+    description:
+      - Also stop this host's processes of ended jobs of O(name), found by the job environment Ray hands every driver
+        and its children (C(RAY_JOB_CONFIG_JSON_ENV_VAR), whose metadata carries the name). Such leftovers hold
+        memory, ports and GPUs the next job needs. An engine process outlives its killed API server, and a whole
+        server outlives a killed Ray head.
+      - Only where the task runs on the host of the jobs' drivers (the Ray head). With O(state=present), every
+        process of a job of O(name) other than the kept one is stopped, before a new job is submitted. With
+        O(state=absent), every one.
+      - They are listed in RV(orphans) and RV(found); in check mode they are only listed.
+    type: bool
+    default: false
   settle_time:
     description:
       - With O(wait_running=true), seconds a job submitted by this run must stay C(RUNNING) before the module returns.
@@ -188,8 +200,15 @@ found:
     - What a submission found when no job of O(name) was active and the newest one had C(FAILED) (its process died
       or exited with an error): the job, Ray's message, its last 5 log lines and the command that reads its log. The
       task submits a new job (in check mode, would).
-  returned: when the newest job of O(name) failed and none is active
+    - With O(stop_orphans=true), also the processes of ended jobs it stopped (or would stop).
+  returned: when the newest job of O(name) failed and none is active, or orphans were found
   type: str
+orphans:
+  description: With O(stop_orphans=true), the PIDs of this host's processes of ended jobs of O(name) that the task
+    stopped (in check mode, would stop).
+  returned: with O(stop_orphans=true)
+  type: list
+  elements: int
 logs_tail:
   description:
     - The last 40 lines of the job's log, when the job ended, did not reach C(RUNNING) in time, or did not stay
@@ -206,6 +225,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import WAIT_ARGUMENT_SPEC, WAIT_VALUE_RULES
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import (
     NAME_PATTERN,
+    HostProcesses,
     RayJobError,
     RayJobsClient,
     ensure_absent,
@@ -213,7 +233,11 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import (
     job_spec,
     local_runtime_env_paths,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import stop_processes
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
+
+# How long a leftover process gets after SIGTERM before SIGKILL.
+ORPHAN_STOP_TIMEOUT = 10
 
 ARGUMENT_SPEC = dict(
     dashboard_url=dict(type="str", required=True),
@@ -229,6 +253,7 @@ ARGUMENT_SPEC = dict(
     metadata=dict(type="dict"),
     wait_running=dict(type="bool", default=True),
     settle_time=dict(type="int", default=10),
+    stop_orphans=dict(type="bool", default=False),
     timeout=WAIT_ARGUMENT_SPEC["timeout"],
     interval=WAIT_ARGUMENT_SPEC["interval"],
 )
@@ -259,9 +284,14 @@ def main():
     if not re.match(r"^https?://[^/]", params["dashboard_url"]):
         module.fail_json(msg=f"dashboard_url {params['dashboard_url']!r} must start with http:// or https://")
     client = RayJobsClient(params["dashboard_url"], params["token"], params["validate_certs"])
+    host = None
+    if params["stop_orphans"]:
+        host = HostProcesses(stop=lambda pids: stop_processes(pids, ORPHAN_STOP_TIMEOUT))
     try:
         if params["state"] == "absent":
-            result = ensure_absent(client, params["name"], module.check_mode, params["timeout"], params["interval"])
+            result = ensure_absent(
+                client, params["name"], module.check_mode, params["timeout"], params["interval"], host=host
+            )
         else:
             local_paths = local_runtime_env_paths(params["runtime_env"])
             if local_paths:
@@ -290,6 +320,7 @@ def main():
                 timeout=params["timeout"],
                 interval=params["interval"],
                 settle_time=max(params["settle_time"], 0),
+                host=host,
             )
     except RayJobError as error:
         failed = dict(error.result)

@@ -187,7 +187,23 @@ FAULTS = {
 WHERE_THE_LOGS_ARE = {
     "a Ray worker killed": "%s-ray-worker-local/session_latest/logs (raylet.out)" % TEMP_PREFIX,
     "the vLLM process killed": "ray job logs -f vllm-",
+    # vLLM's engine process outlives its killed API server, holding the model's memory.
+    "the engine the killed server left": "were still running on this host without their job",
 }
+
+
+def orphan_engines():
+    """vLLM engine processes whose parent died (reparented to init)."""
+    engines = []
+    for pid in ray_local.pids_mentioning("VLLM::EngineCore"):
+        try:
+            with open("/proc/%d/stat" % pid) as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if parent == 1:
+            engines.append(pid)
+    return engines
 
 
 def vllm_server_pids():
@@ -234,7 +250,7 @@ def faults_are_found_then_healed_by_a_rerun(key):
     assert rc == 0, out[-8000:]
     healed = {
         "a Ray worker killed": bool(node_pids("ray-worker-local")),
-        "the vLLM process killed": bool(vllm_server_pids()),
+        "the vLLM process killed": bool(vllm_server_pids()) and orphan_engines() == [],
         "the API key file deleted": API_KEY_FILE.read_text().strip() == key,
         "a partial model": (MODEL_DIR / "tokenizer.json").is_file(),
     }

@@ -460,3 +460,49 @@ class TestFoundFailed:
         assert ray_job.failed_job_found(None, [failed, *recorded("list-one-running")["json"]], "vllm") is None
         client = ray_job.RayJobsClient(BASE_URL, opener=ReplayOpener("logs-failing"))
         assert ray_job.failed_job_found(client, [failed], "vllm").startswith("The earlier Ray job broken-")
+
+
+class TestOrphans:
+    """The processes of ended jobs: found on this host by the job environment Ray hands every driver (a live process
+    carries it here), then stopped around the submission."""
+
+    def environ(self, name, submission_id):
+        config = {"runtime_env": {}, "metadata": {"job_submission_id": submission_id, ray_job.NAME_KEY: name}}
+        return dict(os.environ, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(config))
+
+    def test_a_live_process_is_known_by_the_job_environment_it_carries(self):
+        import subprocess
+        import sys
+
+        mine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=self.environ("vllm", "v-1"))
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=self.environ("x", "x-1"))
+        try:
+            found = ray_job.job_processes("vllm")
+            assert found.get(mine.pid) == "v-1" and other.pid not in found
+        finally:
+            for process in (mine, other):
+                process.kill()
+                process.wait()
+        assert mine.pid not in ray_job.job_processes("vllm")
+
+    def test_an_environment_without_a_job_or_with_a_broken_one_is_none(self):
+        assert ray_job.job_of_environ(b"PATH=/bin\0HOME=/root") is None
+        assert ray_job.job_of_environ(b"RAY_JOB_CONFIG_JSON_ENV_VAR={not json") is None
+
+    def test_orphans_are_stopped_before_the_submission_and_only_listed_in_check_mode(self):
+        stopped = []
+        host = ray_job.HostProcesses(list_processes=lambda name: {41: "vllm-old", 42: "vllm-old"}, stop=stopped.append)
+        opener = ReplayOpener("list-after")
+        client = ray_job.RayJobsClient(BASE_URL, opener=opener)
+        result = ray_job.ensure_present(client, "vllm", ray_job.job_spec("sleep 600"), True, True, 10, 1, host=host)
+        assert result["orphans"] == [41, 42] and stopped == []
+        assert result["found"] == (
+            "2 process(es) of ended jobs of vllm (vllm-old) were still running on this host without their job "
+            "(pids 41, 42), holding memory, and a port or GPUs. A run stops them (SIGTERM, then SIGKILL)."
+        )
+        result = ray_job.ensure_absent(client, "vllm", False, 10, 1, host=host)
+        assert stopped == [[41, 42]] and result["changed"] is True and "Stopped them" in result["found"]
+
+    def test_the_processes_of_the_kept_job_are_not_orphans(self):
+        processes = {10: "keep-me", 11: "keep-me", 12: "gone"}
+        assert ray_job.orphans_of(processes, {"keep-me"}) == {12: "gone"}
