@@ -198,14 +198,15 @@ log_command:
 found:
   description:
     - What a submission found when no job of O(name) was active and the newest one had C(FAILED) (its process died
-      or exited with an error): the job, Ray's message, its last 5 log lines and the command that reads its log. The
-      task submits a new job (in check mode, would).
+      or exited with an error), with the job, Ray's message, its last 5 log lines and the command that reads its
+      log. The task submits a new job (in check mode, would).
     - With O(stop_orphans=true), also the processes of ended jobs it stopped (or would stop).
   returned: when the newest job of O(name) failed and none is active, or orphans were found
   type: str
 orphans:
-  description: With O(stop_orphans=true), the PIDs of this host's processes of ended jobs of O(name) that the task
-    stopped (in check mode, would stop).
+  description:
+    - With O(stop_orphans=true), the PIDs of this host's processes of ended jobs of O(name) that the task stopped (in
+      check mode, would stop).
   returned: with O(stop_orphans=true)
   type: list
   elements: int
