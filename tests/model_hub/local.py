@@ -66,8 +66,7 @@ class LocalHub:
         "ORG/NAME/path" for a file answered (either API), ``api`` is ``huggingface`` or ``modelscope``."""
         if self._server is None:
             raise RuntimeError("requests are recorded in thread mode only, once started")
-        with self._server.lock:
-            return list(self._server.requests)
+        return self._server.requests  # a copy, once the handlers still answering have recorded their requests
 
     @property
     def throttle(self):

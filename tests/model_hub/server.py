@@ -79,17 +79,33 @@ class HubServer(ThreadingHTTPServer):
         self.corruptions = set(corruptions)
         self.throttle = throttle
         self.log = log
-        self.requests = []
+        self._requests = []
+        self._in_flight = 0
         self.lock = threading.Lock()
+        self._settled = threading.Condition(self.lock)
 
     @property
     def url(self):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def record(self, entry):
+    @property
+    def requests(self):
+        """The requests answered so far. A handler records its request after the last byte went out, so a client can
+        read a whole answer before its record is there: this waits (5 s at most) for the handlers still running."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=5)
+            return list(self._requests)
+
+    def started(self):
         with self.lock:
-            self.requests.append(entry)
+            self._in_flight += 1
+
+    def record(self, entry):
+        with self._settled:
+            self._requests.append(entry)
+            self._in_flight -= 1
+            self._settled.notify_all()
         if self.log is not None:
             print("{method} {path} file={file} range={range} -> {status}".format(**entry), file=self.log, flush=True)
 
@@ -116,6 +132,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         status = 500
         self.served_file = None
+        self.server.started()
         try:
             status = self._route(url, send_body)
         except HubError as error:
