@@ -135,7 +135,7 @@ def jobs_named(jobs, name):
 
 def plan_present(jobs, name, digest):
     """``(kept, to_stop)``: the newest active job with this hash (or None) and every other active job of the name."""
-    active = [job for job in jobs_named(jobs, name) if job.get("status") in ACTIVE]
+    active = active_jobs(jobs, name)
     same = [job for job in active if (job.get("metadata") or {}).get(HASH_KEY) == digest]
     kept = same[-1] if same else None
     return kept, [job for job in active if job is not kept]
@@ -207,7 +207,7 @@ def failed_job_found(client, jobs, name):
     exited with an error): the job, Ray's message, its last log lines and how to read the whole log. None otherwise.
     """
     named = jobs_named(jobs, name)
-    if not named or named[-1].get("status") != "FAILED" or any(job.get("status") in ACTIVE for job in named):
+    if not named or named[-1].get("status") != "FAILED" or active_jobs(jobs, name):
         return None
     job = named[-1]
     submission_id = job.get("submission_id")
@@ -218,9 +218,14 @@ def failed_job_found(client, jobs, name):
     )
 
 
+def active_jobs(jobs, name):
+    """The jobs of this name that are PENDING or RUNNING, oldest first."""
+    return [job for job in jobs_named(jobs, name) if job.get("status") in ACTIVE]
+
+
 def plan_absent(jobs, name):
     """Active jobs of this name, all to be stopped."""
-    return [job for job in jobs_named(jobs, name) if job.get("status") in ACTIVE]
+    return active_jobs(jobs, name)
 
 
 def job_view(job):
@@ -532,7 +537,7 @@ def stop_orphans(result, host, name, keep_ids, check_mode):
 
 
 def active_ids(jobs, name):
-    return {job.get("submission_id") for job in jobs_named(jobs, name) if job.get("status") in ACTIVE}
+    return {job.get("submission_id") for job in active_jobs(jobs, name)}
 
 
 def ensure_present(
