@@ -29,6 +29,15 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     write_state,
 )
 
+
+def reap(*processes):
+    """Kill what still runs of ``processes`` and wait for each, so no test leaves a process or a zombie."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 HEAD = {
     "role": "head",
     "port": 6379,
@@ -148,10 +157,7 @@ def test_processes_are_found_by_their_temp_dir_and_stopped(tmp_path):
         raylet_like.wait(timeout=5)
         assert node_processes(temp_dir) == ([], None)
     finally:
-        for proc in (mine, raylet_like, other):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        reap(mine, raylet_like, other)
 
 
 def test_port_in_use_sees_a_listening_socket():
@@ -204,9 +210,7 @@ def test_stop_waits_on_the_given_clock_then_kills():
         assert left == [sleeper.pid] and slept == [0.2]
         assert sleeper.wait(timeout=5) == -9
     finally:
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
+        reap(sleeper)
         sleeper.stdout.close()
 
 
@@ -510,10 +514,7 @@ def test_a_process_naming_only_the_node_id_is_the_nodes_too(tmp_path):
         assert stop_processes(pids, timeout=5) == []
         assert other.poll() is None
     finally:
-        for proc in (raylet_like, client, other):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        reap(raylet_like, client, other)
 
 
 def test_a_node_that_ran_before_is_found_dead_with_its_logs():
