@@ -260,6 +260,8 @@ BAD_INPUT = [
          ("value of proxy_location must be one of: HeadOnly, EveryNode, Disabled, got: Everywhere",)),
     Case("serve-status-no-dashboard", "module:serve_status", {"name": "x"},
          ("one of the following is required: dashboard_url, service",)),
+    Case("port-holder-port-range", "module:port_holder", {"port": 0},
+         (bad_value("port", 0, PORT),)),
 ]  # fmt: skip
 
 
