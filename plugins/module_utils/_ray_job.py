@@ -625,9 +625,21 @@ def ensure_present(
     return result
 
 
+def jobs_or_none_without_a_head(client, host):
+    """``(jobs, why the head was not asked)``: with ``host``, a dashboard that cannot be reached has no jobs to stop,
+    while what its jobs left running on this host (a vLLM server outliving its killed head) still goes."""
+    try:
+        return client.list_jobs(), None
+    except RayJobError as error:
+        if host is None or getattr(error, "http_status", None) is not None:
+            raise
+        return [], error.msg
+
+
 def ensure_absent(client, name, check_mode, timeout, interval, sleep=time.sleep, host=None):
-    """Stop every active job of ``name`` (and, with ``host``, this host's processes of its ended jobs)."""
-    jobs = client.list_jobs()
+    """Stop every active job of ``name`` (and, with ``host``, this host's processes of its ended jobs, also when
+    the head is gone)."""
+    jobs, unreachable = jobs_or_none_without_a_head(client, host)
     to_stop = plan_absent(jobs, name)
     result = {
         "changed": bool(to_stop),
@@ -641,5 +653,7 @@ def ensure_absent(client, name, check_mode, timeout, interval, sleep=time.sleep,
     }
     if not check_mode:
         result["replaced"], result["warnings"] = stop_jobs(client, to_stop, timeout, interval, sleep=sleep)
+    if unreachable:
+        result["ray_unreachable"] = unreachable
     stop_orphans(result, host, name, active_ids(jobs, name) if check_mode else set(), check_mode)
     return result

@@ -103,7 +103,8 @@ options:
         server outlives a killed Ray head.
       - Only where the task runs on the host of the jobs' drivers (the Ray head). With O(state=present), every
         process of a job of O(name) other than the kept one is stopped, before a new job is submitted. With
-        O(state=absent), every one.
+        O(state=absent), every one, also when the dashboard cannot be reached (a head that is gone has no jobs to
+        stop, but what they left on this host still goes; RV(ray_unreachable) says why the head was not asked).
       - They are listed in RV(orphans) and RV(found); in check mode they are only listed.
     type: bool
     default: false
@@ -202,6 +203,11 @@ found:
       log. The task submits a new job (in check mode, would).
     - With O(stop_orphans=true), also the processes of ended jobs it stopped (or would stop).
   returned: when the newest job of O(name) failed and none is active, or orphans were found
+  type: str
+ray_unreachable:
+  description: With O(state=absent) and O(stop_orphans=true), why the dashboard could not be asked for the jobs (only
+    this host's processes of jobs of O(name) were looked for then).
+  returned: when the dashboard could not be reached
   type: str
 orphans:
   description:

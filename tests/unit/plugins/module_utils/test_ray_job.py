@@ -503,6 +503,22 @@ class TestOrphans:
         result = ray_job.ensure_absent(client, "vllm", False, 10, 1, host=host)
         assert stopped == [[41, 42]] and result["changed"] is True and "Stopped them" in result["found"]
 
+    def test_absent_without_a_head_still_stops_what_its_jobs_left_on_this_host(self):
+        stopped = []
+        host = ray_job.HostProcesses(list_processes=lambda name: {51: "vllm-before-the-head-died"}, stop=stopped.append)
+        gone = socket.socket()
+        gone.bind(("127.0.0.1", 0))
+        client = ray_job.RayJobsClient("http://127.0.0.1:%d" % gone.getsockname()[1])  # bound, not listening: refused
+        try:
+            result = ray_job.ensure_absent(client, "vllm", False, 10, 1, host=host)
+        finally:
+            gone.close()
+        assert stopped == [[51]] and result["changed"] is True and result["orphans"] == [51]
+        assert result["ray_unreachable"].startswith("cannot reach the Ray dashboard at http://127.0.0.1:")
+        # Without stop_orphans the unreachable head is the task's failure, as before.
+        with pytest.raises(ray_job.RayJobError, match="cannot reach the Ray dashboard"):
+            ray_job.ensure_absent(client, "vllm", False, 10, 1)
+
     def test_the_processes_of_the_kept_job_are_not_orphans(self):
         processes = {10: "keep-me", 11: "keep-me", 12: "gone"}
         assert ray_job.orphans_of(processes, {"keep-me"}) == {12: "gone"}
