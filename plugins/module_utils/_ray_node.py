@@ -24,6 +24,7 @@ import time
 STATE_FILE_NAME = "llmops-node.json"
 # A Ray node's id as its processes name it: the raylet --node_id=, the dashboard and the client server --node-id=.
 NODE_ID = re.compile(r"--node[-_]id=([0-9a-f]{16,})")
+GCS_ADDRESS = re.compile(r"--gcs[-_]address=\[?([^\s\]]+?)\]?:(\d+)(?:\s|$)")
 
 
 def build_start_args(params):
@@ -153,6 +154,34 @@ def node_processes(temp_dir, proc_root="/proc"):
                 pids.add(child)
                 queue.append(child)
     return sorted(pids), raylet
+
+
+def _is_local_address(host):
+    """Whether ``host`` is an address of this machine: only those can be bound."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def attached_processes(port, proc_root="/proc"):
+    """PIDs of this machine's processes attached to a GCS at one of its own addresses on ``port``.
+
+    With no head running here, they are a worker's raylet and Ray workers still attached to a head that died: Ray
+    refuses to start a head at an address that a local process names (``--gcs-address``), and they cannot rejoin.
+    """
+    own = os.getpid()
+    found = []
+    for entry in os.listdir(proc_root):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        addresses = GCS_ADDRESS.findall(_read_cmdline(entry))
+        if any(int(gcs_port) == port and _is_local_address(host) for host, gcs_port in addresses):
+            if not _is_zombie(entry):
+                found.append(int(entry))
+    return sorted(found)
 
 
 def read_state(temp_dir):
@@ -298,9 +327,11 @@ class NodeTools:
         start=start_background,
         stop=stop_processes,
         token_file_problem=token_file_problem,
+        attached=attached_processes,
     ):
         self.systemctl = systemctl
         self.processes = processes
+        self.attached = attached
         self.port_in_use = port_in_use
         self.start = start
         self.stop = stop
@@ -414,6 +445,30 @@ class NodeLifecycle:
             % (params["name"], params["port"], params["node_ip"] or "127.0.0.1")
         )
 
+    def _stop_stale_attachments(self, running, own_pids=()):
+        """Before a head starts where it ran before, the processes still attached to its dead GCS go (in check mode,
+        are named): Ray refuses the head otherwise. Their nodes start again once the head runs (ray_cluster)."""
+        params = self.params
+        if params["role"] != "head" or running or self.result["action"] not in ("start", "restart"):
+            return
+        stale = [pid for pid in self.tools.attached(params["port"]) if pid not in own_pids]
+        if not stale:
+            return
+        self.result["stale"] = stale
+        message = (
+            "%d Ray process(es) on this host were still attached to the dead head's GCS port %d (pids %s), and Ray "
+            "refuses to start a head at an address they name. %s"
+            % (
+                len(stale),
+                params["port"],
+                ", ".join(str(pid) for pid in stale),
+                "A run stops them first." if self.check_mode else "Stopped them first.",
+            )
+        )
+        self.result["found"] = "%s %s" % (self.result["found"], message) if self.result.get("found") else message
+        if not self.check_mode:
+            self.tools.stop(stale, params["stop_timeout"])
+
     # ---- background supervisor: detached processes, found by their temp dir ----
 
     def _run_background(self):
@@ -436,6 +491,7 @@ class NodeLifecycle:
         self._check_port_free(running)
         if action == "start" and recorded is not None:
             self.result["found"] = died_message(self.params, leftovers=pids)
+        self._stop_stale_attachments(running, own_pids=pids)
         if self.check_mode or action == "none":
             self.result.update(running=running if action == "none" else self.want != "stopped", pids=pids)
             return
@@ -485,6 +541,7 @@ class NodeLifecycle:
         self._check_port_free(active)
         if action == "start" and current is not None:
             self.result["found"] = died_message(self.params, unit=unit_name)
+        self._stop_stale_attachments(active)
         if not self.check_mode:
             if rewrite:
                 self._write_unit(unit_path, wanted)

@@ -185,11 +185,22 @@ found:
   description:
     - What the task found of a node that ran before (it has a state file, or a unit) but runs no more, and where its
       logs say why; the task starts it again (in check mode, would).
-  returned: when a node that ran before is not running
+    - For a head about to start, also the processes of this host still attached to its GCS port (RV(stale)).
+  returned: when a node that ran before is not running, or stale processes were found
   type: str
   sample: >-
     The Ray worker 'ray-worker-local' ran before but is not running: it died or was stopped outside Ansible. Why it
     stopped is in its logs: /tmp/ray-llmops-ray-worker-local/session_latest/logs (raylet.out).
+stale:
+  description:
+    - For a head about to start, the PIDs of this host's processes still attached to a GCS at one of this host's
+      addresses on O(port) (C(--gcs-address)), such as the raylet of a worker on the same host whose head was
+      killed. Ray refuses to start a head at an address a local process names, and they cannot rejoin a new head,
+      so the task stops them before the start (in check mode, only names them).
+  returned: when such processes were found
+  type: list
+  elements: int
+  sample: [48211, 48260]
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -15,6 +15,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     NodeLifecycle,
     NodeTools,
     RayNodeError,
+    attached_processes,
     build_start_args,
     config_hash,
     died_message,
@@ -238,8 +239,10 @@ def test_plan_action(want, running, up_to_date, leftovers, action):
 class Machine:
     """Stands in for the machine: the node's processes, the GCS port, ray start and systemctl; records each call."""
 
-    def __init__(self, pids=(), raylet=None, port_busy=False, start_rc=0, raylet_after_start=True, active=False):
-        self.pids, self.raylet = list(pids), raylet
+    def __init__(
+        self, pids=(), raylet=None, port_busy=False, start_rc=0, raylet_after_start=True, active=False, stale=()
+    ):
+        self.pids, self.raylet, self.stale = list(pids), raylet, list(stale)
         self.port_busy, self.start_rc, self.raylet_after_start = port_busy, start_rc, raylet_after_start
         self.active = active
         self.failing = {}
@@ -252,7 +255,11 @@ class Machine:
             port_in_use=self.port_in_use,
             start=self.start,
             stop=self.stop,
+            attached=self.attached,
         )
+
+    def attached(self, port):
+        return list(self.stale)
 
     def processes(self, temp_dir):
         return list(self.pids), self.raylet
@@ -537,3 +544,41 @@ def test_background_node_that_died_is_found_then_started_and_a_fresh_one_is_not(
     result = run_node(params, machine)
     assert result["action"] == "start" and result["found"] == died_message(params, leftovers=[100])
     assert [call[0] for call in machine.mutations()] == ["stop", "start"]
+
+
+def test_a_head_starting_again_first_stops_what_is_still_attached_to_its_dead_gcs(tmp_path):
+    params = node(tmp_path)
+    write_state(params["temp_dir"], {"config_hash": recorded_hash(params)})
+    machine = Machine(stale=[300, 301])
+    result = run_node(params, machine, check_mode=True)
+    assert result["stale"] == [300, 301] and machine.mutations() == []
+    assert result["found"].startswith(died_message(params))
+    assert result["found"].endswith(
+        "2 Ray process(es) on this host were still attached to the dead head's GCS port 6379 (pids 300, 301), and "
+        "Ray refuses to start a head at an address they name. A run stops them first."
+    )
+    result = run_node(params, machine)
+    assert [call[:2] for call in machine.mutations()] == [("stop", [300, 301]), ("start", "/opt/venv/bin/ray")]
+    assert result["found"].endswith("Stopped them first.")
+    # A running head, and a worker, never look.
+    machine = Machine(pids=[200, 201], raylet=201, stale=[300])
+    assert "stale" not in run_node(params, machine) and machine.mutations() == []
+    worker = node(tmp_path, role="worker", head_address="10.0.0.10:6379", name="worker")
+    assert "stale" not in run_node(worker, Machine(stale=[300]), check_mode=True)
+
+
+def test_processes_attached_to_a_local_gcs_port_are_found_by_their_command_line():
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    local = subprocess.Popen([*sleeper, "--gcs-address=127.0.0.1:46379"])
+    remote = subprocess.Popen([*sleeper, "--gcs-address=198.51.100.7:46379"])
+    other_port = subprocess.Popen([*sleeper, "--gcs-address=127.0.0.1:46380"])
+    try:
+        deadline = time.monotonic() + 5
+        while local.pid not in attached_processes(46379) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = attached_processes(46379)
+        assert local.pid in found and remote.pid not in found and other_port.pid not in found
+    finally:
+        for process in (local, remote, other_port):
+            process.kill()
+            process.wait()
