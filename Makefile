@@ -76,10 +76,11 @@ teardown: setup
 # needs only Debian's python3), then two lanes run side by side, each running its suites in turn. Most of an
 # integration test's time is spent waiting on a server (Ray, vLLM, the test bed, an Ansible run), so two lanes fit
 # the 2 cores CI has. Every suite that runs containers stays in the pods lane: the test bed's runc runtime owns one
-# bridge per machine; that lane starts by waiting for the images. The lanes are balanced by their measured times;
+# bridge per machine; that lane starts with the test bed's API tests (no container), which run while the images are
+# still building, then waits for the images. The lanes are balanced by their measured times;
 # each line of a lane's output carries the lane's name.
-LANE_HOSTS := lint sanity units testbed-api integration-hosts molecule-default
-LANE_PODS := images-wait testbed-runtime integration-pods molecule-kubernetes
+LANE_HOSTS := lint sanity units integration-hosts molecule-default
+LANE_PODS := testbed-api images-wait testbed-runtime integration-pods molecule-kubernetes
 IMAGES_RC := $(CURDIR)/.images.rc
 TIMED = start=$$(date +%s); $(MAKE) --no-print-directory $$suite || exit 1; \
 	line="make $$suite: $$(( $$(date +%s) - start )) s"; echo "== $$line"; echo "$$line" >> $(CURDIR)/.suite-times
