@@ -2,7 +2,8 @@
 
 Order matters and is kept by the file: bad input first (nothing may start), then --check (nothing may start),
 then a real run, a second run with changed=0, the fault suite (a Ray worker and the vLLM server killed, the API
-key file deleted, a model file removed, the serving port taken: found by --check runs, healed by one re-run);
+key file deleted, a model file removed, the serving port taken: found by --check runs, healed by one re-run; then the
+Ray head killed, its orphaned vLLM server found, healed by one re-run);
 then, on the same Ray cluster,
 two replicas behind one endpoint with Ray Serve LLM (the single engine replaced), a re-run with changed=0, requests
 on both replicas, one replica's engine killed during a bounded load, 2 -> 1 in place under load, autoscaling between
@@ -126,7 +127,7 @@ def test_port_in_use_fails_before_anything_starts():
         server.shutdown()
         server.server_close()
     assert rc != 0
-    assert "port %d" % VLLM_PORT in out and "already in use by another process" in out
+    assert "Port %d is already in use by another process (pid %d: " % (VLLM_PORT, os.getpid()) in " ".join(out.split())
     assert node_pids("ray-head-local") == [] and node_pids("ray-worker-local") == []
 
 
@@ -172,13 +173,43 @@ def test_deploy_is_real_idempotent_and_heals():
     print("idempotent re-run took %.1f s" % (time.monotonic() - start))
 
     faults_are_found_then_healed_by_a_rerun(key)
+    the_head_killed_is_found_then_healed_by_a_rerun(key)
+
+
+def test_a_failed_vllm_gate_writes_a_support_bundle_with_the_servers_answer(tmp_path):
+    # The gate's test completion asks for more tokens than the model's context holds: the running server refuses it.
+    # Nothing changes before the gate, which fails within its two tries and leaves the bundle.
+    start = time.monotonic()
+    rc, out, recap = site(
+        "vllm-gate-fails-bundle",
+        "-e", "vllm_serve_sample_max_tokens=1000000",
+        "-e", "vllm_serve_startup_timeout=2", "-e", "vllm_serve_health_interval=1",
+        "-e", "support_bundle_dir=%s" % tmp_path,
+    )  # fmt: skip
+    assert rc != 0
+    assert all(host["changed"] == 0 for host in recap.values()), recap
+    text = " ".join(out.split())
+    assert "test completion answered 400" in text, text[-4000:]
+    members = support_bundle(out, tmp_path)
+    gate = json.loads(members["gate.json"])
+    assert gate["name"].endswith("Wait until vLLM answers a chat completion"), gate
+    assert gate["result"]["status"] == "not_answering" and gate["result"]["endpoints"]["/health"] == 200, gate
+    assert "ray_layout" in json.loads(members["plan.json"])
+    assert [name for name in members if "/job-driver-" in name], sorted(members)
+    assert {"ray/status.txt", "ray/jobs.json"} <= set(members), sorted(members)
+    # ray status of this test's cluster (its temp dir prefix is not the inventory's).
+    assert "Active:" in members["ray/status.txt"], members["ray/status.txt"][-2000:]
+    assert port_open(VLLM_PORT)
+    print("failed vLLM gate with its support bundle took %.1f s" % (time.monotonic() - start))
 
 
 # --- the fault suite (issue 14): faults injected for real, all at once; --check runs find each one (a single look,
 # no wait), naming what died and where its log is; one re-run heals them all, with the same API key.
 
 FAULTS = {
-    "the serving port taken": "port %d on ray-head-local is already in use by another process" % VLLM_PORT,
+    # The intruder is a thread of this test's own process, named by its pid.
+    "the serving port taken": "on ray-head-local, Port %d is already in use by another process (pid %d: "
+    % (VLLM_PORT, os.getpid()),
     "a Ray worker killed": "The Ray worker 'ray-worker-local' ran before but is not running",
     "the vLLM process killed": "of vllm FAILED: Job entrypoint command failed with exit code",
     "the API key file deleted": "the API key file %s on ray-head-local was missing" % API_KEY_FILE,
@@ -266,6 +297,43 @@ def faults_are_found_then_healed_by_a_rerun(key):
     assert key not in out
     # The same key still opens the endpoint.
     assert ask("Say hello again.", key).strip()
+
+
+# The Ray head killed (SIGKILL of its Ray processes): the vLLM server started by its job outlives it, serving on its
+# port with no Ray cluster behind it. --check names the dead head, its logs and the orphaned server; one re-run starts
+# a new head, restarts the worker attached to the old one, stops the orphan and serves again with the same key.
+HEAD_FAULT = {
+    "the head": "The Ray head 'ray-head-local' ran before but is not running",
+    "its logs": "%s-ray-head-local/session_latest/logs" % TEMP_PREFIX,
+    "the orphaned server": "Port %d is held by pid" % VLLM_PORT,
+    "what the run does with it": "A run stops it before it starts the server again",
+}
+
+
+def the_head_killed_is_found_then_healed_by_a_rerun(key):
+    servers = vllm_server_pids()
+    assert servers, "no vLLM server runs before the head is killed"
+    for pid in node_pids("ray-head-local"):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not node_pids("ray-head-local"), 30, "the killed head gone")
+    orphans = [pid for pid in vllm_server_pids() if pid in servers]
+    assert orphans and port_open(VLLM_PORT), "the vLLM server did not outlive its head"
+    rc, out, _recap, check_s = timed_site("head-fault-check", check=True)
+    assert rc == 0, out[-8000:]
+    out = out.replace("''", "'")  # the yaml callback's single-quoted style doubles the quotes in a message
+    missing = [what for what, words in HEAD_FAULT.items() if words not in out]
+    assert not missing and "of the ended Ray job vllm-" in out, (missing, out[-8000:])
+    # --check changed nothing: the server still holds the port (the job's shell may go on its own, with the head).
+    left = vllm_server_pids()
+    assert node_pids("ray-head-local") == [] and left and set(left) <= set(orphans) and port_open(VLLM_PORT), left
+    rc, out, recap, heal_s = timed_site("head-fault-heal")
+    assert rc == 0, out[-8000:]
+    healed = bool(node_pids("ray-head-local")) and bool(node_pids("ray-worker-local"))
+    healed = healed and not set(vllm_server_pids()) & set(servers) and vllm_server_pids() != []
+    keep("head_fault", {"detected_s": check_s, "healed": healed, "heal_run_s": heal_s})
+    assert healed, (node_pids("ray-head-local"), node_pids("ray-worker-local"), servers, vllm_server_pids())
+    assert orphan_engines() == [] and API_KEY_FILE.read_text().strip() == key
+    assert ask("Who wrote Hamlet?", key).strip()
 
 
 def assert_no_secret_shows(play_output):
