@@ -180,18 +180,11 @@ def test_a_failed_vllm_gate_writes_a_support_bundle_with_the_servers_answer(tmp_
     # The gate's test completion asks for more tokens than the model's context holds: the running server refuses it.
     # Nothing changes before the gate, which fails within its two tries and leaves the bundle.
     start = time.monotonic()
-    rc, out, recap = site(
-        "vllm-gate-fails-bundle",
-        "-e", "vllm_serve_sample_max_tokens=1000000",
-        "-e", "vllm_serve_startup_timeout=2", "-e", "vllm_serve_health_interval=1",
-        "-e", "support_bundle_dir=%s" % tmp_path,
-    )  # fmt: skip
-    assert rc != 0
-    assert all(host["changed"] == 0 for host in recap.values()), recap
-    text = " ".join(out.split())
-    assert "test completion answered 400" in text, text[-4000:]
-    members = support_bundle(out, tmp_path)
-    gate = json.loads(members["gate.json"])
+    too_long = ["-e", "vllm_serve_sample_max_tokens=1000000"]
+    tries = ["-e", "vllm_serve_startup_timeout=2", "-e", "vllm_serve_health_interval=1"]
+    members, gate = failed_gate_bundle(
+        "vllm-gate-fails-bundle", [*too_long, *tries], "test completion answered 400", tmp_path
+    )
     assert gate["name"].endswith("Wait until vLLM answers a chat completion"), gate
     assert gate["result"]["status"] == "not_answering" and gate["result"]["endpoints"]["/health"] == 200, gate
     assert "ray_layout" in json.loads(members["plan.json"])
@@ -541,6 +534,17 @@ def test_autoscaling_adds_a_replica_under_load_and_removes_it_when_idle(replicas
 # --- support bundles (docs/support-bundle.md), on the cluster the tests above left running
 
 
+def failed_gate_bundle(name, extra, says, directory):
+    """A site run whose gate fails on the running deployment: nothing changed, the failure says ``says``, and the
+    bundle in ``directory``. Returns its members and its gate.json."""
+    rc, out, recap = site(name, *extra, "-e", "support_bundle_dir=%s" % directory)
+    assert rc != 0
+    assert all(host["changed"] == 0 for host in recap.values()), recap
+    assert says in " ".join(out.split()), out[-4000:]
+    members = support_bundle(out, directory)
+    return members, json.loads(members["gate.json"])
+
+
 def support_bundle(out, directory):
     """The members of the one bundle in directory (by their name under its top directory), checked for the secrets."""
     (path,) = directory.glob("llmops-support-llm-*.tar.gz")
@@ -595,20 +599,15 @@ def test_a_support_bundle_on_demand_holds_the_cluster_without_its_secrets(tmp_pa
 def test_a_failed_ray_gate_writes_a_support_bundle_and_says_where(tmp_path):
     # A gate that cannot pass (5 nodes expected, 2 run) on the running cluster: nothing is changed before it.
     start = time.monotonic()
-    rc, out, recap = site(
-        "gate-fails-bundle",
+    deployed = [
         *TARGET_TWO,
         "-e", "ray_vllm_min_replicas=1", "-e", "ray_vllm_max_replicas=2",
         "-e", json.dumps({"vllm_serve_autoscaling_options": {"upscale_delay_s": 2, "downscale_delay_s": 10}}),
-        "-e", "ray_cluster_expected_nodes=5", "-e", "ray_cluster_wait_timeout=5",
-        "-e", "support_bundle_dir=%s" % tmp_path,
-    )  # fmt: skip
-    assert rc != 0
-    assert all(host["changed"] == 0 for host in recap.values()), recap
-    text = " ".join(out.split())
-    assert "expected >= 5 alive node(s)" in text, text[-4000:]
-    members = support_bundle(out, tmp_path)
-    gate = json.loads(members["gate.json"])
+    ]  # fmt: skip
+    five_nodes = ["-e", "ray_cluster_expected_nodes=5", "-e", "ray_cluster_wait_timeout=5"]
+    members, gate = failed_gate_bundle(
+        "gate-fails-bundle", [*deployed, *five_nodes], "expected >= 5 alive node(s)", tmp_path
+    )
     assert gate["name"].endswith("Wait until every Ray node and GPU is registered"), gate
     assert "expected >= 5 alive node(s)" in gate["result"]["msg"]
     assert "ray_layout" in json.loads(members["plan.json"])
