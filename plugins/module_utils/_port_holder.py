@@ -22,7 +22,6 @@ LISTEN_STATE = "0A"
 # A command line may carry another program's secrets (a --password, a token): only its program and the words that
 # name what it runs are shown.
 COMMAND_WORDS = 3
-HOLDERS = ("free", "job", "serve", "orphan", "other")
 
 
 def listening_inodes(port, proc_root="/proc"):
@@ -43,9 +42,9 @@ def listening_inodes(port, proc_root="/proc"):
     return inodes
 
 
-def _read(path, mode="rb"):
+def _read(path):
     try:
-        with open(path, mode) as handle:
+        with open(path, "rb") as handle:
             return handle.read()
     except OSError:
         return None
@@ -54,8 +53,10 @@ def _read(path, mode="rb"):
 def socket_owners(inodes, proc_root="/proc"):
     """The pids whose open descriptors include one of the sockets ``inodes``."""
     links = {f"socket:[{inode}]" for inode in inodes}
+    if not links:
+        return []
     owners = []
-    for entry in os.listdir(proc_root) if links else []:
+    for entry in os.listdir(proc_root):
         if not entry.isdigit():
             continue
         fd_dir = os.path.join(proc_root, entry, "fd")
@@ -130,7 +131,8 @@ class RayLookups:
 
 
 def classify(port, listening, processes, job_name, app, ray):
-    """``(holder, submission id or None)``; ``holder`` is one of HOLDERS. ``ray`` is a RayLookups."""
+    """``(holder, submission id or None)``: ``free``, ``job``, ``serve``, ``orphan`` or ``other``. ``ray`` is a
+    RayLookups."""
     if not listening:
         return "free", None
     ours = [view["job"][1] for view in processes if view["job"] and view["job"][0] == job_name]
