@@ -248,7 +248,9 @@ def test_nodeport_variant(bed, tmp_path):
 def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     prepare_namespace(bed, "keyed")
     # No backend behind keyed/llm-vllm: the Deployment gate passes, the completion gate fails after a few seconds.
+    copy = tmp_path / "controller" / "keyed" / "llm-vllm-api-key"
     extra = {"ray_vllm_namespace": "keyed", "vllm_serve_api_key": "", "vllm_serve_startup_timeout": 6}
+    extra["vllm_serve_api_key_controller_file"] = str(copy)
     rc, first_output, _recap = play(bed, tmp_path, "key1", extra, verbose=True)
     assert rc != 0
     assert "did not serve" in first_output and "Last log lines" in first_output
@@ -263,6 +265,16 @@ def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     assert base64.b64decode(again["data"]["api-key"]).decode() == key
     assert again["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
     assert key not in second_output
+
+    # The Secret deleted (a fault of issue 14): the controller's copy brings it back with the same key.
+    assert copy.read_text() == key and copy.stat().st_mode & 0o777 == 0o600
+    assert bed.request("DELETE", "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")[0] == 200
+    rc, third_output, _recap = play(bed, tmp_path, "key3", extra, verbose=True)
+    assert rc != 0
+    restored = get(bed, "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")
+    assert base64.b64decode(restored["data"]["api-key"]).decode() == key
+    assert "the API key Secret keyed/llm-vllm-api-key was missing" in " ".join(third_output.split())
+    assert key not in third_output
 
 
 def test_chat_ui_lobechat(bed, tmp_path):
