@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import RayJobError, active_ids, job_of_environ
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import RayJobError, active_ids, job_of_process
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import ServeAppError
 
 LISTEN_STATE = "0A"
@@ -90,8 +90,7 @@ def program_words(cmdline):
 def process_view(pid, proc_root="/proc"):
     """``{pid, command, job}`` of one process: its program (program_words) and ``[name, submission id]`` of the
     Ray job whose environment it carries, or None."""
-    environ = _read(os.path.join(proc_root, str(pid), "environ"))
-    job = job_of_environ(environ) if environ else None
+    job = job_of_process(pid, proc_root)
     command = program_words(_read(os.path.join(proc_root, str(pid), "cmdline")) or b"")
     return {"pid": pid, "command": command, "job": list(job) if job else None}
 

@@ -161,17 +161,23 @@ def job_of_environ(environ):
     return None
 
 
+def job_of_process(pid, proc_root="/proc"):
+    """``(name label, submission id)`` of the Ray job whose environment process ``pid`` carries, or None (also when
+    its environment cannot be read)."""
+    try:
+        with open(os.path.join(proc_root, str(pid), "environ"), "rb") as environ:
+            return job_of_environ(environ.read())
+    except OSError:
+        return None
+
+
 def job_processes(name, proc_root="/proc"):
     """``{pid: submission id}`` of this host's live processes that carry the environment of a job of ``name``."""
     found = {}
     for entry in os.listdir(proc_root):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
-        try:
-            with open(os.path.join(proc_root, entry, "environ"), "rb") as environ:
-                job = job_of_environ(environ.read())
-        except OSError:
-            continue
+        job = job_of_process(entry, proc_root)
         if job and job[0] == name and job[1]:
             found[int(entry)] = job[1]
     return found

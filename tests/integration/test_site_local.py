@@ -366,6 +366,11 @@ def assert_ray_token_auth(play_output):
 # concurrent requests below spread although they share the chat template's prefix.
 TARGET_TWO = ["-e", "ray_vllm_target_concurrency=2"]
 TWO_REPLICAS = [*TARGET_TWO, "-e", "ray_vllm_replicas=2"]
+# Between 1 and 2 replicas, quick to scale up and down.
+AUTOSCALING = [
+    "-e", "ray_vllm_min_replicas=1", "-e", "ray_vllm_max_replicas=2",
+    "-e", json.dumps({"vllm_serve_autoscaling_options": {"upscale_delay_s": 2, "downscale_delay_s": 10}}),
+]  # fmt: skip
 MODEL = "smollm2-135m-instruct"
 DEPLOYMENT = "LLMServer:" + MODEL
 ENDPOINT = "http://127.0.0.1:%d" % VLLM_PORT
@@ -506,11 +511,7 @@ def test_two_to_one_is_applied_in_place_without_a_failed_request(replicas_key):
 
 
 def test_autoscaling_adds_a_replica_under_load_and_removes_it_when_idle(replicas_key):
-    scaling = [
-        "-e", "ray_vllm_min_replicas=1", "-e", "ray_vllm_max_replicas=2",
-        "-e", json.dumps({"vllm_serve_autoscaling_options": {"upscale_delay_s": 2, "downscale_delay_s": 10}}),
-    ]  # fmt: skip
-    rc, out, recap = site("replicas-autoscaling", *TARGET_TWO, *scaling)
+    rc, out, recap = site("replicas-autoscaling", *TARGET_TWO, *AUTOSCALING)
     assert rc == 0, out[-8000:]
     seen = []
 
@@ -599,11 +600,7 @@ def test_a_support_bundle_on_demand_holds_the_cluster_without_its_secrets(tmp_pa
 def test_a_failed_ray_gate_writes_a_support_bundle_and_says_where(tmp_path):
     # A gate that cannot pass (5 nodes expected, 2 run) on the running cluster: nothing is changed before it.
     start = time.monotonic()
-    deployed = [
-        *TARGET_TWO,
-        "-e", "ray_vllm_min_replicas=1", "-e", "ray_vllm_max_replicas=2",
-        "-e", json.dumps({"vllm_serve_autoscaling_options": {"upscale_delay_s": 2, "downscale_delay_s": 10}}),
-    ]  # fmt: skip
+    deployed = [*TARGET_TWO, *AUTOSCALING]  # what test_autoscaling_... left running
     five_nodes = ["-e", "ray_cluster_expected_nodes=5", "-e", "ray_cluster_wait_timeout=5"]
     members, gate = failed_gate_bundle(
         "gate-fails-bundle", [*deployed, *five_nodes], "expected >= 5 alive node(s)", tmp_path
