@@ -99,7 +99,7 @@ def objects(bed, namespace):
     return {kind for kind, path in paths.items() if get(bed, path) is not None}
 
 
-def play(bed, tmp_path, name, extra=None, check=False, playbook=PLAYBOOK, verbose=False):
+def play(bed, tmp_path, name, extra=None, check=False, playbook=PLAYBOOK, verbose=False, home=None):
     variables = {
         "ray_vllm_kubeconfig": bed.kubeconfig,
         "ansible_python_interpreter": sys.executable,
@@ -119,6 +119,8 @@ def play(bed, tmp_path, name, extra=None, check=False, playbook=PLAYBOOK, verbos
     if verbose:
         args += ["--diff", "-v"]
     env = dict(bed.env(), ANSIBLE_COLLECTIONS_PATH=str(collections_path()))
+    if home:
+        env["HOME"] = str(home)
     rc, output, recap = run_playbook(
         playbook, inventory="localhost,", extra_args=args, env=env, timeout=900, log_path=tmp_path / f"{name}.log"
     )
@@ -248,10 +250,13 @@ def test_nodeport_variant(bed, tmp_path):
 def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     prepare_namespace(bed, "keyed")
     # No backend behind keyed/llm-vllm: the Deployment gate passes, the completion gate fails after a few seconds.
-    copy = tmp_path / "controller" / "keyed" / "llm-vllm-api-key"
+    # The controller's copy at its default path, under a HOME of the test's own: one per namespace uid, so another
+    # cluster's namespace "keyed" (another test bed running beside this one) keeps its own.
+    home = tmp_path / "home"
+    uid = get(bed, "/api/v1/namespaces/keyed")["metadata"]["uid"]
+    copy = home / ".local" / "state" / "llmops.ray_vllm" / f"namespace-{uid}" / "llm-vllm-api-key"
     extra = {"ray_vllm_namespace": "keyed", "vllm_serve_api_key": "", "vllm_serve_startup_timeout": 6}
-    extra["vllm_serve_api_key_controller_file"] = str(copy)
-    rc, first_output, _recap = play(bed, tmp_path, "key1", extra, verbose=True)
+    rc, first_output, _recap = play(bed, tmp_path, "key1", extra, verbose=True, home=home)
     assert rc != 0
     assert "did not serve" in first_output and "Last log lines" in first_output
     secret = get(bed, "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")
@@ -259,7 +264,7 @@ def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     assert len(key) == 40 and key.isalnum()
     assert key not in first_output
 
-    rc, second_output, _recap = play(bed, tmp_path, "key2", extra, verbose=True)
+    rc, second_output, _recap = play(bed, tmp_path, "key2", extra, verbose=True, home=home)
     assert rc != 0
     again = get(bed, "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")
     assert base64.b64decode(again["data"]["api-key"]).decode() == key
@@ -269,7 +274,7 @@ def test_a_generated_key_is_kept_and_never_printed(bed, tmp_path):
     # The Secret deleted (a fault of issue 14): the controller's copy brings it back with the same key.
     assert copy.read_text() == key and copy.stat().st_mode & 0o777 == 0o600
     assert bed.request("DELETE", "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")[0] == 200
-    rc, third_output, _recap = play(bed, tmp_path, "key3", extra, verbose=True)
+    rc, third_output, _recap = play(bed, tmp_path, "key3", extra, verbose=True, home=home)
     assert rc != 0
     restored = get(bed, "/api/v1/namespaces/keyed/secrets/llm-vllm-api-key")
     assert base64.b64decode(restored["data"]["api-key"]).decode() == key
