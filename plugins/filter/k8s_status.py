@@ -14,6 +14,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     not_ready_pod_nodes,
     not_ready_pods,
     pod_condition_lines,
+    restarted_container_lines,
 )
 
 
@@ -28,4 +29,5 @@ class FilterModule:
             "crash_looping_containers": crash_looping_containers,
             "not_ready_pod_nodes": not_ready_pod_nodes,
             "not_ready_node_lines": not_ready_node_lines,
+            "restarted_container_lines": restarted_container_lines,
         }

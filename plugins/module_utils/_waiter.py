@@ -187,6 +187,34 @@ def crash_looping_containers(pods):
     return found
 
 
+def restarted_container_lines(pods):
+    """One line per container that the kubelet has restarted: how often, how its last instance ended, and the
+    command that reads that instance's log (``kubectl logs --previous``; a pod deleted since takes its logs along).
+    A restart stays counted for the pod's life, so the line says when it happened."""
+    lines = []
+    for pod in pods or []:
+        for container in _container_statuses(pod):
+            last = (container.get("lastState") or {}).get("terminated")
+            if not container.get("restartCount") or not last:
+                continue
+            restarts = container["restartCount"]
+            lines.append(
+                "pod {pod} ({role}) container {name} restarted {restarts} time{s} (last exit {code} {reason} at {at}); "
+                "its log: {log}".format(
+                    pod=(pod.get("metadata") or {}).get("name"),
+                    role=ray_pod_role(pod),
+                    name=container.get("name"),
+                    restarts=restarts,
+                    s="" if restarts == 1 else "s",
+                    code=last.get("exitCode", "?"),
+                    reason=last.get("reason") or "",
+                    at=last.get("finishedAt") or "an unknown time",
+                    log=_log_command(pod, container.get("name"), previous=True),
+                )
+            )
+    return lines
+
+
 def crds_not_established(lookups):
     """``["name (Established: seen)", ...]`` for the CRD lookups (k8s_info loop results) not Established."""
     found = []
@@ -239,16 +267,21 @@ def node_ready_condition(node):
 def pod_log_commands(pod):
     """``kubectl logs -n <ns> <pod> -c <container>`` for each container of the pod, followed by the same with
     ``--previous`` for a container that restarted (the log of the instance before the current one)."""
-    metadata = (pod or {}).get("metadata") or {}
-    base = "kubectl logs -n {} {} -c ".format(metadata.get("namespace") or "default", metadata.get("name"))
     restarts = {c.get("name"): int(c.get("restartCount") or 0) for c in _container_statuses(pod)}
     commands = []
     for container in ((pod or {}).get("spec") or {}).get("containers") or []:
         name = container.get("name")
-        commands.append(base + name)
+        commands.append(_log_command(pod, name))
         if restarts.get(name):
-            commands.append(base + name + " --previous")
+            commands.append(_log_command(pod, name, previous=True))
     return commands
+
+
+def _log_command(pod, container, previous=False):
+    metadata = (pod or {}).get("metadata") or {}
+    namespace = metadata.get("namespace") or "default"
+    command = "kubectl logs -n {} {} -c {}".format(namespace, metadata.get("name"), container)
+    return command + " --previous" if previous else command
 
 
 def pod_log_dirs(pod):

@@ -16,8 +16,10 @@ which runs the same SeedPods setup; this module proves, on one test bed in order
 - teardown leaves no container;
 - two replicas (`ray_vllm_replicas: 2`) serve as a Ray Serve LLM application on KubeRay's pods, which run Ray's
   token authentication (a job without the token is refused): both replicas answer behind the head's Serve proxy, a
-  request without the API key gets 401, and teardown deletes the application and leaves no container. (A re-run's
-  changed=0 with Serve is proved on hosts, test_site_local.py, and on the test bed, test_vllm_serve_k8s.py.)
+  request without the API key gets 401; the head's GCS killed (the kubelet restarts its container) is named by a
+  --check run with the log of the container that died, and a re-run heals it with the same key and without fetching
+  the model again; teardown deletes the application and leaves no container. (A re-run's changed=0 with Serve is
+  proved on hosts, test_site_local.py, and on the test bed, test_vllm_serve_k8s.py.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 pytestmark = pytest.mark.integration
 
 NAMESPACE = seed_pods.NAMESPACE
+OUTPUT = Path(__file__).resolve().parents[1] / "output" / "site_kubernetes_pods"
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +122,7 @@ def test_teardown_leaves_no_container(pods):
 # --- two replicas as a Ray Serve LLM application on the pods (the pod bridge reaches the pods' own addresses)
 
 DEPLOYMENT = f"LLMServer:{seed_pods.SERVED}"
+REPLICAS = ("-e", "ray_vllm_replicas=2", "-e", "ray_vllm_target_concurrency=2")
 
 
 def _ray_token(pods):
@@ -145,7 +150,7 @@ def _llm_deployment(dashboard, token):
 
 @pytest.fixture(scope="module")
 def two_replicas(pods):
-    rc, output, recap = pods.site("replicas", "-e", "ray_vllm_replicas=2", "-e", "ray_vllm_target_concurrency=2")
+    rc, output, recap = pods.site("replicas", *REPLICAS)
     assert rc == 0, output[-8000:]
     assert "Replicas: 2 behind Ray Serve" in output, output[-4000:]
     assert seed_pods.API_KEY not in output, "the API key leaked into the play output"
@@ -220,6 +225,68 @@ def test_the_pods_run_locked_down_behind_their_network_policy(pods, two_replicas
         proc = _container_status(container["pid"])
         seen = {key: proc[key].strip() for key in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs")}
         assert seen == {"CapEff": "0" * 16, "CapPrm": "0" * 16, "CapBnd": "0" * 16, "NoNewPrivs": "1"}, seen
+
+
+def _head_pod(pods):
+    listed = _items(pods.bed, f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=ray.io/node-type%3Dhead")
+    assert len(listed) == 1, [p["metadata"]["name"] for p in listed]
+    return listed[0]
+
+
+def _ray_container(pod):
+    return next(c for c in pod["status"]["containerStatuses"] if c["name"] == "ray")
+
+
+def _jobs(pods):
+    """The Jobs of the namespace by name and uid: the model's download Job must not run again."""
+    listed = _items(pods.bed, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
+    return {j["metadata"]["name"]: j["metadata"]["uid"] for j in listed}
+
+
+def test_the_head_killed_is_found_then_healed_by_a_rerun(pods, two_replicas):
+    """Issue 14's Ray head fault on the pods: the head's GCS killed (SIGKILL). Ray's `ray start --block` exits with
+    it, the kubelet restarts the head's container, and the cluster's state goes with the old GCS: the Serve
+    application, and the workers, whose raylets stay attached to the dead GCS until they give up."""
+    head = _head_pod(pods)
+    name, before = head["metadata"]["name"], _ray_container(head)
+    jobs = _jobs(pods)
+    runc = ["runc", "--root", str(Path(seed_pods.RUNTIME_ROOT) / "runc"), "exec"]
+    subprocess.run([*runc, before["containerID"].split("://", 1)[-1], "pkill", "-KILL", "gcs_server"], check=True)
+    killed = time.monotonic()
+    seed_pods.wait_until(
+        "the head's container restarted",
+        lambda: _ray_container(_head_pod(pods))["restartCount"] > before["restartCount"],
+        timeout=120,
+    )
+    restarted = time.monotonic() - killed
+
+    rc, output, recap = pods.site("head-fault-check", "--check", *REPLICAS)
+    assert rc == 0, output[-8000:]
+    flat = _flat(output)
+    # The one look names the restarted head and the command that reads the log of the container that died.
+    assert f"pod {name} (head) container ray restarted" in flat, flat[-6000:]
+    assert f"its log: kubectl logs -n {NAMESPACE} {name} -c ray --previous" in flat, flat[-6000:]
+    assert "A head that restarted lost the cluster's state" in flat
+    assert _head_pod(pods)["metadata"]["uid"] == head["metadata"]["uid"]
+
+    rc, output, recap = pods.site("head-fault-heal", *REPLICAS)
+    assert rc == 0, output[-8000:]
+    assert "Replicas: 2 behind Ray Serve" in output, output[-4000:]
+    assert _jobs(pods) == jobs, "the model's download ran again"
+    # The same API key still gets answers from both replicas behind the new head.
+    head_ip = _head_ip(pods)
+    replicas = _llm_deployment(f"http://{head_ip}:8265", _ray_token(pods))["replicas"]
+    assert [r["state"] for r in replicas] == ["RUNNING", "RUNNING"], replicas
+    report = run_load((f"http://{head_ip}:8000", seed_pods.API_KEY, seed_pods.SERVED, 16), 4, 2, attempts=1)
+    assert report.failed == 0, report.as_dict()
+    times = {
+        "container_restarted_s": round(restarted, 1),
+        "check_s": round(pods.runs["head-fault-check"], 1),
+        "heal_s": round(pods.runs["head-fault-heal"], 1),
+    }
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "head_fault.json").write_text(json.dumps(times, indent=2) + "\n")
+    print(f"the head killed on the pods: {times}")
 
 
 def test_teardown_deletes_the_serve_application_and_leaves_no_container(pods, two_replicas):

@@ -24,6 +24,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     pods_on_not_ready_nodes,
     raycluster_provisioned,
     raycluster_ready,
+    restarted_container_lines,
 )
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "fixtures", "kubernetes")
@@ -288,3 +289,28 @@ def test_log_commands_name_every_container_and_the_previous_instance_of_a_restar
         "kubectl logs -n llm p -c sidecar",
     ]
     assert pod_log_commands(None) == []
+
+
+def test_a_restarted_container_is_named_with_its_last_exit_and_previous_log():
+    head = {
+        "metadata": {"name": "llm-raycluster-head-x", "namespace": "llm", "labels": {"ray.io/node-type": "head"}},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "ray",
+                    "restartCount": 1,
+                    "state": {"running": {"startedAt": "2026-12-06T13:40:03Z"}},
+                    "lastState": {
+                        "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-12-06T13:40:02Z"}
+                    },
+                }
+            ]
+        },
+    }
+    never_restarted = {"metadata": {"name": "w"}, "status": {"containerStatuses": [{"name": "ray", "restartCount": 0}]}}
+    assert restarted_container_lines([head, never_restarted, crashing_worker(), None]) == [
+        "pod llm-raycluster-head-x (head) container ray restarted 1 time (last exit 1 Error at 2026-12-06T13:40:02Z); "
+        "its log: kubectl logs -n llm llm-raycluster-head-x -c ray --previous",
+        "pod llm-raycluster-gpu-worker-abc (worker) container ray restarted 3 times (last exit 127 Error at an "
+        "unknown time); its log: kubectl logs -n default llm-raycluster-gpu-worker-abc -c ray --previous",
+    ]
