@@ -1,13 +1,22 @@
 # Copyright: contributors to llmops.ray_vllm
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filters for the model volume on Kubernetes (docs: storage_class_choice.yml, model_download_state.yml)."""
+"""Filters for the model volume on Kubernetes (docs: storage_class_choice.yml, model_download_state.yml,
+model_claim_reader.yml)."""
 
 from __future__ import annotations
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_volume import choose_storage_class, download_state
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_volume import (
+    choose_storage_class,
+    claim_reader,
+    download_state,
+)
 
 
 class FilterModule:
     def filters(self):
-        return {"storage_class_choice": choose_storage_class, "model_download_state": download_state}
+        return {
+            "storage_class_choice": choose_storage_class,
+            "model_download_state": download_state,
+            "model_claim_reader": claim_reader,
+        }

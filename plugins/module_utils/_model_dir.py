@@ -20,6 +20,8 @@ import hashlib
 import json
 import os
 import shutil
+import stat
+import sys
 import tempfile
 import threading
 import time
@@ -86,6 +88,8 @@ def write_marker(directory, marker):
         with os.fdopen(fd, "w", encoding="utf-8") as marker_file:
             json.dump(marker, marker_file, indent=2, sort_keys=True)
             marker_file.write("\n")
+        # mkstemp's 0600 would keep a reader other than its owner out, as the model's files do not.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, marker_path(directory))
     except BaseException:
         if os.path.exists(temporary):
@@ -109,18 +113,56 @@ def marker_differences(existing, wanted):
 
 
 def inventory_problems(directory, marker):
-    """Sentences naming the files the marker's inventory lists that are gone from ``directory`` or changed size: a
-    model damaged after it was marked complete (files removed, truncated). Empty without an inventory."""
+    """Sentences naming the files the marker's inventory lists that are gone from ``directory``, changed size or
+    cannot be read: a model damaged after it was marked complete (files removed, truncated, a mode changed; a reader
+    without CAP_DAC_OVERRIDE, as the serving containers are, needs the read bit). Empty without an inventory."""
     problems = []
     for name, size in sorted(((marker or {}).get("files") or {}).items()):
+        path = os.path.join(directory, name)
         try:
-            seen = os.path.getsize(os.path.join(directory, name))
-        except OSError:
-            problems.append(f"{name} is missing (the completion marker lists it, {size} bytes)")
+            with open(path, "rb") as stream:
+                stream.read(1)
+            seen = os.path.getsize(path)
+        except OSError as error:
+            if error.errno == errno.ENOENT:
+                problems.append(f"{name} is missing (the completion marker lists it, {size} bytes)")
+            else:
+                problems.append(f"{name} cannot be read ({error.strerror or error})")
             continue
         if seen != size:
             problems.append(f"{name} has {seen} bytes where the completion marker says {size}")
     return problems
+
+
+def marked_dir_problems(directory):
+    """What is wrong with a directory marked complete: its marker unreadable, or the inventory's problems."""
+    try:
+        os.stat(marker_path(directory))
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            return [f"{directory} has no completion marker {MARKER_NAME}."]
+        return [f"{marker_path(directory)} cannot be read ({error.strerror or error})."]
+    marker, error = _load_json_object(marker_path(directory))
+    return [f"{error}."] if error else inventory_problems(directory, marker)
+
+
+def restore_access(directory):
+    """Give the owner back read and write (and, for folders, search) on ``directory`` and what it holds, and others
+    read: a mode changed by hand (chmod 000) locks out a reader without CAP_DAC_OVERRIDE. Returns the paths changed.
+    Top-down, so a folder is opened up before it is listed; links are left alone."""
+    restored = [path for path in [directory] if _add_mode(path, 0o755)]
+    for root, dirs, files in os.walk(directory):
+        restored += [os.path.join(root, d) for d in dirs if _add_mode(os.path.join(root, d), 0o755)]
+        restored += [os.path.join(root, f) for f in files if _add_mode(os.path.join(root, f), 0o644)]
+    return restored
+
+
+def _add_mode(path, bits):
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode) or stat.S_IMODE(mode) & bits == bits:
+        return False
+    os.chmod(path, stat.S_IMODE(mode) | bits)
+    return True
 
 
 def with_inventory(marker, directory):
@@ -450,3 +492,9 @@ class _NoProgress:
 
     def __exit__(self, *exc_info):
         return None
+
+
+if __name__ == "__main__":
+    # The model_storage role's look at a volume marked complete (python3 -c <this file> <dir>, in a pod that mounts
+    # it): the problems, as JSON, that a re-run fetches the model again for.
+    print(json.dumps(marked_dir_problems(sys.argv[1])))

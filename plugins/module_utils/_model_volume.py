@@ -7,10 +7,13 @@
 
 The completion marker sits on the volume, which the control node cannot read, so the claim carries the result as
 annotations (``llmops.ray-vllm/model: <id>@<revision>``, ``llmops.ray-vllm/complete: "true"``), and the download
-Job carries the model it fetches as an annotation too.
+Job carries the model it fetches as an annotation too. Once a pod that mounts the volume runs, a re-run looks at
+the files from there (claim_reader), so a model damaged after its marker is fetched again.
 """
 
 from __future__ import annotations
+
+import posixpath
 
 MODEL_ANNOTATION = "llmops.ray-vllm/model"
 COMPLETE_ANNOTATION = "llmops.ray-vllm/complete"
@@ -39,19 +42,59 @@ def _true_conditions(job):
     ]
 
 
-def download_state(claim, job, model):
+def download_state(claim, job, model, damage=None):
     """What the volume holds and what to do with the Job there, for ``model`` (``<id>@<revision>``).
 
-    ``complete``: the claim says the model is complete; ``job_exists``; ``job_reusable``: the Job there fetches the
-    same model and has not failed, so wait for it (or take its success) rather than replace it; ``job_was``: the Job's
-    model and outcome, for the report.
+    ``complete``: the claim says the model is complete and ``damage`` (what a look at the files from a pod found
+    wrong, see claim_reader) is empty; ``damaged``: that list; ``job_exists``; ``job_reusable``: the Job there fetches
+    the same model and has neither failed nor finished before the damage, so wait for it (or take its success) rather
+    than replace it; ``job_was``: the Job's model and outcome, for the report.
     """
     annotations = _annotations(claim)
     job_model = _annotations(job).get(MODEL_ANNOTATION)
     outcomes = [c for c in _true_conditions(job) if c in ("Complete", "Failed")]
+    marked = annotations.get(MODEL_ANNOTATION) == model and annotations.get(COMPLETE_ANNOTATION) == "true"
     return {
-        "complete": annotations.get(MODEL_ANNOTATION) == model and annotations.get(COMPLETE_ANNOTATION) == "true",
+        "complete": marked and not damage,
+        "damaged": list(damage or []) if marked else [],
         "job_exists": bool(job),
-        "job_reusable": bool(job) and job_model == model and "Failed" not in outcomes,
+        "job_reusable": bool(job) and job_model == model and "Failed" not in outcomes and not (marked and damage),
         "job_was": "{} {}".format(job_model or "?", outcomes[0] if outcomes else "running") if job else "none",
     }
+
+
+def claim_reader(pods, claim, model_dir, claim_root):
+    """Where a running pod sees the model's files: ``{"pod", "container", "path"}`` for the first Running and Ready
+    pod (by name) with a container that mounts ``claim``, ``path`` being ``model_dir`` (the model's directory where
+    the download Job mounts the claim, at ``claim_root``) in that container; None without such a pod."""
+    relative = posixpath.relpath(model_dir, claim_root)
+    for pod in sorted(pods or [], key=lambda p: (p.get("metadata") or {}).get("name") or ""):
+        if not _running_ready(pod):
+            continue
+        spec = pod.get("spec") or {}
+        volumes = {v.get("name") for v in spec.get("volumes") or [] if _claim_name(v) == claim}
+        for container in spec.get("containers") or []:
+            for mount in container.get("volumeMounts") or []:
+                path = _mounted_path(mount, relative) if mount.get("name") in volumes else None
+                if path:
+                    return {"pod": pod["metadata"]["name"], "container": container.get("name"), "path": path}
+    return None
+
+
+def _claim_name(volume):
+    return (volume.get("persistentVolumeClaim") or {}).get("claimName")
+
+
+def _running_ready(pod):
+    status = pod.get("status") or {}
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready" and c.get("status") == "True"]
+    return status.get("phase") == "Running" and bool(ready)
+
+
+def _mounted_path(mount, relative):
+    """``relative`` (a path inside the claim) where ``mount`` shows it; None when its subPath leaves it out."""
+    sub = (mount.get("subPath") or "").strip("/")
+    if sub and relative != sub and not relative.startswith(sub + "/"):
+        return None
+    inside = posixpath.relpath(relative, sub) if sub else relative
+    return posixpath.normpath(posixpath.join(mount.get("mountPath") or "/", inside))

@@ -18,7 +18,9 @@ which runs the same SeedPods setup; this module proves, on one test bed in order
   token authentication (a job without the token is refused): both replicas answer behind the head's Serve proxy, a
   request without the API key gets 401; the head's GCS killed (the kubelet restarts its container) is named by a
   --check run with the log of the container that died, and a re-run heals it with the same key and without fetching
-  the model again; teardown deletes the application and leaves no container. (A re-run's changed=0 with Serve is
+  the model again; a file of the model removed and its folder made unreadable (the containers read without
+  CAP_DAC_OVERRIDE) are named by a --check run from a pod that mounts the volume, and a re-run fetches the model
+  again; teardown deletes the application and leaves no container. (A re-run's changed=0 with Serve is
   proved on hosts, test_site_local.py, and on the test bed, test_vllm_serve_k8s.py.)
 """
 
@@ -237,6 +239,13 @@ def _ray_container(pod):
     return next(c for c in pod["status"]["containerStatuses"] if c["name"] == "ray")
 
 
+def _exec_in(container, *command):
+    """Run ``command`` in a running container (a containerStatuses entry) as its own processes run: root without
+    capabilities. Returns the exit code."""
+    runc = ["runc", "--root", str(Path(seed_pods.RUNTIME_ROOT) / "runc"), "exec"]
+    return subprocess.run([*runc, container["containerID"].split("://", 1)[-1], *command], check=False).returncode
+
+
 def _jobs(pods):
     """The Jobs of the namespace by name and uid: the model's download Job must not run again."""
     listed = _items(pods.bed, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
@@ -250,8 +259,7 @@ def test_the_head_killed_is_found_then_healed_by_a_rerun(pods, two_replicas):
     head = _head_pod(pods)
     name, before = head["metadata"]["name"], _ray_container(head)
     jobs = _jobs(pods)
-    runc = ["runc", "--root", str(Path(seed_pods.RUNTIME_ROOT) / "runc"), "exec"]
-    subprocess.run([*runc, before["containerID"].split("://", 1)[-1], "pkill", "-KILL", "gcs_server"], check=True)
+    _exec_in(before, "pkill", "-KILL", "gcs_server")
     killed = time.monotonic()
     seed_pods.wait_until(
         "the head's container restarted",
@@ -287,6 +295,39 @@ def test_the_head_killed_is_found_then_healed_by_a_rerun(pods, two_replicas):
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / "head_fault.json").write_text(json.dumps(times, indent=2) + "\n")
     print(f"the head killed on the pods: {times}")
+
+
+def test_a_damaged_model_on_the_volume_is_found_then_fetched_again(pods, two_replicas):
+    """Issue 14's model faults on the pods, from inside the head's container: a file the completion marker lists
+    removed, and the model's folder made unreadable (chmod 000), which locks out the serving containers: they read
+    without CAP_DAC_OVERRIDE."""
+    model_dir = seed_pods.deployment_vars()["model_storage_path"]
+    head = _head_pod(pods)
+    ray = _ray_container(head)
+    assert _exec_in(ray, "sh", "-c", f"rm {model_dir}/tokenizer.json && chmod 000 {model_dir}") == 0
+    assert _exec_in(ray, "test", "-r", f"{model_dir}/config.json") != 0
+    jobs = _jobs(pods)
+
+    rc, output, recap = pods.site("model-fault-check", "--check", *REPLICAS)
+    assert rc == 0, output[-8000:]
+    flat = _flat(output)
+    assert (
+        f"was marked complete on {seed_pods.RELEASE}-models, but pod {head['metadata']['name']} finds it damaged: "
+        f"{model_dir}/.ray_vllm_complete.json cannot be read (Permission denied). A run fetches it again"
+    ) in flat, flat[-6000:]
+    assert _jobs(pods) == jobs
+
+    rc, output, recap = pods.site("model-fault-heal", *REPLICAS)
+    assert rc == 0, output[-8000:]
+    assert "Fetching it again" in _flat(output)
+    download = f"{seed_pods.RELEASE}-model-download"
+    assert _jobs(pods)[download] != jobs[download], "the damaged model was not fetched again"
+    # As the serving containers read it: the folder open again and the removed file back.
+    assert _exec_in(_ray_container(_head_pod(pods)), "test", "-r", f"{model_dir}/tokenizer.json") == 0
+    times = {"check_s": round(pods.runs["model-fault-check"], 1), "heal_s": round(pods.runs["model-fault-heal"], 1)}
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "model_fault.json").write_text(json.dumps(times, indent=2) + "\n")
+    print(f"the damaged model on the pods: {times}")
 
 
 def test_teardown_deletes_the_serve_application_and_leaves_no_container(pods, two_replicas):

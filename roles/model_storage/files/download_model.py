@@ -17,7 +17,9 @@ disk, and leaves no completion marker.
 The SDK downloads into MODEL_DIR and resumes partial files on a retry. Only a finished, checked download gets the
 completion marker MODEL_DIR/.ray_vllm_complete.json (source, model_id, revision, dtype, completed_at, plus the files
 and their sizes). A marker for another model or revision is removed before the download starts, so a directory in
-the middle of a change is never taken as complete.
+the middle of a change is never taken as complete; so is the marker of a model damaged since (a file the marker lists
+gone, resized or unreadable), whose missing files are then fetched again. A mode changed by hand (chmod 000) is undone
+first: the serving containers read without CAP_DAC_OVERRIDE.
 
 The marker and the completeness check are the collection's plugins/module_utils/_model_dir.py, the one the hosts
 platform's model_download module uses: the role's ConfigMap carries that file beside this one, and Python finds it
@@ -36,11 +38,13 @@ from _model_dir import (
     DownloadFailure,
     build_marker,
     download_with_sdk,
+    inventory_problems,
     marker_differences,
     marker_path,
     model_dir_problems,
     model_files,
     read_marker,
+    restore_access,
     write_marker,
 )
 
@@ -119,12 +123,19 @@ def main():
     if source not in ("modelscope", "huggingface"):
         fail(f"MODEL_SOURCE {source!r} is not modelscope or huggingface")
     os.makedirs(target, exist_ok=True)
+    restored = restore_access(target)
+    if restored:
+        log(f"gave the owner back read access (and others read) to {len(restored)} path(s): {', '.join(restored[:5])}")
     existing = read_marker(target)
     differences = marker_differences(existing, build_marker(source, model_id, revision, None))
-    if not differences:
+    damage = [] if differences else inventory_problems(target, existing)
+    if not differences and not damage:
         log(f"{model_id}@{revision} is already complete in {target} ({marker_path(target)}); nothing to do")
         return
-    if existing:
+    if damage:
+        log(f"{target} was marked complete but is damaged ({'; '.join(damage)}); fetching what is missing again")
+        os.unlink(marker_path(target))
+    elif existing:
         held = f"{existing.get('model_id')}@{existing.get('revision')}"
         log(f"{target} holds {held} ({'; '.join(differences)}); replacing it")
         os.unlink(marker_path(target))

@@ -41,8 +41,11 @@ RENDER = textwrap.dedent(
     with open(role + "/templates/configmap.yaml.j2") as template:
         text = template.read()
     data = text[text.index("\\ndata:") :]
+    loader = DataLoader()
+    role_vars = loader.load_from_file(role + "/vars/main.yml")
     variables = {"role_path": role, "ansible_search_path": [role]}
-    print(Templar(loader=DataLoader(), variables=variables).template(trust_as_template(data)))
+    variables["_model_storage_marker_module"] = trust_as_template(role_vars["_model_storage_marker_module"])
+    print(Templar(loader=loader, variables=variables).template(trust_as_template(data)))
     """
 )
 
@@ -167,6 +170,19 @@ def test_a_complete_model_is_not_fetched_again_and_another_revision_replaces_it(
     assert f"{job.model_dir} holds org/m@master (revision is 'master', wanted 'v2'); replacing it" in other.stdout
     assert job.hub_calls() == ["org/m@master", "org/m@v2"]
     assert _model_dir.read_marker(str(job.model_dir))["revision"] == "v2"
+
+
+def test_a_model_damaged_after_its_marker_is_opened_up_and_fetched_again(job):
+    assert job.run().returncode == 0
+    os.remove(job.model_dir / "config.json")
+    os.chmod(job.model_dir, 0)
+    healed = job.run()
+    assert healed.returncode == 0, healed.stderr
+    opened = next(line for line in healed.stdout.splitlines() if "gave the owner back read access" in line)
+    assert f"path(s): {job.model_dir}," in opened or opened.endswith(f"path(s): {job.model_dir}"), opened
+    assert "config.json is missing (the completion marker lists it" in healed.stdout
+    assert job.hub_calls() == ["org/m@master", "org/m@master"]
+    assert _model_dir.marked_dir_problems(str(job.model_dir)) == []
 
 
 def test_an_incomplete_download_gets_no_marker(job):

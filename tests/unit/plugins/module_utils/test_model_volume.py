@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_volume import (
     choose_storage_class,
+    claim_reader,
     download_state,
 )
 
@@ -36,7 +37,7 @@ def test_the_wanted_class_else_the_default_one():
 def test_a_claim_marked_complete_for_this_model_needs_no_download():
     claim = {"metadata": {"annotations": {"llmops.ray-vllm/model": MODEL, "llmops.ray-vllm/complete": "true"}}}
     assert download_state(claim, None, MODEL) == {
-        "complete": True, "job_exists": False, "job_reusable": False, "job_was": "none",
+        "complete": True, "damaged": [], "job_exists": False, "job_reusable": False, "job_was": "none",
     }  # fmt: skip
     assert not download_state(claim, None, "other@main")["complete"]
 
@@ -48,3 +49,46 @@ def test_a_running_or_finished_job_for_this_model_is_reused_and_a_failed_or_othe
     assert failed["job_exists"] and not failed["job_reusable"] and failed["job_was"] == MODEL + " Failed"
     other = download_state(None, job("x@v1"), MODEL)
     assert not other["job_reusable"] and other["job_was"] == "x@v1 running"
+
+
+def reader_pod(name, phase="Running", ready="True", sub_path=None, claim="llm-models"):
+    mount = {"name": "models", "mountPath": "/models"}
+    if sub_path:
+        mount["subPath"] = sub_path
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": claim}}],
+            "containers": [{"name": "sidecar"}, {"name": "ray", "volumeMounts": [mount]}],
+        },
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]},
+    }
+
+
+def test_the_claim_reader_is_a_running_ready_pod_that_mounts_the_claim():
+    pods = [
+        reader_pod("a-pending", phase="Pending"),
+        reader_pod("b-not-ready", ready="False"),
+        reader_pod("c-other-claim", claim="other"),
+        reader_pod("e-head"),
+        reader_pod("d-job", phase="Succeeded"),
+    ]
+    assert claim_reader(pods, "llm-models", "/models/m", "/models") == {
+        "pod": "e-head",
+        "container": "ray",
+        "path": "/models/m",
+    }
+    assert claim_reader(pods[:3] + pods[4:], "llm-models", "/models/m", "/models") is None
+    assert claim_reader([reader_pod("s", sub_path="m")], "llm-models", "/models/m", "/models")["path"] == "/models"
+    assert claim_reader([reader_pod("s", sub_path="other")], "llm-models", "/models/m", "/models") is None
+
+
+def test_damage_seen_from_a_pod_makes_a_marked_model_incomplete_and_its_job_replaced():
+    claim = {"metadata": {"annotations": {"llmops.ray-vllm/model": MODEL, "llmops.ray-vllm/complete": "true"}}}
+    finished = job(MODEL, "Complete")
+    assert download_state(claim, finished, MODEL)["complete"] is True
+    damaged = download_state(claim, finished, MODEL, ["tokenizer.json is missing"])
+    assert damaged["complete"] is False and damaged["job_reusable"] is False
+    assert damaged["damaged"] == ["tokenizer.json is missing"]
+    unmarked = download_state(None, finished, MODEL, ["ignored"])
+    assert unmarked["damaged"] == [] and unmarked["job_reusable"] is True
