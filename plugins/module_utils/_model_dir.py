@@ -497,4 +497,4 @@ class _NoProgress:
 if __name__ == "__main__":
     # The model_storage role's look at a volume marked complete (python3 -c <this file> <dir>, in a pod that mounts
     # it): the problems, as JSON, that a re-run fetches the model again for.
-    print(json.dumps(marked_dir_problems(sys.argv[1])))
+    sys.stdout.write(json.dumps(marked_dir_problems(sys.argv[1])) + "\n")
