@@ -73,6 +73,9 @@ def _site(bed, log_dir, name, *extra, kubeconfig=None):
     kubeconfig = kubeconfig or bed.kubeconfig
     env = dict(bed.env(), KUBECONFIG=kubeconfig, K8S_AUTH_KUBECONFIG=kubeconfig)
     args = ["-e", f"ray_vllm_kubeconfig={kubeconfig}", "-e", f"vllm_serve_api_key={API_KEY}", *extra]
+    # The emulated pods' exec runs on this machine, where the model volume's files are not (tests/k8s_testbed/README):
+    # model_storage's look at them is proved on pods that run (test_site_kubernetes_pods.py).
+    args += ["-e", "model_storage_look_from_pods=false"]
     return run_playbook(
         "site.yml", inventory="inventories/prod", extra_args=args, env=env, log_path=Path(log_dir) / f"{name}.log"
     )
