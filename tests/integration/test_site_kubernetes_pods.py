@@ -299,14 +299,18 @@ def test_the_head_killed_is_found_then_healed_by_a_rerun(pods, two_replicas):
 
 
 def test_a_damaged_model_on_the_volume_is_found_then_fetched_again(pods, two_replicas):
-    """Issue 14's model faults on the pods, from inside the head's container: a file the completion marker lists
-    removed, and the model's folder made unreadable (chmod 000), which locks out the serving containers: they read
-    without CAP_DAC_OVERRIDE."""
+    """Issue 14's model faults on the pods, on the volume itself (the Ray pods mount it read-only): a file the
+    completion marker lists removed, and the model's folder made unreadable (chmod 000), which locks out the serving
+    containers: they read without CAP_DAC_OVERRIDE."""
     model_dir = seed_pods.deployment_vars()["model_storage_path"]
+    claims = f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims"
+    status, claim = pods.bed.request("GET", f"{claims}/{seed_pods.RELEASE}-models")
+    assert status == 200, claim
+    on_volume = pods.state_dir / "testbed" / "volumes" / claim["spec"]["volumeName"] / Path(model_dir).name
+    (on_volume / "tokenizer.json").unlink()
+    on_volume.chmod(0)
     head = _head_pod(pods)
-    ray = _ray_container(head)
-    assert _exec_in(ray, "sh", "-c", f"rm {model_dir}/tokenizer.json && chmod 000 {model_dir}") == 0
-    assert _exec_in(ray, "test", "-r", f"{model_dir}/config.json") != 0
+    assert _exec_in(_ray_container(head), "test", "-r", f"{model_dir}/config.json") != 0
     jobs = _jobs(pods)
 
     rc, output, recap = pods.site("model-fault-check", "--check", *REPLICAS)
