@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import threading
 import time
@@ -112,38 +111,64 @@ def marker_differences(existing, wanted):
     return differences
 
 
-def inventory_problems(directory, marker):
-    """Sentences naming the files the marker's inventory lists that are gone from ``directory``, changed size or
-    cannot be read: a model damaged after it was marked complete (files removed, truncated, a mode changed; a reader
-    without CAP_DAC_OVERRIDE, as the serving containers are, needs the read bit). Empty without an inventory."""
-    problems = []
-    for name, size in sorted(((marker or {}).get("files") or {}).items()):
-        path = os.path.join(directory, name)
-        try:
-            with open(path, "rb") as stream:
-                stream.read(1)
-            seen = os.path.getsize(path)
-        except OSError as error:
-            if error.errno == errno.ENOENT:
-                problems.append(f"{name} is missing (the completion marker lists it, {size} bytes)")
-            else:
-                problems.append(f"{name} cannot be read ({error.strerror or error})")
-            continue
-        if seen != size:
+def file_state(path):
+    """The size of a file that can be read, else ``[errno name, why]``: what a look at a model's file sees."""
+    try:
+        with open(path, "rb") as stream:
+            stream.read(1)
+        return os.path.getsize(path)
+    except OSError as error:
+        return [errno.errorcode.get(error.errno, "?"), error.strerror or str(error)]
+
+
+def look_at_marked_dir(directory):
+    """What a look at a directory marked complete sees: ``{"marker_error": [errno name, why]}`` when its marker cannot
+    be read, else ``{"marker": ..., "states": {name: file_state}}`` for the files the marker lists. model_storage runs
+    it in a pod that mounts the model volume (with file_state: _model_volume.look_command), as the serving containers
+    read, without CAP_DAC_OVERRIDE."""
+    try:
+        with open(os.path.join(directory, MARKER_NAME), encoding="utf-8") as stream:
+            marker = json.load(stream)
+    except OSError as error:
+        return {"marker_error": [errno.errorcode.get(error.errno, "?"), error.strerror or str(error)]}
+    except ValueError as error:
+        return {"marker_error": ["EINVAL", "not JSON: %s" % error]}
+    files = (marker.get("files") if isinstance(marker, dict) else None) or {}
+    return {"marker": marker, "states": {name: file_state(os.path.join(directory, name)) for name in files}}
+
+
+def look_problems(look, directory):
+    """Sentences naming what a look (look_at_marked_dir) found wrong: a marker missing or unreadable, a file it lists
+    gone, unreadable or of another size. Empty when the directory is what its marker says."""
+    error = look.get("marker_error")
+    if error:
+        if error[0] == "ENOENT":
+            return [f"{directory} has no completion marker {MARKER_NAME}."]
+        return [f"{os.path.join(directory, MARKER_NAME)} cannot be read ({error[1]})."]
+    marker = look.get("marker") if isinstance(look.get("marker"), dict) else {}
+    states, problems = look.get("states") or {}, []
+    for name, size in sorted((marker.get("files") or {}).items()):
+        seen = states.get(name)
+        if isinstance(seen, list) and seen[0] == "ENOENT":
+            problems.append(f"{name} is missing (the completion marker lists it, {size} bytes)")
+        elif isinstance(seen, list):
+            problems.append(f"{name} cannot be read ({seen[1]})")
+        elif seen != size:
             problems.append(f"{name} has {seen} bytes where the completion marker says {size}")
     return problems
 
 
+def inventory_problems(directory, marker):
+    """look_problems for the files ``marker`` lists, looked at here: a model damaged after it was marked complete
+    (files removed, truncated, a mode changed). Empty without an inventory."""
+    files = (marker or {}).get("files") or {}
+    states = {name: file_state(os.path.join(directory, name)) for name in files}
+    return look_problems({"marker": marker or {}, "states": states}, directory)
+
+
 def marked_dir_problems(directory):
-    """What is wrong with a directory marked complete: its marker unreadable, or the inventory's problems."""
-    try:
-        os.stat(marker_path(directory))
-    except OSError as error:
-        if error.errno == errno.ENOENT:
-            return [f"{directory} has no completion marker {MARKER_NAME}."]
-        return [f"{marker_path(directory)} cannot be read ({error.strerror or error})."]
-    marker, error = _load_json_object(marker_path(directory))
-    return [f"{error}."] if error else inventory_problems(directory, marker)
+    """What is wrong with a directory marked complete, looked at here."""
+    return look_problems(look_at_marked_dir(directory), directory)
 
 
 def restore_access(directory):
@@ -492,9 +517,3 @@ class _NoProgress:
 
     def __exit__(self, *exc_info):
         return None
-
-
-if __name__ == "__main__":
-    # The model_storage role's look at a volume marked complete (python3 -c <this file> <dir>, in a pod that mounts
-    # it): the problems, as JSON, that a re-run fetches the model again for.
-    sys.stdout.write(json.dumps(marked_dir_problems(sys.argv[1])) + "\n")

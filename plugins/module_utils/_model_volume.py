@@ -13,7 +13,17 @@ the files from there (claim_reader), so a model damaged after its marker is fetc
 
 from __future__ import annotations
 
+import inspect
+import json
 import posixpath
+import shlex
+
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import (
+    MARKER_NAME,
+    file_state,
+    look_at_marked_dir,
+    look_problems,
+)
 
 MODEL_ANNOTATION = "llmops.ray-vllm/model"
 COMPLETE_ANNOTATION = "llmops.ray-vllm/complete"
@@ -98,3 +108,30 @@ def _mounted_path(mount, relative):
         return None
     inside = posixpath.relpath(relative, sub) if sub else relative
     return posixpath.normpath(posixpath.join(mount.get("mountPath") or "/", inside))
+
+
+def look_command(path):
+    """The command that looks at the model's files in a pod (kubernetes.core.k8s_exec's ``command``): python3 running
+    _model_dir's own look_at_marked_dir and file_state, taken from their source, on ``path``. Only those two
+    functions travel, not the whole module: exec sends its command in the request's URL, which servers cap near
+    8 KiB."""
+    source = "\n".join(
+        [
+            "import errno, json, os, sys",
+            "MARKER_NAME = %r" % MARKER_NAME,
+            inspect.getsource(file_state),
+            inspect.getsource(look_at_marked_dir),
+            "sys.stdout.write(json.dumps(look_at_marked_dir(sys.argv[1])))",
+        ]
+    )
+    return " ".join(shlex.quote(word) for word in ("python3", "-c", source, path))
+
+
+def seen_damage(answer, path):
+    """look_problems of a look's answer (its JSON text); empty for an answer that is no look (exec refused, no
+    python3 in the image), which the role reports by itself."""
+    try:
+        look = json.loads(answer or "")
+    except ValueError:
+        return []
+    return look_problems(look, path) if isinstance(look, dict) else []

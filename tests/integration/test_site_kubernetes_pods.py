@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import time
@@ -316,10 +317,13 @@ def test_a_damaged_model_on_the_volume_is_found_then_fetched_again(pods, two_rep
     rc, output, recap = pods.site("model-fault-check", "--check", *REPLICAS)
     assert rc == 0, output[-8000:]
     flat = _flat(output)
-    assert (
-        f"was marked complete on {seed_pods.RELEASE}-models, but pod {head['metadata']['name']} finds it damaged: "
-        f"{model_dir}/.ray_vllm_complete.json cannot be read (Permission denied). A run fetches it again"
-    ) in flat, flat[-6000:]
+    # The first running Ray pod by name that mounts the volume looks (a worker, here).
+    assert re.search(
+        f"was marked complete on {seed_pods.RELEASE}-models, but pod {seed_pods.RELEASE}-raycluster-[a-z0-9-]+ "
+        f"finds it damaged: {model_dir}/.ray_vllm_complete.json cannot be read [(]Permission denied[)]. "
+        "A run fetches it again",
+        flat,
+    ), flat[-6000:]
     assert _jobs(pods) == jobs
 
     rc, output, recap = pods.site("model-fault-heal", *REPLICAS)

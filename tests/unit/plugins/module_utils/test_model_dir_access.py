@@ -1,18 +1,16 @@
-"""_model_dir's look at a directory marked complete (run in a pod by model_storage, as `python3 -c <file> <dir>`), and
+"""_model_dir's look at a directory marked complete (run in a pod by model_storage: _model_volume.look_command), and
 the Job's restore_access, for real: a reader without CAP_DAC_OVERRIDE, as the serving containers are, is root with
 those capabilities dropped from its bounding set (setpriv)."""
 
 from __future__ import annotations
 
-import json
 import os
+import shlex
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils import _model_dir
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import (
     build_marker,
     marked_dir_problems,
@@ -20,6 +18,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import 
     restore_access,
     write_marker,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_volume import look_command, seen_damage
 
 WITHOUT_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
 
@@ -37,13 +36,11 @@ def marked(tmp_path):
 
 
 def look_without_dac(directory):
-    """The look as the pod runs it: this very file's source through python -c, without CAP_DAC_OVERRIDE."""
+    """The look as the pod runs it (the command model_storage sends), without CAP_DAC_OVERRIDE."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE")
-    with open(_model_dir.__file__, encoding="utf-8") as stream:
-        source = stream.read()
-    command = [*WITHOUT_DAC, sys.executable, "-c", source, str(directory)]
-    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    command = [*WITHOUT_DAC, *shlex.split(look_command(str(directory)))]
+    return seen_damage(subprocess.run(command, capture_output=True, text=True, check=True).stdout, str(directory))
 
 
 def test_a_complete_directory_has_no_problem(marked):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_volume import (
     choose_storage_class,
     claim_reader,
     download_state,
+    look_command,
+    seen_damage,
 )
 
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Llama-70B@master"
@@ -92,3 +96,12 @@ def test_damage_seen_from_a_pod_makes_a_marked_model_incomplete_and_its_job_repl
     assert damaged["damaged"] == ["tokenizer.json is missing"]
     unmarked = download_state(None, finished, MODEL, ["ignored"])
     assert unmarked["damaged"] == [] and unmarked["job_reusable"] is True
+
+
+def test_the_look_command_fits_an_exec_url_and_no_look_finds_no_damage():
+    # exec sends its command in the request's URL; servers cap a request line near 8 KiB (aiohttp 8190, nginx 8k).
+    assert len(urllib.parse.quote(look_command("/models/DeepSeek-R1-Distill-Llama-70B"))) < 4096
+    assert seen_damage("", "/m") == [] and seen_damage("OCI runtime exec failed", "/m") == []
+    assert seen_damage('{"marker_error": ["EACCES", "Permission denied"]}', "/m") == [
+        "/m/.ray_vllm_complete.json cannot be read (Permission denied)."
+    ]
