@@ -24,6 +24,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_dir import 
     look_at_marked_dir,
     look_problems,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import pod_ready
 
 MODEL_ANNOTATION = "llmops.ray-vllm/model"
 COMPLETE_ANNOTATION = "llmops.ray-vllm/complete"
@@ -96,9 +97,7 @@ def _claim_name(volume):
 
 
 def _running_ready(pod):
-    status = pod.get("status") or {}
-    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready" and c.get("status") == "True"]
-    return status.get("phase") == "Running" and bool(ready)
+    return (pod.get("status") or {}).get("phase") == "Running" and pod_ready(pod)
 
 
 def _mounted_path(mount, relative):
