@@ -84,9 +84,20 @@ ENVIRONMENT.filters = _AnyName(ENVIRONMENT.filters)
 ENVIRONMENT.tests = _AnyName(ENVIRONMENT.tests)
 
 
+class Unsafe(str):
+    """A string tagged !unsafe: Ansible never templates it (e.g. AWX's injector templates), so it reads nothing."""
+
+
+class RoleLoader(yaml.SafeLoader):
+    pass
+
+
+RoleLoader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
+
+
 def load_yaml(path):
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=RoleLoader)
 
 
 def names_in_template(text):
@@ -116,6 +127,8 @@ class RoleScan:
         self.sets.setdefault(name, (kind, where))
 
     def scan_value(self, value, where, condition=False):
+        if isinstance(value, Unsafe):
+            return
         if isinstance(value, str):
             if condition and "{{" not in value:
                 self.read(names_in_expression(value), where)

@@ -1,0 +1,58 @@
+# Copyright: contributors to llmops.ray_vllm
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""AWX objects of playbooks/awx_configure.yml: survey specs built from the shared question catalogue.
+
+A survey spec is stored by AWX as given and returned as given, so building it in one place keeps a second apply
+unchanged and keeps the templates that ask the same question asking it the same way.
+"""
+
+from __future__ import annotations
+
+# The keys AWX keeps for a survey question (awx/api/views/__init__.py, JobTemplateSurveySpec, AWX 24.6.1).
+QUESTION_KEYS = (
+    "question_name",
+    "question_description",
+    "variable",
+    "type",
+    "required",
+    "min",
+    "max",
+    "default",
+    "choices",
+)
+
+
+class SurveyError(ValueError):
+    """A template asks a question the catalogue does not have, or a default override names no question."""
+
+
+def survey_question(key, catalogue, defaults):
+    """One question of the catalogue in AWX's shape, its default replaced by ``defaults[key]`` when given."""
+    if key not in catalogue:
+        raise SurveyError(
+            "survey question %r: expected one of %s. Add it to _ray_vllm_awx_questions or remove it from the "
+            "template's questions" % (key, ", ".join(sorted(catalogue)))
+        )
+    question = {name: value for name, value in catalogue[key].items() if name in QUESTION_KEYS}
+    if key in defaults:
+        question["default"] = defaults[key]
+    return question
+
+
+def survey_spec(keys, catalogue, name, description="", defaults=None):
+    """The survey spec of a template that asks ``keys`` (in that order)."""
+    defaults = dict(defaults or {})
+    unknown = sorted(set(defaults) - set(catalogue))
+    if unknown:
+        raise SurveyError(
+            "awx_config_survey_defaults: %s name no survey question; expected keys among %s"
+            % (", ".join(unknown), ", ".join(sorted(catalogue)))
+        )
+    spec = [survey_question(key, catalogue, defaults) for key in keys]
+    return {"name": name, "description": description, "spec": spec}
+
+
+def template_name(prefix, kind):
+    """A job template's name: the configuration's prefix and the operation, e.g. ``llmops.ray_vllm deploy``."""
+    return "%s %s" % (prefix, kind.replace("_", " "))
