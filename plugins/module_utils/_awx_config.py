@@ -37,7 +37,21 @@ def survey_question(key, catalogue, defaults):
     question = {name: value for name, value in catalogue[key].items() if name in QUESTION_KEYS}
     if key in defaults:
         question["default"] = defaults[key]
+        _check_default_bounds(key, question)
     return question
+
+
+def _check_default_bounds(key, question):
+    """AWX saves a number default outside min/max and drops it at launch, so the operator must answer; refuse it."""
+    kind, default = question.get("type"), question.get("default")
+    if kind not in ("integer", "float") or isinstance(default, bool) or not isinstance(default, (int, float)):
+        return  # AWX itself refuses a default of the wrong type, with its own message
+    low, high = question.get("min"), question.get("max")
+    if (low is not None and default < low) or (high is not None and default > high):
+        raise SurveyError(
+            "awx_config_survey_defaults.%s=%s: expected %s from %s to %s (the question's min and max); AWX would "
+            "drop this default at launch" % (key, default, "an integer" if kind == "integer" else "a number", low, high)
+        )
 
 
 def survey_spec(keys, catalogue, name, description="", defaults=None):

@@ -64,8 +64,16 @@ def test_the_api_key_is_a_password_and_the_bounds_are_typed():
     assert questions["api_key"]["type"] == "password"
     assert questions["max_model_len"]["type"] == "integer" and questions["max_model_len"]["min"] >= 1
     assert questions["gpu_memory_utilization"]["type"] == "float"
-    assert 0 < questions["gpu_memory_utilization"]["min"] < questions["gpu_memory_utilization"]["max"] < 1
+    # AWX takes only integer bounds, even for a float question.
+    assert (questions["gpu_memory_utilization"]["min"], questions["gpu_memory_utilization"]["max"]) == (0, 1)
 
 
 def test_template_names_read_as_the_operation():
     assert template_name("llmops.ray_vllm", "support_bundle") == "llmops.ray_vllm support bundle"
+
+
+def test_a_number_default_outside_the_questions_bounds_is_refused():
+    with pytest.raises(SurveyError, match=r"max_model_len=10: expected an integer from 256 to 1048576"):
+        survey_spec(["max_model_len"], catalogue(), "deploy", defaults={"max_model_len": 10})
+    spec = survey_spec(["max_model_len"], catalogue(), "deploy", defaults={"max_model_len": 4096})
+    assert spec["spec"][0]["default"] == 4096
