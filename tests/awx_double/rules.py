@@ -282,7 +282,8 @@ def _text_answer_errors(element: dict, variable: str, value: Any) -> list[str]:
 
 
 def _number_answer_errors(element: dict, variable: str, value: Any) -> list[str]:
-    if element["type"] == "integer" and type(value) is not int:
+    # bool is an int to isinstance, not to AWX's type check.
+    if element["type"] == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         return ["Value %s for '%s' expected to be an integer." % (value, variable)]
     if element["type"] == "float" and type(value) not in (float, int):
         return ["Value %s for '%s' expected to be a numeric type." % (value, variable)]
@@ -302,7 +303,7 @@ def _choice_list(element: dict) -> list:
 
 
 def _multiselect_answer_errors(element: dict, variable: str, value: Any) -> list[str]:
-    if type(value) is not list:
+    if not isinstance(value, list):
         return ["'%s' value is expected to be a list." % variable]
     choices = _choice_list(element)
     return [
@@ -462,7 +463,7 @@ def _input_field_error(field: dict, seen: set) -> str | None:
         return "field IDs must be unique (%s)" % field_id
     seen.add(field_id)
     field_type = field.get("type", "string")
-    if "default" in field and type(field["default"]) is not {"string": str, "boolean": bool}[field_type]:
+    if "default" in field and not isinstance(field["default"], {"string": str, "boolean": bool}[field_type]):
         return "{} is not a {}".format(field["default"], field_type)
     for key in ("choices", "multiline", "format", "secret"):
         if key in field and field_type != "string":

@@ -449,7 +449,7 @@ class Api:
         if header.startswith("Bearer "):
             return header[len("Bearer ") :] in self.store.tokens
         if header.startswith("Basic "):
-            user, _, password = base64.b64decode(header[len("Basic ") :]).decode().partition(":")
+            user, _colon, password = base64.b64decode(header[len("Basic ") :]).decode().partition(":")
             return (user, password) == (self.username, self.password)
         return False
 

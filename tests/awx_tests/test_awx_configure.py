@@ -113,7 +113,7 @@ def test_the_workflow_plans_then_deploys_then_verifies(applied, awx_double):
 
 def test_teardown_on_failure_is_an_opt_in_that_can_be_taken_back(applied, awx_double, tmp_path):
     start_at = "Ensure the deploy workflow"
-    rc, output, _ = apply(awx_double, tmp_path, start_at=start_at, awx_config_workflow_teardown_on_failure=True)
+    rc, output, _recap = apply(awx_double, tmp_path, start_at=start_at, awx_config_workflow_teardown_on_failure=True)
     assert rc == 0, output[-4000:]
     nodes = {node["identifier"]: node for node in awx_double.objects("workflow_job_template_nodes")}
     assert nodes["deploy"]["failure_nodes"] == [nodes["teardown"]["id"]]
@@ -129,7 +129,7 @@ def test_teardown_on_failure_is_an_opt_in_that_can_be_taken_back(applied, awx_do
 
 
 def test_a_survey_default_of_the_wrong_type_is_refused_with_awxs_message(applied, awx_double, tmp_path):
-    rc, output, _ = apply(
+    rc, output, _recap = apply(
         awx_double, tmp_path, start_at=TEMPLATES_TASK, awx_config_survey_defaults={"max_model_len": "eight thousand"}
     )
     assert rc != 0
@@ -138,7 +138,7 @@ def test_a_survey_default_of_the_wrong_type_is_refused_with_awxs_message(applied
 
 def test_a_survey_default_out_of_bounds_is_refused_before_awx_is_asked(applied, awx_double, tmp_path):
     """AWX saves a default outside min/max and drops it at launch (so the question must be answered): refuse it."""
-    rc, output, recap = apply(
+    rc, output, _recap = apply(
         awx_double, tmp_path, start_at=TEMPLATES_TASK, awx_config_survey_defaults={"max_model_len": 10}
     )
     assert rc != 0
@@ -154,7 +154,7 @@ def test_a_credential_type_injecting_ansible_variables_is_refused_with_awxs_mess
         '"description": "with a bad injector", "inputs": {"fields": [{"id": "token", "type": "string", '
         '"label": "Token", "secret": true}]}, "injectors": {"env": {"ANSIBLE_RAY_TOKEN": !unsafe "{{ token }}"}}}}'
     )
-    rc, output, _ = apply(awx_double, tmp_path, extra_yaml=types, start_at="Ensure the credential types")
+    rc, output, _recap = apply(awx_double, tmp_path, extra_yaml=types, start_at="Ensure the credential types")
     assert rc != 0
     message = "Environment variable ANSIBLE_RAY_TOKEN may affect Ansible configuration so its use is not allowed"
     assert message in flat(output), output[-4000:]

@@ -144,7 +144,11 @@ def run_playbook(path: str) -> subprocess.CompletedProcess:
     )
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".build", "collections"))
     return subprocess.run(
-        [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", path], capture_output=True, text=True, env=env
+        [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", path],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
 
 
