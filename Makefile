@@ -22,13 +22,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test images-wait lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test images-wait lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api awx molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
         molecule bench teardown clean images
 
 help:
 	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
 	@echo "make test   set up, then run every linter and test"
-	@echo "parts:      make lint | sanity | units | testbed | test-k8s | test-ray | test-vllm | test-local | test-plan | molecule | bench"
+	@echo "parts:      make lint | sanity | units | testbed | test-k8s | test-ray | test-vllm | test-local | test-plan | awx"
+	@echo "            make molecule | bench"
 	@echo "            make teardown (stop what make demo started)"
 	@echo "            make images (the test bed's local images; tests build them on first use)"
 
@@ -79,7 +80,7 @@ teardown: setup
 # bridge per machine; that lane starts with the test bed's API tests (no container), which run while the images are
 # still building, then waits for the images. The lanes are balanced by their measured times;
 # each line of a lane's output carries the lane's name.
-LANE_HOSTS := lint sanity units integration-hosts molecule-default
+LANE_HOSTS := lint sanity units integration-hosts awx molecule-default
 LANE_PODS := testbed-api images-wait testbed-runtime integration-pods molecule-kubernetes
 IMAGES_RC := $(CURDIR)/.images.rc
 TIMED = start=$$(date +%s); $(MAKE) --no-print-directory $$suite || exit 1; \
@@ -150,6 +151,12 @@ integration-pods: setup
 
 integration-hosts: setup
 	$(INTEGRATION) tests/integration $(addprefix --ignore=,$(INTEGRATION_PODS))
+
+# AWX (docs/awx.md): the configuration applied to the AWX API double (tests/awx_double), jobs run as AWX runs them
+# (ansible-runner over an AWX-style private data directory) on inventories/local and on the Kubernetes test bed, and
+# the execution environment's build context (ansible-builder create).
+awx: setup
+	$(BIN)/python -m pytest -v --durations=0 -p no:cacheprovider tests/awx_tests
 
 # The Kubernetes test bed's own tests (tests/k8s_testbed: an emulated API server with controllers). make test runs
 # those of the runc runtime and the local images (the pod bridge is one per machine) in the pods lane.

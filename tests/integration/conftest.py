@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ray_local
+import testbed_backends
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,27 +64,12 @@ def ray_cluster_factory(ray_binary):
         cluster.stop()
 
 
-# One vLLM server with an API key and the collection's X-API-Key middleware (as the Kubernetes Deployment runs it)
-# for every Kubernetes-platform test: it serves the demo model under the demo name and under the seed's name.
-SHARED_VLLM_KEY = "shared-kubernetes-test-key-7c2e"
-SHARED_VLLM_NAMES = ("smollm2-135m-instruct", "deepseek-r1-distill-llama-70b")
+# One vLLM server with an API key for every Kubernetes-platform test (testbed_backends.py).
+SHARED_VLLM_KEY = testbed_backends.SHARED_VLLM_KEY
+SHARED_VLLM_NAMES = testbed_backends.SHARED_VLLM_NAMES
 
 
 @pytest.fixture(scope="session")
 def keyed_vllm(tmp_path_factory):
-    import vllm_local
-
-    server = vllm_local.VllmServer(
-        vllm_local.ensure_demo_model(),
-        str(tmp_path_factory.mktemp("vllm-keyed")),
-        served_name=SHARED_VLLM_NAMES,
-        api_key=SHARED_VLLM_KEY,
-        extra_args=["--middleware", "llmops_api_key_header.ApiKeyHeaderMiddleware"],
-        env={"PYTHONPATH": str(COLLECTION_ROOT / "roles" / "vllm_serve" / "files")},
-    )
-    try:
-        server.start()
-        server.wait_ready(timeout=600)
+    with testbed_backends.keyed_vllm_server(tmp_path_factory.mktemp("vllm-keyed")) as server:
         yield server
-    finally:
-        server.stop()

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 import secret_scan
+import testbed_backends
 from conftest import SHARED_VLLM_KEY
 from playbook_runner import REPO, run_playbook
 from serve_double import ServeDouble
@@ -61,11 +62,7 @@ def _list(bed, path):
 
 
 def _map_backends(bed, dashboard_url, vllm):
-    bed.admin(
-        "PUT",
-        "service-backends",
-        {f"{NAMESPACE}/llm-raycluster-head-svc:8265": dashboard_url, f"{NAMESPACE}/llm-vllm:8000": vllm.base_url},
-    )
+    testbed_backends.map_backends(bed, dashboard_url, vllm.base_url, NAMESPACE)
 
 
 def _site(bed, log_dir, name, *extra, kubeconfig=None):
@@ -98,26 +95,9 @@ def _deployer_kubeconfig(bed, log_dir):
 
 @pytest.fixture(scope="module")
 def three_gpu_ray():
-    """A head and three workers with one GPU each: what the plan lays out on the three-node seed, and at least what
-    it lays out on the two-node seed (the Ray gate checks minimums). Started once for the module, with a second try
-    because a busy two-core machine sometimes loses a worker's first start."""
-    import ray_local
-
-    for attempt in range(3):
-        cluster = ray_local.LocalRayCluster()
-        try:
-            cluster.start_head(num_cpus=1)
-            for _worker in range(3):
-                cluster.add_worker(num_cpus=1, num_gpus=1)
-            break
-        except Exception:
-            cluster.stop()
-            if attempt == 2:
-                raise
-    try:
+    """A head and three workers with one GPU each (testbed_backends.three_gpu_ray_cluster), once for the module."""
+    with testbed_backends.three_gpu_ray_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.mark.parametrize("seed", ["gpu-nodes-3", "gpu-nodes-64"])
