@@ -280,4 +280,8 @@ class TestHosts:
 
     def test_teardown(self, awx, local_jobs):
         _assert_successful(_local_launch(awx, "teardown", {"ray_vllm_teardown_confirm": "yes"}, local_jobs))
+        # As test_site_local's teardown test: a stopped vLLM process may hold its port for a moment while it exits.
+        deadline = time.monotonic() + 30
+        while _listening() and time.monotonic() < deadline:
+            time.sleep(1)
         assert _listening() == []
