@@ -57,8 +57,8 @@ def _raycluster_worker_replicas(layout, live_cluster=None):
     return worker_group_replicas(layout, live_cluster)
 
 
-def _ray_auth_token(given, stored_b64="", fresh=""):
-    return cluster_token(given, stored_b64, fresh)
+def _ray_auth_token(given, stored_b64="", fresh="", required=True):
+    return cluster_token(given, stored_b64, fresh, required=required)
 
 
 class FilterModule:

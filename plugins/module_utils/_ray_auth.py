@@ -22,9 +22,10 @@ class RayAuthError(ValueError):
     """A token that cannot serve; the message names the variable, never the token."""
 
 
-def cluster_token(given, stored_b64="", fresh="", name="ray_cluster_auth_token"):
+def cluster_token(given, stored_b64="", fresh="", name="ray_cluster_auth_token", required=True):
     """The cluster's token: ``given`` when set, else the one the head keeps (``stored_b64``: its file as slurp reads
-    it, base64), else ``fresh`` (a new random one)."""
+    it, base64), else ``fresh`` (a new random one). With none of them, an error, or "" when not ``required`` (a
+    read-only look asks without a token, and the cluster's refusal says why)."""
     given = given or ""
     if given:
         if len(given) < MIN_TOKEN_LENGTH or any(character.isspace() for character in given):
@@ -37,6 +38,8 @@ def cluster_token(given, stored_b64="", fresh="", name="ray_cluster_auth_token")
     stored = _decoded(stored_b64)
     if stored:
         return stored
+    if not fresh and not required:
+        return ""
     if not fresh:
         raise RayAuthError(f"No token: {name} is empty, the head keeps none and no new one was made.")
     return fresh

@@ -37,3 +37,9 @@ def test_a_weak_or_broken_given_token_is_refused_by_the_variables_name_never_the
 def test_nothing_to_take_is_an_error():
     with pytest.raises(RayAuthError, match="No token"):
         cluster_token("", "", "")
+
+
+def test_a_look_that_needs_no_token_gets_the_given_or_kept_one_else_none():
+    assert cluster_token("", slurped(KEPT), required=False) == KEPT
+    assert cluster_token(GIVEN, "", required=False) == GIVEN
+    assert cluster_token("", slurped("  "), required=False) == ""
