@@ -239,23 +239,35 @@ def start_background(ray_path, args, env, temp_dir, timeout):
     return rc, output
 
 
+# Seconds a SIGKILLed process is given to be gone: until it is, it may still hold its ports.
+KILL_WAIT_S = 5
+
+
 def stop_processes(pids, timeout, sleep=time.sleep, clock=time.monotonic):
-    """SIGTERM the node's processes, then SIGKILL what is left after ``timeout`` seconds."""
+    """SIGTERM the node's processes, then SIGKILL what is left after ``timeout`` seconds, and wait until those are
+    gone too (at most KILL_WAIT_S). Returns the PIDs that needed SIGKILL."""
+    _signal_all(pids, signal.SIGTERM)
+    alive = _wait_gone(pids, timeout, sleep, clock)
+    _signal_all(alive, signal.SIGKILL)
+    _wait_gone(alive, KILL_WAIT_S, sleep, clock)
+    return alive
+
+
+def _signal_all(pids, signum):
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signum)
         except ProcessLookupError:
             pass
+
+
+def _wait_gone(pids, timeout, sleep, clock):
+    """The PIDs of ``pids`` still alive after at most ``timeout`` seconds."""
     deadline = clock() + timeout
     alive = list(pids)
     while alive and clock() < deadline:
         sleep(0.2)
         alive = [pid for pid in alive if _alive(pid)]
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return alive
 
 

@@ -3,6 +3,7 @@ lifecycle (what a task decides and does, check mode and diff included) against a
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import (
     NodeLifecycle,
     NodeTools,
     RayNodeError,
+    _alive,
     attached_processes,
     build_start_args,
     config_hash,
@@ -200,15 +202,18 @@ def test_renamed_descendants_are_found_and_stopped(tmp_path):
             parent.wait()
 
 
-def test_stop_waits_on_the_given_clock_then_kills():
+def test_stop_waits_on_the_given_clock_then_kills_and_returns_once_the_process_is_gone():
     ignores_term = "import signal, time; signal.signal(15, lambda *a: None); print('ready', flush=True); time.sleep(60)"
     sleeper = subprocess.Popen([sys.executable, "-c", ignores_term], stdout=subprocess.PIPE)
     try:
         assert sleeper.stdout.readline() == b"ready\n"
-        ticks = iter([0.0, 0.0, 99.0])
+        # The SIGTERM wait: its deadline, one look, then past it; the SIGKILL wait: its deadline, then looks.
+        ticks = itertools.chain([0.0, 0.0, 99.0, 99.0], itertools.repeat(100.0))
         slept = []
         left = stop_processes([sleeper.pid], timeout=5, sleep=slept.append, clock=lambda: next(ticks))
-        assert left == [sleeper.pid] and slept == [0.2]
+        assert left == [sleeper.pid] and slept[:2] == [0.2, 0.2]
+        # Gone when stop_processes returns (a zombie of this test's own: nothing of it runs or listens).
+        assert not _alive(sleeper.pid)
         assert sleeper.wait(timeout=5) == -9
     finally:
         reap(sleeper)
