@@ -42,6 +42,10 @@ DEFAULT_KUBERAY_LAYOUT = {
 # KubeRay v1.7.0's default ports of the head container (utils/constant.go), which its head Service exposes when the
 # container declares none; "serve" is Ray Serve's HTTP proxy. The dashboard agent listens on 52365 besides.
 KUBERAY_HEAD_PORTS = {"client": 10001, "dashboard": 8265, "gcs-server": 6379, "metrics": 8080, "serve": 8000}
+# Ray 2.60's autoscaler and dashboard metrics ports on the head (AUTOSCALER_METRIC_PORT, DASHBOARD_METRIC_PORT), named
+# as KubeRay v1.7.0's ray-cluster.embed-grafana.yaml sample names them: roles/monitoring's head PodMonitor scrapes
+# them by name, and Prometheus sees only the ports a container declares.
+HEAD_METRICS_PORTS = {"as-metrics": 44217, "dash-metrics": 44227}
 DASHBOARD_AGENT_PORT = 52365
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -284,15 +288,14 @@ def worker_group_replicas(layout, live_cluster=None, group_name="gpu"):
 
 
 def head_container_ports(serve_port, variable="ray_cluster_serve_port"):
-    """The head container's ports for a Serve HTTP port: None for KubeRay's default (8000), whose head Service then
-    has KubeRay's default ports, serve included; else KubeRay's defaults with serve moved, declared on the container
-    (a head that declares ports gets exactly those in its Service). Raises RayLayoutError for a port Ray's head
-    already uses."""
+    """The head container's ports: KubeRay's defaults with serve on ``serve_port``, and the head's two metrics ports.
+    A head that declares ports gets exactly those from KubeRay (and in its Service). Raises RayLayoutError for a
+    port Ray's head already uses."""
     text = str(serve_port).strip()
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise RayLayoutError(f"{variable}={serve_port!r} must be a port number, 1-65535.")
     port = int(text)
-    taken = {number: name for name, number in KUBERAY_HEAD_PORTS.items() if name != "serve"}
+    taken = {number: name for name, number in {**KUBERAY_HEAD_PORTS, **HEAD_METRICS_PORTS}.items() if name != "serve"}
     taken[DASHBOARD_AGENT_PORT] = "dashboard-agent"
     if port in taken:
         raise RayLayoutError(
@@ -300,9 +303,7 @@ def head_container_ports(serve_port, variable="ray_cluster_serve_port"):
             f"beside it. Choose another port (it follows vllm_serve_port in site.yml), for example the default "
             f"{KUBERAY_HEAD_PORTS['serve']}."
         )
-    if port == KUBERAY_HEAD_PORTS["serve"]:
-        return None
-    ports = dict(KUBERAY_HEAD_PORTS, serve=port)
+    ports = dict(KUBERAY_HEAD_PORTS, serve=port, **HEAD_METRICS_PORTS)
     return [{"name": name, "containerPort": number, "protocol": "TCP"} for name, number in sorted(ports.items())]
 
 

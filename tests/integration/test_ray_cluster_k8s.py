@@ -214,6 +214,13 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
     policy = get(bed, f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/{NAME}")
     assert policy["spec"]["podSelector"] == {"matchLabels": {"ray.io/cluster": NAME}}
+    # The metrics ports stay closed to other namespaces unless ray_cluster_network_policy_metrics_from is set.
+    assert not [
+        rule for rule in policy["spec"]["ingress"] if {"port": "metrics", "protocol": "TCP"} in rule.get("ports", [])
+    ]
+    # The head declares its metrics ports by the names roles/monitoring's PodMonitor scrapes.
+    head_ports = {port["name"]: port["containerPort"] for port in head_ray["ports"]}
+    assert (head_ports["metrics"], head_ports["as-metrics"], head_ports["dash-metrics"]) == (8080, 44217, 44227)
 
     # A node under a worker goes NotReady: the re-run fails at once, naming it; the node comes back.
     failing, uids = node_not_ready_fails_the_gate_at_once(bed, tmp_path, workers)
@@ -314,6 +321,9 @@ def test_an_image_without_ray_stops_the_run_before_any_raycluster_exists(bed, tm
     assert raycluster(bed) is None and ray_pods(bed) == []
 
 
+PROMETHEUS_NAMESPACE = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
 def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path):
     rc, out, recap = run_role(
         bed,
@@ -323,10 +333,16 @@ def test_more_gpu_replicas_than_the_seed_has_fail_the_kuberay_gate(bed, tmp_path
             "ray_cluster_kuberay_timeout": 6,
             "ray_cluster_kuberay_delay": 1,
             "support_bundle_dir": str(tmp_path / "support"),
+            "ray_cluster_network_policy_metrics_from": [PROMETHEUS_NAMESPACE],
         },
     )
     assert rc != 0
     assert "the RayCluster llm/llm-raycluster is not ready after 6 s" in out, out[-6000:]
+    # Prometheus's namespace is let into the metrics ports.
+    policy = get(bed, f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies/{NAME}")
+    names = ["metrics", "as-metrics", "dash-metrics"]
+    metrics_rule = {"ports": [{"port": name, "protocol": "TCP"} for name in names], "from": [PROMETHEUS_NAMESPACE]}
+    assert metrics_rule in policy["spec"]["ingress"], policy["spec"]["ingress"]
     assert "readyWorkerReplicas=2 of 3" in out, out[-6000:]
     # The scheduler's own words, from the FailedScheduling event, and the fix.
     assert "0/5 nodes are available:" in out and "Insufficient nvidia.com/gpu" in out, out[-6000:]

@@ -17,6 +17,7 @@ import yaml
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _gpu_node_facts as gnf
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import kubernetes_cpu_pods, plan_request
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_layout import head_container_ports
 from ansible_collections.llmops.ray_vllm.tests.unit.roles.test_cpu_plan_manifests import render
 
 REPO = Path(__file__).resolve().parents[3]
@@ -90,8 +91,10 @@ def test_a_fixed_replica_count_gets_a_worker_group_for_every_replica_and_no_auto
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (planned["replicas"],) * 3
     assert group["rayStartParams"]["num-gpus"] == str(planned["num_gpus"])
     assert "enableInTreeAutoscaling" not in cluster["spec"] and "autoscalerOptions" not in cluster["spec"]
-    # KubeRay's default head ports, Serve's 8000 among them, reach the head Service: the container declares none.
-    assert "ports" not in cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    # KubeRay's default head ports, Serve's 8000 among them, and the head's metrics ports (roles/monitoring's
+    # PodMonitor scrapes them by name), declared on the container: the head Service gets exactly those.
+    # (test_ray_layout.py pins the numbers.)
+    assert cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"] == head_container_ports(8000)
 
 
 def test_an_autoscaling_plan_turns_on_kuberays_autoscaler_and_leaves_replicas_to_it(autoscaling_plan):
@@ -135,7 +138,7 @@ def test_another_serve_port_is_declared_on_the_head_container(fixed_plan):
     cluster = raycluster(fixed_plan, ray_cluster_serve_port=8001)
     (container,) = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"client": 10001, "dashboard": 8265, "gcs-server": 6379, "metrics": 8080, "serve": 8001}
+    assert ports["serve"] == 8001 and container["ports"] == head_container_ports(8001)
     (worker,) = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"]
     assert "ports" not in worker
 

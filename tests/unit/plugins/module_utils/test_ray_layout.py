@@ -184,8 +184,8 @@ def test_a_fixed_worker_group_keeps_its_replicas_and_no_autoscaler():
     k8s = raycluster_settings(SEED_LAYOUT, POD_SETTINGS)
     assert not k8s["autoscaling"] and not autoscaled(SEED_LAYOUT)
     assert (k8s["expected_workers"], k8s["max_workers"]) == (2, 2)
-    # KubeRay's default head ports (Serve's 8000 among them): the head container declares none.
-    assert k8s["head_ports"] is None
+    # KubeRay's default head ports (Serve's 8000 among them) and the head's metrics ports, declared.
+    assert {port["name"]: port["containerPort"] for port in k8s["head_ports"]} == HEAD_PORTS_AT_8000
 
 
 def test_an_autoscaled_worker_group_starts_at_its_minimum_and_may_grow_to_its_maximum():
@@ -203,13 +203,25 @@ def test_an_autoscaled_worker_group_starts_at_its_minimum_and_may_grow_to_its_ma
     assert expected_ray_nodes(multi_host)["max_workers"] == 16
 
 
+HEAD_PORTS_AT_8000 = {
+    "client": 10001,
+    "dashboard": 8265,
+    "gcs-server": 6379,
+    "metrics": 8080,
+    "serve": 8000,
+    "as-metrics": 44217,
+    "dash-metrics": 44227,
+}
+
+
 def test_the_serve_port_moves_the_head_containers_serve_port_and_never_takes_rays_own():
-    assert head_container_ports(8000) is None and head_container_ports("8000") is None
+    assert head_container_ports(8000) == head_container_ports("8000")
+    assert {port["name"]: port["containerPort"] for port in head_container_ports(8000)} == HEAD_PORTS_AT_8000
     ports = {port["name"]: port["containerPort"] for port in head_container_ports("8001")}
-    assert ports == {"client": 10001, "dashboard": 8265, "gcs-server": 6379, "metrics": 8080, "serve": 8001}
+    assert ports == dict(HEAD_PORTS_AT_8000, serve=8001)
     k8s = raycluster_settings(SEED_LAYOUT, dict(POD_SETTINGS, serve_port=9000))
     assert {port["name"]: port["containerPort"] for port in k8s["head_ports"]}["serve"] == 9000
-    for taken, name in ((8265, "dashboard"), (6379, "gcs-server"), (52365, "dashboard-agent")):
+    for taken, name in ((8265, "dashboard"), (6379, "gcs-server"), (52365, "dashboard-agent"), (44227, "dash-metrics")):
         with pytest.raises(RayLayoutError) as error:
             head_container_ports(taken)
         assert f"ray_cluster_serve_port={taken} is the Ray head's {name} port" in str(error.value)
