@@ -38,7 +38,7 @@ setup: $(STAMP) $(COLLECTION_LINK) system-packages
 # nginx stands in front of vLLM in the vllm_health tests: a real proxy answering 502 while vLLM loads. debootstrap
 # builds the test bed's local images, runc runs their containers (tests/k8s_testbed, images/README.md).
 # faketime steps the wall clock under a gate's wait (tests/integration/test_clock_jump.py), which builds a small
-# sleep shim with cc.
+# sleep shim with cc. Debian's prometheus (2.42) scrapes a local deployment (roles/monitoring's tests).
 system-packages:
 	@missing=""; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
@@ -49,6 +49,9 @@ system-packages:
 	$(SYSTEM_PYTHON) -c 'import yaml' 2>/dev/null || missing="$$missing python3-yaml"; \
 	$(SYSTEM_PYTHON) -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	[ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
+	@# Prometheus scrapes the demo deployment in the monitoring tests; without its recommends (node exporter, ...).
+	@command -v prometheus >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -25,11 +26,16 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dashboard_checks
+import prometheus_server
 import pytest
 import ray_local
 import secret_scan
+import vllm_local
 from chat_load import BackgroundLoad, run_load
 from playbook_runner import REPO, run_playbook
+
+sys.path.insert(0, vllm_local.collections_path())
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._monitoring import dashboard_queries
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +50,13 @@ TEST_VARS = [
     "-e", "vllm_serve_port=%d" % VLLM_PORT,
     "-e", "ray_cluster_temp_dir_prefix=%s" % TEMP_PREFIX,
     "-e", "ray_cluster_dashboard_agent_port=38402",
+    "-e", "monitoring_file_sd_dir=%s/monitoring/file_sd" % (REPO / "tests" / "output" / "site_local"),
+    "-e", "monitoring_dashboard_dir=%s/monitoring/dashboards" % (REPO / "tests" / "output" / "site_local"),
+    "-e", "monitoring_scrape_interval=1",
 ]  # fmt: skip
 LOG_DIR = REPO / "tests" / "output" / "site_local"
+FILE_SD = LOG_DIR / "monitoring" / "file_sd"
+DASHBOARD_FILE = REPO / "roles" / "monitoring" / "files" / "ray-vllm-dashboard.json"
 API_KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
 RAY_TOKEN_FILE = REPO / ".build" / "local" / "ray-auth-token"
 MODEL_DIR = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
@@ -174,6 +185,59 @@ def test_deploy_is_real_idempotent_and_heals():
 
     faults_are_found_then_healed_by_a_rerun(key)
     the_head_killed_is_found_then_healed_by_a_rerun(key)
+
+
+# --- monitoring (issue 16): a real Prometheus scrapes the targets that roles/monitoring wrote (ray_vllm_monitoring
+# is on in inventories/local), and every dashboard query returns data after a short bounded load.
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    server = prometheus_server.Prometheus(FILE_SD / "ray-vllm-scrape-configs.yml", tmp_path_factory.mktemp("prom"))
+    rc, output = server.check_config()
+    assert rc == 0, output
+    server.start()
+    yield server
+    server.stop()
+
+
+def read_targets(name):
+    return json.loads((FILE_SD / name).read_text())
+
+
+def all_targets_up(prometheus, jobs):
+    targets = prometheus.targets()
+    return all(targets.get(job) and all(health == "up" for _u, health, _e in targets[job]) for job in jobs)
+
+
+def dashboard_has_data(prometheus, engine, key, timeout):
+    """Every dashboard query for ``engine`` returns a number during a bounded load or within ``timeout`` s of its
+    start; else the panels without data, by name. Ray exports a gauge only while it is set (during the load) and
+    its metrics every few seconds; the rates need two scrapes."""
+    queries = prometheus_server.queries_for(dashboard_queries(json.loads(DASHBOARD_FILE.read_text())), engine)
+    pending = list(queries)
+    deadline = time.monotonic() + timeout
+    with BackgroundLoad(target(key), requests=24, concurrency=4, attempts=1) as load:
+        while pending and time.monotonic() < deadline:
+            time.sleep(2)
+            pending = prometheus_server.queries_without_data(prometheus, pending)
+    while pending and time.monotonic() < deadline:
+        time.sleep(2)
+        pending = prometheus_server.queries_without_data(prometheus, pending)
+    assert load.report.failed == 0, load.report.as_dict()
+    assert not pending, "panels without data:\n" + "\n".join("%s (query %s): %s" % entry for entry in pending)
+    return queries
+
+
+def test_prometheus_scrapes_the_role_s_targets_and_every_vllm_panel_has_data(prometheus):
+    assert [group["targets"] for group in read_targets("ray-vllm-vllm.json")] == [["127.0.0.1:%d" % VLLM_PORT]]
+    ray_targets = [target for group in read_targets("ray-vllm-ray.json") for target in group["targets"]]
+    # Each node's metrics export port, and the head's autoscaler and dashboard metrics ports.
+    assert len(ray_targets) >= 4, ray_targets
+    assert (LOG_DIR / "monitoring" / "dashboards" / DASHBOARD_FILE.name).read_text() == DASHBOARD_FILE.read_text()
+    wait_for(lambda: all_targets_up(prometheus, ("ray-vllm-vllm", "ray-vllm-ray")), 60, "every target up")
+    queries = dashboard_has_data(prometheus, "vllm", API_KEY_FILE.read_text().strip(), timeout=90)
+    keep("prometheus-vllm", {"targets": prometheus.targets(), "queries": len(queries)})
 
 
 def test_a_failed_vllm_gate_writes_a_support_bundle_with_the_servers_answer(tmp_path):
@@ -478,6 +542,16 @@ def test_second_run_changes_nothing(replicas_key):
     print("idempotent re-run with two replicas took %.1f s" % (time.monotonic() - start))
 
 
+def test_prometheus_sees_each_replica_and_every_serve_panel_has_data(replicas_key, prometheus):
+    # The converge with two replicas rewrote the targets: no vLLM server of its own, the engines export through Ray.
+    assert read_targets("ray-vllm-vllm.json") == []
+    queries = dashboard_has_data(prometheus, "serve_llm", replicas_key, timeout=120)
+    # One series per replica (both took requests: test_two_replicas_answer_behind_one_endpoint...).
+    tokens = prometheus.query("sum by (ReplicaId) (ray_vllm_generation_tokens_total)")
+    assert len({labels["ReplicaId"] for labels, _value in tokens}) == 2, tokens
+    keep("prometheus-serve", {"targets": prometheus.targets(), "queries": len(queries), "replicas": tokens})
+
+
 def test_a_killed_engine_is_replaced_while_the_load_goes_on(replicas_key):
     before = running_ids()
     victim_id, _state, victim_pid = next(r for r in llm_replicas()[0] if r[1] == "RUNNING")
@@ -624,3 +698,4 @@ def test_teardown_stops_everything_and_keeps_the_model():
     assert not port_open(VLLM_PORT)
     assert (MODEL_DIR / "config.json").exists(), "teardown removed the model cache without being asked"
     assert ray_local.pids_mentioning(TEMP_PREFIX + "-") == []
+    assert sorted(path.name for path in FILE_SD.iterdir()) == [], "the monitoring files stayed"

@@ -4,7 +4,9 @@
 """Seeds: the YAML files in ``seeds/`` that describe an emulated cluster, and the objects a seed creates.
 
 ``seed_objects()`` lists them in creation order; ``controllers.apply_seed()`` writes them into the store and gives
-every node the status its kubelet would post. The format is documented at the top of ``seeds/gpu-nodes-2.yaml``.
+every node the status its kubelet would post. The format is documented at the top of ``seeds/gpu-nodes-2.yaml``;
+besides it, ``platform.prometheus_operator: installed`` (default absent) installs the Prometheus Operator's
+PodMonitor and ServiceMonitor CRDs (only those).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ KUBERAY_FEATURE_GATES = (
     ("RayClusterHistoryServer", False),
 )
 GPU_OPERATOR_VERSION = "v25.10.0"
+# The Prometheus Operator release whose PodMonitor and ServiceMonitor CRDs ``crds/monitoring.coreos.com_*.yaml`` are.
+# Only the CRDs are installed: no operator Deployment and no Prometheus, so monitors are validated and stored, never
+# turned into scrape configurations.
+PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -51,7 +57,8 @@ def load_seed(name_or_path: str) -> dict:
 
 
 def seed_objects(seed: dict) -> list:
-    """What the seed creates, in creation order: namespaces, nodes (capacity only), storage classes, operators."""
+    """What the seed creates, in creation order: namespaces, nodes (capacity only), storage classes, operators, and
+    the Prometheus Operator's monitor CRDs."""
     platform = seed.get("platform") or {}
     objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}} for name in _namespaces(seed)]
     objects += [build_node(name, group, index) for name, group, index in seed_nodes(seed)]
@@ -65,6 +72,8 @@ def seed_objects(seed: dict) -> list:
         objects += crds_for_group("nvidia.com")
         objects += [_service_account("gpu-operator", namespace), gpu_operator_deployment(namespace)]
         objects.append(cluster_policy(seed))
+    if platform.get("prometheus_operator") == "installed":
+        objects += crds_for_group("monitoring.coreos.com")
     return objects
 
 

@@ -104,6 +104,8 @@ def test_bundled_crds_are_structural_v1_crds():
         "ray.io_rayjobs.yaml",
         "ray.io_rayservices.yaml",
         "nvidia.com_clusterpolicies.yaml",
+        "monitoring.coreos.com_podmonitors.yaml",
+        "monitoring.coreos.com_servicemonitors.yaml",
     }
     for filename, crd in CRDS.items():
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
