@@ -148,7 +148,8 @@ integration: setup
 # server (conftest.py: keyed_vllm) and, for balance, the operators' roles on the test bed; the hosts lane takes
 # everything else, so a new test file lands in a lane.
 INTEGRATION_PODS := $(addprefix tests/integration/,test_site_kubernetes_pods.py test_vllm_serve_k8s.py \
-	test_site_kubernetes.py test_testbed_gates_live.py test_cuda_storage_k8s.py test_operators_k8s.py)
+	test_site_kubernetes.py test_testbed_gates_live.py test_cuda_storage_k8s.py test_operators_k8s.py \
+	test_benchmark_playbook.py)
 integration-pods: setup
 	$(INTEGRATION) $(INTEGRATION_PODS)
 

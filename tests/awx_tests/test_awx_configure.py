@@ -28,7 +28,7 @@ CREDENTIALS = [
 ]
 # The failing applies start at the task that sends the bad object: everything before it exists from the first apply.
 TEMPLATES_TASK = "Ensure the job templates"
-TEMPLATES = ["plan", "deploy", "verify", "teardown", "support bundle"]
+TEMPLATES = ["plan", "deploy", "verify", "teardown", "benchmark", "support bundle"]
 
 
 def apply(awx_double, tmp_path, extra_yaml="", start_at="", **overrides):
@@ -92,6 +92,21 @@ def test_every_template_runs_its_playbook_with_its_survey(applied, awx_double):
         assert (REPO / playbook).is_file(), playbook
     assert templates["llmops.ray_vllm plan"]["job_type"] == "check"
     assert all(template["survey_enabled"] for template in templates.values())
+
+
+def test_the_benchmark_template_asks_for_a_bounded_load(applied, awx_double):
+    template = by_name(awx_double, "job_templates")["llmops.ray_vllm benchmark"]
+    assert (template["playbook"], template["job_type"]) == ("playbooks/benchmark.yml", "run")
+    survey = awx_double.survey_spec("job_templates", "llmops.ray_vllm benchmark")
+    questions = {question["variable"]: question for question in survey["spec"]}
+    assert set(questions) == {"benchmark_num_prompts", "benchmark_max_concurrency", "ray_vllm_namespace"}
+    bounds = {
+        name: (q["type"], q["min"], q["max"], q["default"]) for name, q in questions.items() if q["type"] == "integer"
+    }
+    assert bounds == {
+        "benchmark_num_prompts": ("integer", 1, 100000, 64),
+        "benchmark_max_concurrency": ("integer", 1, 4096, 8),
+    }
 
 
 def test_the_kubeconfig_type_injects_a_file_the_env_and_the_extra_var(applied, awx_double):

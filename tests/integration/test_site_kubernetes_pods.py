@@ -186,6 +186,23 @@ def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
     print(f"requests per replica: {seen}")
 
 
+def test_the_benchmark_runs_as_a_job_in_a_pod_against_the_service(pods, two_replicas, tmp_path):
+    # playbooks/benchmark.yml on Kubernetes: vLLM's bench serve in a Job of the deployment's image, the key from the
+    # Secret, the tokenizer from the model volume, the load through the vLLM Service inside the cluster.
+    small = ["-e", "benchmark_num_prompts=8", "-e", "benchmark_max_concurrency=2", "-e", "benchmark_input_len=32"]
+    small += ["-e", "benchmark_output_len=16", "-e", f"benchmark_result_dir={tmp_path}"]
+    rc, output, _recap = pods.site("benchmark", *small, playbook="playbooks/benchmark.yml")
+    assert rc == 0, output[-8000:]
+    assert seed_pods.API_KEY not in output, "the API key leaked into the play output"
+    results = list(tmp_path.glob("*.json"))
+    assert len(results) == 1, output[-4000:]
+    result = json.loads(results[0].read_text())
+    assert (result["completed"], result["failed"]) == (8, 0), result
+    assert result["output_throughput"] > 0
+    assert "requests 8 completed, 0 failed in" in _flat(output), output[-4000:]
+    assert _items(pods.bed, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs?labelSelector=app.kubernetes.io/name%3Dbenchmark") == []
+
+
 def _container_status(pid):
     with open(f"/proc/{pid}/status", encoding="utf-8") as stream:
         return dict(line.split(":\t", 1) for line in stream.read().splitlines() if ":\t" in line)
