@@ -15,6 +15,11 @@
    vLLM driver) until its gate's answer, set against the hosts platform's cold deploy of step 2 (the same model on
    the same machine). The images are built before (not timed).
 
+6. The endpoint's output tokens/s under vLLM's own bench serve (playbooks/benchmark.yml, ENDPOINT_LOAD): against
+   the floor's server of step 1 and against the cold deploy of step 2, side by side with their ratio.
+7. Scale (bench_scale.py): `ray status` parsing and the planner per call at 2 and 1,000 nodes (after step 0), and the
+   Kubernetes converge of the 64-node seed against the 2-node seed on the test bed (after step 4), as ratios.
+
 Prints seconds and ratios; the targets (cold <= 1.3x floor, re-run < 20 s) are reported, not asserted.
 """
 
@@ -33,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import bench_scale
 from chat_load import run_load
 from playbook_runner import REPO, collections_path, run_playbook
 
@@ -51,6 +57,9 @@ PLANNER_MODEL = REPO / "tests" / "fixtures" / "models" / "deepseek-r1-distill-ll
 PLANNER_NODE = {"gpus": 8, "gpu_memory_mib": 81559, "gpu_product": "NVIDIA H100 80GB HBM3", "cpus": 128.0}
 PLANNER_NODE_COUNTS = (2, 64, 1000)
 PLANNER_TARGET_S = 0.5
+# Step 6's load, the same for both servers: 32 random prompts of 64 tokens asking for 32, 4 at a time.
+ENDPOINT_LOAD = ["-e", "benchmark_num_prompts=32", "-e", "benchmark_max_concurrency=4"]
+ENDPOINT_LOAD += ["-e", "benchmark_input_len=64", "-e", "benchmark_output_len=32"]
 MODEL = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
 
@@ -117,7 +126,8 @@ def floor():
     )  # fmt: skip
     try:
         answer(key, 600)
-        return time.monotonic() - start
+        seconds = time.monotonic() - start
+        return seconds, endpoint_tokens_per_s("floor", "-e", f"vllm_serve_api_key={key}")
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         kill_tree(temp)
@@ -157,6 +167,7 @@ def print_planner_timing():
 
 def main():
     print_planner_timing()
+    bench_scale.print_parse_timing()
     if not (MODEL / "config.json").exists():
         print("Converting the demo model first (not timed) ...", flush=True)
         rc, out, _recap = run_playbook("site.yml", extra_args=VARS)
@@ -165,7 +176,7 @@ def main():
             sys.exit("the first deploy failed:\n" + out[-4000:])
     kill_tree(TEMP_PREFIX)
 
-    floor_s = floor()
+    floor_s, floor_tokens_per_s = floor()
     print(f"floor (Ray + vLLM by hand, to first answer): {floor_s:.1f} s", flush=True)
 
     start = time.monotonic()
@@ -175,6 +186,7 @@ def main():
         sys.exit("cold deploy failed:\n" + out[-4000:])
     answer(KEY_FILE.read_text().strip(), 60)
     print(f"cold deploy (site.yml, to its printed answer): {cold_s:.1f} s", flush=True)
+    deployed_tokens_per_s = endpoint_tokens_per_s("cold deploy")
 
     start = time.monotonic()
     rc, out, recap = run_playbook("site.yml", extra_args=VARS)
@@ -186,6 +198,7 @@ def main():
 
     pods_s = kubernetes_pods_cold()
     print(f"kubernetes, pods that run (site.yml -i inventories/prod on the test bed): {pods_s:.1f} s", flush=True)
+    bench_scale.print_seed_converge()
 
     ratio = cold_s / floor_s
     print()
@@ -203,12 +216,33 @@ def main():
     )
     print(f"| kubernetes with pods that run: cold converge | {pods_s:.1f} | {pods_s / cold_s:.2f} x hosts cold | | |")
     print()
+    print_endpoint_throughput(floor_tokens_per_s, deployed_tokens_per_s)
+    print()
     print("| replicas | completion tokens/s | requests/s | failed | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for replicas, load in throughputs:
         ratio = load["tokens_per_s"] / throughputs[0][1]["tokens_per_s"]
         rates = f"{load['tokens_per_s']:.1f} | {load['requests_per_s']:.2f}"
         print(f"| {replicas} | {rates} | {load['failed']} | {ratio:.2f} |")
+
+
+def endpoint_tokens_per_s(name, *extra):
+    """Output tokens/s of playbooks/benchmark.yml (vLLM's bench serve, ENDPOINT_LOAD) against vLLM on VLLM_PORT."""
+    with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as folder:
+        args = VARS + ENDPOINT_LOAD + ["-e", f"benchmark_result_dir={folder}", *extra]
+        rc, out, _recap = run_playbook("playbooks/benchmark.yml", extra_args=args)
+        results = list(Path(folder).glob("*.json"))
+        if rc != 0 or len(results) != 1:
+            sys.exit(f"the endpoint benchmark against the {name} failed:\n" + out[-4000:])
+        return json.loads(results[0].read_text())["output_throughput"]
+
+
+def print_endpoint_throughput(floor_tokens_per_s, deployed_tokens_per_s):
+    print("| vllm bench serve (32 requests, 4 at a time, 64 in / 32 out) | output tokens/s | ratio |")
+    print("| --- | --- | --- |")
+    print(f"| floor: vLLM by hand | {floor_tokens_per_s:.1f} | 1.00 |")
+    ratio = deployed_tokens_per_s / floor_tokens_per_s
+    print(f"| as deployed (cold deploy) | {deployed_tokens_per_s:.1f} | {ratio:.2f} x floor |")
 
 
 def measured_load(key):

@@ -200,7 +200,10 @@ def test_the_benchmark_runs_as_a_job_in_a_pod_against_the_service(pods, two_repl
     assert (result["completed"], result["failed"]) == (8, 0), result
     assert result["output_throughput"] > 0
     assert "requests 8 completed, 0 failed in" in _flat(output), output[-4000:]
-    assert _items(pods.bed, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs?labelSelector=app.kubernetes.io/name%3Dbenchmark") == []
+    assert (
+        _items(pods.bed, f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs?labelSelector=app.kubernetes.io/name%3Dbenchmark")
+        == []
+    )
 
 
 def _container_status(pid):
