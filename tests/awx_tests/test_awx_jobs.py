@@ -272,6 +272,13 @@ class TestHosts:
             pytest.fail("playbooks/verify.yml is missing")
         _assert_successful(_local_launch(awx, "verify", {}, local_jobs))
 
+    def test_benchmark(self, awx, local_jobs):
+        answers = {"benchmark_num_prompts": 8, "benchmark_max_concurrency": 2}
+        job = _local_launch(awx, "benchmark", answers, local_jobs)
+        _assert_successful(job)
+        assert LOCAL_KEY not in job.stdout()
+        assert "requests 8 completed, 0 failed in" in " ".join(job.stdout().split()), job.stdout()[-4000:]
+
     def test_a_teardown_answered_no_removes_nothing(self, awx, local_jobs):
         job = _local_launch(awx, "teardown", {"ray_vllm_teardown_confirm": "no"}, local_jobs)
         assert job.status == "failed" and job.rc != 0
