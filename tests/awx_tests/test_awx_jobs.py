@@ -217,7 +217,7 @@ def _wait_for_free_ports(timeout=3600):
         time.sleep(10)
 
 
-def _local_launch(awx, kind, answers, base_dir):
+def _local_launch(awx, kind, answers, base_dir, inventory_variables=None):
     # The AWX inventory imported from inventories/local keeps its variables but not where they were read from:
     # ray_vllm_repo_dir is derived from inventory_dir, which in a job is the private data dir's inventory/. The admin
     # sets it on the AWX inventory to where the hosts keep the runtime and state (this checkout: .venv, .build/local).
@@ -227,7 +227,7 @@ def _local_launch(awx, kind, answers, base_dir):
         runner.survey_form(awx, _template(kind), answers),
         credentials=["local endpoint key"],
         inventory_source="inventories/local/hosts.yml",
-        inventory_variables={"ray_vllm_repo_dir": str(REPO)},
+        inventory_variables=dict(inventory_variables or {}, ray_vllm_repo_dir=str(REPO)),
         base_dir=base_dir,
     )
 
@@ -274,7 +274,9 @@ class TestHosts:
 
     def test_benchmark(self, awx, local_jobs):
         answers = {"benchmark_num_prompts": 8, "benchmark_max_concurrency": 2}
-        job = _local_launch(awx, "benchmark", answers, local_jobs)
+        # Short prompts and answers, set by the admin on the AWX inventory: the survey asks only for the load's size.
+        lengths = {"benchmark_input_len": 32, "benchmark_output_len": 16}
+        job = _local_launch(awx, "benchmark", answers, local_jobs, inventory_variables=lengths)
         _assert_successful(job)
         assert LOCAL_KEY not in job.stdout()
         assert "requests 8 completed, 0 failed in" in " ".join(job.stdout().split()), job.stdout()[-4000:]
