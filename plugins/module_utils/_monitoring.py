@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 
-HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):([0-9]{1,5})$")
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import expected
+
 # A file_sd label name (Prometheus: [a-zA-Z_][a-zA-Z0-9_]*; names starting with __ are reserved).
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # The scrape jobs of the written configuration, and the target file each reads.
@@ -39,12 +40,10 @@ def _checked_labels(labels, variable):
 
 
 def _checked_target(target, variable):
-    match = HOST_PORT.match(str(target))
-    if not match or not 1 <= int(match.group(2)) <= 65535:
-        raise MonitoringError(
-            "%s: %r is not a scrape target: expected HOST:PORT with a port from 1 to 65535, for example "
-            "10.0.0.5:8000" % (variable, target)
-        )
+    """``target`` as text; MonitoringError when it is not HOST:PORT (the value rule host_port, which passes empty)."""
+    problem = expected("not_empty", target) or expected("host_port", target)
+    if problem:
+        raise MonitoringError("%s: %r is not a scrape target: expected %s" % (variable, target, problem))
     return str(target)
 
 
@@ -80,24 +79,21 @@ def ray_target_groups(ray_sd_text, labels=None, source="Ray's service discovery 
     return result
 
 
-def scrape_configs(file_sd_dir, interval_s, vllm_scheme="http", vllm_files=None, ray_files=None):
+def scrape_configs(file_sd_dir, interval_s, vllm_scheme="http"):
     """The ``scrape_configs`` entries that read the target files: one job for vLLM, one for Ray."""
     folder = file_sd_dir.rstrip("/")
     interval = "%ds" % int(interval_s)
 
-    def job(name, files, scheme):
+    def job(name, scheme):
         return {
             "job_name": name,
             "scrape_interval": interval,
             "metrics_path": "/metrics",
             "scheme": scheme,
-            "file_sd_configs": [{"files": ["%s/%s" % (folder, file_name) for file_name in files]}],
+            "file_sd_configs": [{"files": ["%s/%s.json" % (folder, name)]}],
         }
 
-    return [
-        job(VLLM_JOB, vllm_files or [VLLM_JOB + ".json"], vllm_scheme),
-        job(RAY_JOB, ray_files or [RAY_JOB + ".json"], "http"),
-    ]
+    return [job(VLLM_JOB, vllm_scheme), job(RAY_JOB, "http")]
 
 
 def dashboard_queries(dashboard):

@@ -63,6 +63,7 @@ def test_vllm_targets_make_one_group_and_none_without_targets():
     [
         (["http://10.0.0.5:8000"], {}, "monitoring_vllm_targets: 'http://10.0.0.5:8000' is not a scrape target"),
         (["10.0.0.5:70000"], {}, "port from 1 to 65535"),
+        ([""], {}, "'' is not a scrape target: expected a value that is not empty"),
         (["10.0.0.5:8000"], {"team-name": "a"}, "monitoring_labels: label 'team-name' is not a Prometheus label"),
         (["10.0.0.5:8000"], {"__address__": "a"}, "label '__address__' is not a Prometheus label"),
         (["10.0.0.5:8000"], {"ok": ["a"]}, "label ok has the value ['a']: expected text"),
