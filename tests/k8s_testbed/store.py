@@ -10,13 +10,13 @@ run on the server's event loop, so each one is atomic with respect to every othe
 from __future__ import annotations
 
 import collections
-import copy
 import itertools
 import json
 import uuid
 from dataclasses import dataclass
 
 from . import resources, selectors
+from .jsondata import json_copy
 from .timestamps import now_rfc3339, rfc3339_after
 
 HISTORY_LENGTH = 20000
@@ -86,7 +86,7 @@ class WatchEvent:
 def served(obj: dict, resource_type) -> dict:
     """A copy of a stored object as the requested version serves it: a CRD's versions share one schema-less
     conversion (strategy None), so only apiVersion changes."""
-    out = copy.deepcopy(obj)
+    out = json_copy(obj)
     if "apiVersion" in out:
         out["apiVersion"] = resource_type.api_version
     return out
@@ -192,7 +192,7 @@ class Store:
         self, resource_type, namespace, obj, *, dry_run=False, manager="", field_validation="Strict", keep_status=False
     ) -> tuple:
         """Returns (stored copy, warnings)."""
-        obj = copy.deepcopy(obj)
+        obj = json_copy(obj)
         metadata = obj.setdefault("metadata", {}) or {}
         obj["metadata"] = metadata
         obj["apiVersion"] = resource_type.storage_api_version
@@ -247,7 +247,7 @@ class Store:
         self._bucket(resource_type)[(namespace or "", name)] = obj
         if resource_type.kind == "CustomResourceDefinition":
             self._register_crd(obj)
-        self._emit("ADDED", resource_type, copy.deepcopy(obj), None)
+        self._emit("ADDED", resource_type, json_copy(obj), None)
         return served(obj, resource_type), warnings
 
     def update(
@@ -266,7 +266,7 @@ class Store:
         stored = self.peek(resource_type, namespace, name)
         if stored is None:
             raise not_found(resource_type, name)
-        obj = copy.deepcopy(obj)
+        obj = json_copy(obj)
         metadata = obj.get("metadata") or {}
         obj["metadata"] = metadata
         if metadata.get("name") and metadata["name"] != name:
@@ -281,7 +281,7 @@ class Store:
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
         if subresource == "status":
-            new = copy.deepcopy(stored)
+            new = json_copy(stored)
             new["status"] = obj.get("status")
             if new["status"] is None:
                 new.pop("status")
@@ -299,11 +299,11 @@ class Store:
                     metadata.pop(key, None)
             if resource_type.has_status or resource_type.kind == "Namespace":
                 if "status" in stored:
-                    new["status"] = copy.deepcopy(stored["status"])
+                    new["status"] = json_copy(stored["status"])
                 else:
                     new.pop("status", None)
             if "managedFields" not in metadata and "managedFields" in stored["metadata"]:
-                metadata["managedFields"] = copy.deepcopy(stored["metadata"]["managedFields"])
+                metadata["managedFields"] = json_copy(stored["metadata"]["managedFields"])
         warnings = []
         if self.validate:
             new, warnings = self.validate(resource_type, new, field_validation, stored)
@@ -325,7 +325,7 @@ class Store:
         self._bucket(resource_type)[(namespace or "", name)] = new
         if resource_type.kind == "CustomResourceDefinition":
             self._register_crd(new)
-        self._emit("MODIFIED", resource_type, copy.deepcopy(new), copy.deepcopy(stored))
+        self._emit("MODIFIED", resource_type, json_copy(new), json_copy(stored))
         return served(new, resource_type), warnings
 
     def delete(
@@ -375,7 +375,7 @@ class Store:
         if resource_type.kind == "Namespace" or pending_finalizers:
             if stored["metadata"].get("deletionTimestamp"):
                 return served(stored, resource_type), False
-            new = copy.deepcopy(stored)
+            new = json_copy(stored)
             new["metadata"]["deletionTimestamp"] = now_rfc3339()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             if "foregroundDeletion" in pending_finalizers:
@@ -384,7 +384,7 @@ class Store:
                 new["status"] = {"phase": "Terminating"}
             new["metadata"]["resourceVersion"] = str(self._next_version())
             self._bucket(resource_type)[(namespace or "", name)] = new
-            self._emit("MODIFIED", resource_type, copy.deepcopy(new), copy.deepcopy(stored))
+            self._emit("MODIFIED", resource_type, json_copy(new), json_copy(stored))
             return served(new, resource_type), False
         removed = self._remove(resource_type, namespace, name, stored, orphan=propagation == "Orphan")
         return served(removed, resource_type), True
@@ -393,19 +393,19 @@ class Store:
         current = stored["metadata"].get("deletionGracePeriodSeconds")
         if current is not None and current <= grace:
             return stored
-        new = copy.deepcopy(stored)
+        new = json_copy(stored)
         new["metadata"]["deletionTimestamp"] = rfc3339_after(grace)
         new["metadata"]["deletionGracePeriodSeconds"] = grace
         new["metadata"]["resourceVersion"] = str(self._next_version())
         self._bucket(resource_type)[(namespace or "", name)] = new
-        self._emit("MODIFIED", resource_type, copy.deepcopy(new), copy.deepcopy(stored))
+        self._emit("MODIFIED", resource_type, json_copy(new), json_copy(stored))
         return new
 
     def _remove(self, resource_type, namespace, name, last: dict, orphan=False) -> dict:
         del self._bucket(resource_type)[(namespace or "", name)]
-        final = copy.deepcopy(last)
+        final = json_copy(last)
         final["metadata"]["resourceVersion"] = str(self._next_version())
-        self._emit("DELETED", resource_type, copy.deepcopy(final), copy.deepcopy(last))
+        self._emit("DELETED", resource_type, json_copy(final), json_copy(last))
         if resource_type.kind == "CustomResourceDefinition":
             self._unregister_crd(last)
         if not orphan:
@@ -460,7 +460,7 @@ class Store:
                     # Foreground deletion: the dependents go first, then the owner's finalizer is removed.
                     self._collect_dependents(obj["metadata"]["uid"])
                 if "foregroundDeletion" in finalizers and not self._dependents(obj["metadata"]["uid"]):
-                    new = copy.deepcopy(obj)
+                    new = json_copy(obj)
                     new["metadata"]["finalizers"] = [f for f in finalizers if f != "foregroundDeletion"]
                     self.update(resource_type, namespace, name, new)
 
@@ -502,7 +502,7 @@ class Store:
 
 def _comparable(obj: dict) -> str:
     """An object's content without the fields every write changes, to spot no-op writes."""
-    trimmed = copy.deepcopy(obj)
+    trimmed = json_copy(obj)
     trimmed["metadata"].pop("managedFields", None)
     return json.dumps(trimmed, sort_keys=True)
 

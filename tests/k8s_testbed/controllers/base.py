@@ -11,13 +11,13 @@ controller modules call as ``base.clock()`` so that a replacement takes effect e
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
 import time
 from typing import TYPE_CHECKING
 
+from ..jsondata import json_copy
 from ..store import ApiError
 from ..timestamps import now_rfc3339
 
@@ -225,7 +225,7 @@ class Controller:
     def update(self, obj: dict) -> dict:
         resource_type = self.rtype(obj["apiVersion"], obj["kind"])
         metadata = obj["metadata"]
-        new = copy.deepcopy(obj)
+        new = json_copy(obj)
         new["metadata"].pop("resourceVersion", None)
         updated, dummy = self.store.update(
             resource_type, metadata.get("namespace"), metadata["name"], new, manager=self.name
@@ -239,7 +239,7 @@ class Controller:
         resource_type = self.rtype(obj["apiVersion"], obj["kind"])
         metadata = obj["metadata"]
         if not resource_type.has_status:
-            new = copy.deepcopy(obj)
+            new = json_copy(obj)
             new["status"] = status
             return self.update(new)
         updated, dummy = self.store.update(
@@ -289,7 +289,7 @@ class Controller:
         if repeat_after is None or clock() - _EVENT_BUMPS.get(uid, 0) < repeat_after:
             return
         _EVENT_BUMPS[uid] = clock()
-        bumped = copy.deepcopy(event)
+        bumped = json_copy(event)
         bumped["count"] = int(event.get("count") or 1) + 1
         bumped["lastTimestamp"] = now_rfc3339()
         self.update(bumped)

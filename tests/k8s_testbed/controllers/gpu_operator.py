@@ -10,8 +10,7 @@ validator) whose pods the workloads controller places. Without the operator no n
 
 from __future__ import annotations
 
-import copy
-
+from ..jsondata import json_copy
 from ..seeding import GPU_OPERATOR_VERSION, seed_gpu_nodes
 from .base import Controller, labels_of, owner_reference, set_condition
 
@@ -140,10 +139,10 @@ class GpuOperatorController(Controller):
         if gpu is not None:
             wanted.update(gfd_labels(gpu, mig))
         if wanted != labels:
-            new = copy.deepcopy(node)
+            new = json_copy(node)
             new["metadata"]["labels"] = wanted
             node = self.update(new)
-        status = copy.deepcopy(node.get("status") or {})
+        status = json_copy(node.get("status") or {})
         for key in ("capacity", "allocatable"):
             resources = status.setdefault(key, {})
             if gpu is not None:
@@ -154,7 +153,7 @@ class GpuOperatorController(Controller):
 
 
 def _ready_status(policy: dict, namespace: str) -> dict:
-    status = copy.deepcopy(policy.get("status") or {})
+    status = json_copy(policy.get("status") or {})
     status["state"] = "ready"
     status["namespace"] = namespace or ""
     message = "ClusterPolicy is ready as all resources have been successfully reconciled"

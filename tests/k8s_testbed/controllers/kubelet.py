@@ -15,7 +15,6 @@ NotReady nodes lose readiness.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import uuid
 from collections import Counter
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .. import defaults
 from ..images.store import image_ref
+from ..jsondata import json_copy
 from ..quantity import parse_quantity
 from ..store import ApiError
 from ..timestamps import now_rfc3339
@@ -401,7 +401,7 @@ class KubeletController(Controller):
         return ""
 
     def _unschedulable(self, pod: dict, message: str) -> None:
-        status = copy.deepcopy(pod.get("status") or {})
+        status = json_copy(pod.get("status") or {})
         status["phase"] = "Pending"
         status["conditions"] = set_pod_condition(
             status.get("conditions"), "PodScheduled", "False", "Unschedulable", message
@@ -411,10 +411,10 @@ class KubeletController(Controller):
         self.event(pod, "FailedScheduling", message, "Warning", SCHEDULER, repeat_after=EVENT_REPEAT_SECONDS)
 
     def _bind(self, pod: dict, node_name: str) -> None:
-        new = copy.deepcopy(pod)
+        new = json_copy(pod)
         new["spec"]["nodeName"] = node_name
         pod = self.update(new)
-        status = copy.deepcopy(pod.get("status") or {})
+        status = json_copy(pod.get("status") or {})
         status["phase"] = "Pending"
         status["conditions"] = set_pod_condition(status.get("conditions"), "PodScheduled", "True")
         status.setdefault("qosClass", defaults.qos_class(pod["spec"]))
@@ -452,7 +452,7 @@ class KubeletController(Controller):
         return f"10.244.{index}.254"
 
     def _run(self, pod: dict, node: dict | None) -> None:
-        status = copy.deepcopy(pod.get("status") or {})
+        status = json_copy(pod.get("status") or {})
         phase = status.get("phase") or "Pending"
         if phase in ("Succeeded", "Failed"):
             return

@@ -14,11 +14,11 @@ to fail runs a failing command instead of its own.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import replace
 
+from ..jsondata import json_copy
 from ..runtime import podspec, services
 from ..timestamps import now_rfc3339
 from .base import set_pod_condition
@@ -76,7 +76,7 @@ class ContainerPods:
     @staticmethod
     def _with_ip(pod: dict, ip: str) -> dict:
         """The pod as its containers see it through the downward API once the sandbox has its IP."""
-        seen = copy.deepcopy(pod)
+        seen = json_copy(pod)
         seen.setdefault("status", {})["podIP"] = ip
         seen["status"]["podIPs"] = [{"ip": ip}]
         return seen
@@ -95,12 +95,12 @@ class ContainerPods:
     def _lookup(self, kind: str, namespace: str, name: str):
         api_version = "v1"
         found = self.kubelet.peek(api_version, kind, namespace if kind != "PersistentVolume" else None, name)
-        return copy.deepcopy(found) if found else None
+        return json_copy(found) if found else None
 
     def _report_plan_failure(self, pod: dict, error: podspec.PlanError) -> None:
         uid = pod["metadata"]["uid"]
         message = str(error)
-        status = copy.deepcopy(pod.get("status") or {})
+        status = json_copy(pod.get("status") or {})
         waiting = {"reason": error.reason if error.reason != "FailedMount" else "ContainerCreating"}
         if error.reason != "FailedMount":
             waiting["message"] = message
@@ -194,7 +194,7 @@ def _fingerprint(shared: tuple, pods: dict) -> str:
 
 
 def pod_status(pod: dict, snapshot, node: dict | None) -> dict:
-    status = copy.deepcopy(pod.get("status") or {})
+    status = json_copy(pod.get("status") or {})
     stamp = now_rfc3339()
     status["phase"] = snapshot.phase
     status["podIP"], status["podIPs"] = snapshot.pod_ip, [{"ip": snapshot.pod_ip}]
@@ -218,8 +218,8 @@ def _container_status(container) -> dict:
         "ready": container.ready,
         "restartCount": container.restart_count,
         "started": container.started,
-        "state": copy.deepcopy(container.state),
-        "lastState": copy.deepcopy(container.last_state),
+        "state": json_copy(container.state),
+        "lastState": json_copy(container.last_state),
     }
     if container.container_id:
         entry["containerID"] = container.container_id

@@ -19,11 +19,11 @@ RayService objects are stored but not reconciled; no autoscaler, Ingress, serve 
 from __future__ import annotations
 
 import base64
-import copy
 import re
 import secrets
 from fractions import Fraction
 
+from ..jsondata import json_copy
 from ..quantity import format_quantity, is_binary, parse_quantity
 from ..store import ApiError
 from ..timestamps import now_rfc3339
@@ -305,7 +305,7 @@ class KubeRayController(Controller):
     def _status(self, cluster: dict, pods: list, error: ReconcileError | None) -> None:
         """raycluster_controller.go:1970 calculateStatus, written when utils/consistency.go:16 says it changed."""
         old = cluster.get("status") or {}
-        status = copy.deepcopy(old)
+        status = json_copy(old)
         stamp = now_rfc3339()
         groups = _worker_groups(cluster)
         status.update(_replica_counts(groups, [p for p in pods if _node_type(p) == "worker"]))
@@ -576,7 +576,7 @@ def _custom_head_service(cluster: dict) -> dict:
     under headServiceAnnotations, its ports followed by KubeRay's, its type or serviceType."""
     head = _head_group(cluster)
     selector = _head_selector_labels(cluster)
-    body = copy.deepcopy(head["headService"])
+    body = json_copy(head["headService"])
     metadata = body.setdefault("metadata", {})
     metadata.update(name=head_service_name(cluster), namespace=cluster["metadata"]["namespace"])
     metadata["labels"] = {**(metadata.get("labels") or {}), **selector}

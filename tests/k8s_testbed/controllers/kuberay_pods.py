@@ -15,11 +15,11 @@ schedulers.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 import re
 
+from ..jsondata import json_copy
 from ..quantity import format_quantity, is_binary, parse_quantity, quantity_value
 from ..seeding import KUBERAY_VERSION
 from .base import labels_of, owner_reference, rand5
@@ -118,7 +118,7 @@ def cluster_spec_hash(spec: dict) -> str:
     """util.go:645 GenerateHashWithoutReplicasAndWorkersToDelete: base32hex SHA-1 of the spec without what the
     autoscaler or Kueue change. Go marshals the typed struct, so the value differs from the real one; it changes
     exactly when the real one would."""
-    muted = copy.deepcopy(spec)
+    muted = json_copy(spec)
     muted.pop("upgradeStrategy", None)
     for group in [muted.get("headGroupSpec") or {}] + list(muted.get("workerGroupSpecs") or []):
         pod_spec = (group.get("template") or {}).get("spec") or {}
@@ -320,7 +320,7 @@ def wait_gcs_ready(ray: dict, fqdn: str, port: str) -> dict:
     init = {"name": "wait-gcs-ready", "image": ray.get("image"), "command": list(CONTAINER_COMMAND), "args": [script]}
     for key in ("imagePullPolicy", "securityContext", "env", "volumeMounts"):
         if ray.get(key):
-            init[key] = copy.deepcopy(ray[key])
+            init[key] = json_copy(ray[key])
     init["resources"] = {"limits": dict(fixed), "requests": dict(fixed)}
     return init
 
@@ -378,7 +378,7 @@ def _ft_head_redis(cluster: dict, ray: dict, annotations: dict, params: dict) ->
 def build_pod(cluster: dict, node_type: str, group: dict, replica: tuple | None = None) -> dict:
     """A head or worker pod: its template completed as DefaultHeadPodTemplate / DefaultWorkerPodTemplate do, then
     BuildPod; replica is (index, replica name, host index) for a worker (RayMultiHostIndexing)."""
-    template = copy.deepcopy(group.get("template") or {})
+    template = json_copy(group.get("template") or {})
     pod_spec = template.get("spec") or {}
     ray = pod_spec.setdefault("containers", [{"name": "ray"}])[0]
     fqdn, port = fqdn_ray_ip(cluster), head_port(cluster)
@@ -568,7 +568,7 @@ def add_probes(ray: dict, node_type: str, creator: str, params: dict, ray_versio
 def _probe(action: dict, timings: tuple, node_type: str) -> dict:
     initial_delay, timeout, head_timeout, period, success, failure = timings
     return {
-        **copy.deepcopy(action),
+        **json_copy(action),
         "initialDelaySeconds": initial_delay,
         "timeoutSeconds": head_timeout if node_type == "head" else timeout,
         "periodSeconds": period,

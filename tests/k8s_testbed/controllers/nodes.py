@@ -14,12 +14,12 @@ from the set, the node gets its conditions back and loses the taints. Heartbeats
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 import time
 import uuid
 
+from ..jsondata import json_copy
 from ..timestamps import epoch_seconds, now_rfc3339
 from .base import Controller, condition_in, condition_true, set_condition
 
@@ -128,7 +128,7 @@ class NodesController(Controller):
             if node_ready(node) and not ready:
                 self._record_not_ready(node)
             node = self._set_taints(node, _taints(node.get("spec") or {}, ready))
-            status = copy.deepcopy(node.get("status") or {})
+            status = json_copy(node.get("status") or {})
             status.update(node_status_fields(node, ready, node.get("status")))
             status.setdefault("capacity", {})
             status.setdefault("allocatable", dict(status["capacity"]))
@@ -147,7 +147,7 @@ class NodesController(Controller):
     def _set_taints(self, node: dict, taints: list) -> dict:
         if taints == ((node.get("spec") or {}).get("taints") or []):
             return node
-        new = copy.deepcopy(node)
+        new = json_copy(node)
         if taints:
             new["spec"]["taints"] = taints
         else:

@@ -10,8 +10,7 @@ volumes go Available, Bound, Released, and dynamic volumes with reclaimPolicy De
 
 from __future__ import annotations
 
-import copy
-
+from ..jsondata import json_copy
 from ..quantity import parse_quantity
 from .base import Controller, phase_of, pod_claims
 
@@ -63,7 +62,7 @@ class StorageController(Controller):
         spec = claim.get("spec") or {}
         if "storageClassName" in spec or not default or spec.get("volumeName"):
             return claim
-        new = copy.deepcopy(claim)
+        new = json_copy(claim)
         new["spec"]["storageClassName"] = default
         return self.update(new)
 
@@ -125,7 +124,7 @@ class StorageController(Controller):
     def _bind(self, claim: dict, volume: dict) -> None:
         old_ref = (volume.get("spec") or {}).get("claimRef") or {}
         if old_ref.get("uid") != claim["metadata"]["uid"]:
-            new = copy.deepcopy(volume)
+            new = json_copy(volume)
             new["spec"]["claimRef"] = _claim_ref(claim)
             volume = self.update(new)
         self.write_status(volume, {"phase": "Bound"})
@@ -232,7 +231,7 @@ def _provisioned_spec(name: str, claim: dict, storage_class: dict, consumer: dic
 
 def _bound_claim(claim: dict, volume: dict, consumer: dict | None) -> dict:
     """The claim with its volumeName and the annotations the binder and the provisioner leave on it."""
-    new_claim = copy.deepcopy(claim)
+    new_claim = json_copy(claim)
     annotations = new_claim["metadata"].setdefault("annotations", {})
     annotations["pv.kubernetes.io/bind-completed"] = "yes"
     if not claim["spec"].get("volumeName"):

@@ -15,9 +15,8 @@ selector matches.
 
 from __future__ import annotations
 
-import copy
-
 from .. import selectors
+from ..jsondata import json_copy
 from ..timestamps import now_rfc3339
 from . import base
 from .base import (
@@ -59,7 +58,7 @@ def pod_template_hash(template: dict, collision_count: int = 0) -> str:
 
 
 def _pod_from_template(template: dict, namespace: str, name: str, owner: dict, extra_labels: dict) -> dict:
-    template = copy.deepcopy(template or {})
+    template = json_copy(template or {})
     metadata = template.get("metadata") or {}
     labels = dict(metadata.get("labels") or {})
     labels.update(extra_labels)
@@ -146,9 +145,9 @@ class WorkloadsController(Controller):
         revisions = [
             int((rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0)) for rs in owned
         ]
-        template = copy.deepcopy(spec.get("template") or {})
+        template = json_copy(spec.get("template") or {})
         template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = template_hash
-        selector = copy.deepcopy(spec.get("selector") or {})
+        selector = json_copy(spec.get("selector") or {})
         selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
         body = {
             "apiVersion": "apps/v1",
@@ -327,7 +326,7 @@ class WorkloadsController(Controller):
                 "namespace": stateful_set["metadata"]["namespace"],
                 "labels": dict((spec.get("selector") or {}).get("matchLabels") or {}),
             },
-            "spec": copy.deepcopy(claim_template.get("spec") or {}),
+            "spec": json_copy(claim_template.get("spec") or {}),
         }
         self.ensure(claim)
         return claim_name
@@ -391,7 +390,7 @@ class WorkloadsController(Controller):
 
     # -- Job --
     def _job(self, job: dict) -> None:
-        status = copy.deepcopy(job.get("status") or {})
+        status = json_copy(job.get("status") or {})
         stamp = now_rfc3339()
         finished = _job_finished(status)
         if not finished:
@@ -466,7 +465,7 @@ class WorkloadsController(Controller):
 
     def _finish_pod(self, pod: dict, outcome: dict) -> bool:
         """A running Job (or bare) pod ends after JOB_RUN_SECONDS, as the requested outcome says."""
-        status = copy.deepcopy(pod.get("status") or {})
+        status = json_copy(pod.get("status") or {})
         if not _ran_long_enough(pod, status):
             return False
         failed = (outcome.get("outcome") or "Succeeded") == "Failed"
@@ -521,7 +520,7 @@ class WorkloadsController(Controller):
         spec = service.get("spec") or {}
         if spec.get("type") == "ExternalName" or spec.get("clusterIP"):
             return service
-        new = copy.deepcopy(service)
+        new = json_copy(service)
         ip = _allocate_cluster_ip(self.objects("v1", "Service"))
         new["spec"]["clusterIP"] = ip
         new["spec"]["clusterIPs"] = [ip]
@@ -542,7 +541,7 @@ class WorkloadsController(Controller):
             _set_or_drop(body, "subsets", subsets)
             self.create(body)
         elif existing.get("subsets") != (subsets or None) or labels_of(existing) != labels:
-            new = copy.deepcopy(existing)
+            new = json_copy(existing)
             new["metadata"]["labels"] = labels
             _set_or_drop(new, "subsets", subsets)
             self.update(new)
@@ -561,7 +560,7 @@ def _new_replica_set(owned: list, template_hash: str) -> dict | None:
 
 
 def _scaled(replica_set: dict, replicas: int) -> dict:
-    scaled = copy.deepcopy(replica_set)
+    scaled = json_copy(replica_set)
     scaled["spec"]["replicas"] = replicas
     return scaled
 
@@ -621,7 +620,7 @@ def _ordinal(pod_name: str) -> int:
 
 
 def _daemon_template(template: dict | None) -> dict:
-    template = copy.deepcopy(template or {})
+    template = json_copy(template or {})
     template_spec = template.setdefault("spec", {})
     tolerations = list(template_spec.get("tolerations") or [])
     for key, effect in DAEMON_TOLERATIONS:
@@ -634,7 +633,7 @@ def _daemon_template(template: dict | None) -> dict:
 def _daemon_pod(daemon_set: dict, template: dict, node_name: str, revision: str) -> dict:
     """A daemon pod pinned to its node by required node affinity on metadata.name, as the DaemonSet controller does."""
     namespace, name = _namespace_and_name(daemon_set)
-    pod_template = copy.deepcopy(template)
+    pod_template = json_copy(template)
     affinity = pod_template["spec"].setdefault("affinity", {})
     affinity["nodeAffinity"] = {
         "requiredDuringSchedulingIgnoredDuringExecution": {
