@@ -23,7 +23,9 @@ options:
     default: 300
   interval:
     description:
-      - Seconds between two polls when O(wait=true).
+      - The longest pause, in seconds, between two polls when O(wait=true).
+      - The first pause is a quarter of a second and each next one doubles up to O(interval), so the wait ends
+        soon after the expectations are met.
     type: int
     default: 5
 """

@@ -18,7 +18,7 @@ import urllib.error
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_refusal import api_server_refusal
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import pauses, poll
 
 NAME_KEY = "llmops.ray_vllm/name"
 HASH_KEY = "llmops.ray_vllm/config-hash"
@@ -302,13 +302,13 @@ AGENT_NOT_READY = "No available agent to submit job"
 def submit_when_agent_ready(client, body, timeout, interval, sleep=time.sleep, clock=time.monotonic):
     """Submit ``body``, trying again while a just-started head has no job agent yet, for up to ``timeout`` seconds."""
     deadline = clock() + timeout
-    while True:
+    for pause in pauses(interval):
         try:
             return client.submit(body)
         except RayJobError as error:
             if AGENT_NOT_READY not in getattr(error, "http_text", "") or clock() >= deadline:
                 raise
-        sleep(interval)
+        sleep(pause)
 
 
 class RayJobsClient:

@@ -414,7 +414,7 @@ class TestSubmitWhileTheAgentStarts:
             client, {"entrypoint": "x"}, timeout=60, interval=2, sleep=sleeps.append
         )
         assert answer["submission_id"] == recorded("submit-long")["json"]["submission_id"]
-        assert sleeps == [2, 2]
+        assert sleeps == [0.25, 0.5]  # the pauses start short and double (_wait.pauses)
 
     def test_the_agent_never_starting_fails_with_rays_answer(self):
         opener = SequenceOpener(*["submit-no-agent"] * 3)
