@@ -22,14 +22,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-packages demo test images-wait lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api awx molecule-default molecule-kubernetes lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
+.PHONY: help setup system-packages demo test images-wait lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api awx molecule-local molecule-testbed lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
         molecule bench teardown clean images
 
 help:
 	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
 	@echo "make test   set up, then run every linter and test"
 	@echo "parts:      make lint | sanity | units | testbed | test-k8s | test-ray | test-vllm | test-local | test-plan | awx"
-	@echo "            make molecule | bench"
+	@echo "            make molecule (every scenario) | molecule-<scenario> | bench"
 	@echo "            make teardown (stop what make demo started)"
 	@echo "            make images (the test bed's local images; tests build them on first use)"
 
@@ -83,8 +83,9 @@ teardown: setup
 # bridge per machine; that lane starts with the test bed's API tests (no container), which run while the images are
 # still building, then waits for the images. The lanes are balanced by their measured times;
 # each line of a lane's output carries the lane's name.
-LANE_HOSTS := lint sanity units integration-hosts awx molecule-default
-LANE_PODS := testbed-api images-wait testbed-runtime integration-pods molecule-kubernetes
+LANE_HOSTS = lint sanity units integration-hosts awx $(MOLECULE_IN_TEST_LOCAL:%=molecule-%)
+LANE_PODS = testbed-api images-wait testbed-runtime integration-pods molecule-kubernetes \
+	$(MOLECULE_IN_TEST_TESTBED:%=molecule-%)
 IMAGES_RC := $(CURDIR)/.images.rc
 TIMED = start=$$(date +%s); $(MAKE) --no-print-directory $$suite || exit 1; \
 	line="make $$suite: $$(( $$(date +%s) - start )) s"; echo "== $$line"; echo "$$line" >> $(CURDIR)/.suite-times
@@ -192,13 +193,28 @@ test-local: setup
 test-plan: setup
 	$(BIN)/python -m pytest tests/unit tests/integration -q -k deployment_plan
 
-# The two scenarios share nothing (the hosts platform on this machine's own ports; the test bed's pods in their own
-# network namespaces), so they run side by side.
+# Molecule: molecule/default and molecule/kubernetes deploy the whole chain (site.yml); molecule/<role> runs one role
+# alone, as the role's README shows it ("Use it alone"). make molecule runs every scenario in two lanes side by side:
+# those on this machine's own Ray, vLLM and ports, one at a time (two local deployments must not overlap), and those
+# on a test bed of their own or the AWX double.
+MOLECULE_LOCAL := default ray_cluster vllm_serve model_storage cuda_check benchmark chat_ui support_bundle
+MOLECULE_TESTBED := kubernetes gpu_operator kuberay_operator awx_config monitoring
+MOLECULE_SCENARIOS := $(MOLECULE_LOCAL) $(MOLECULE_TESTBED)
+# make test runs the scenarios of the roles used alone whose path no integration suite runs, within its time budget;
+# the others repeat what a suite already proves: default (site.yml on inventories/local: test_site_local.py),
+# awx_config (make awx), monitoring (test_monitoring_k8s.py), benchmark (test_benchmark_playbook.py, make awx),
+# chat_ui (test_vllm_serve_k8s.py).
+MOLECULE_IN_TEST_LOCAL := ray_cluster vllm_serve model_storage cuda_check support_bundle
+MOLECULE_IN_TEST_TESTBED := gpu_operator kuberay_operator
 molecule: setup
-	@$(MAKE) --no-print-directory -j2 --output-sync=line molecule-default molecule-kubernetes
+	@$(MAKE) --no-print-directory -j2 --output-sync=line molecule-local molecule-testbed
 
-molecule-default molecule-kubernetes: setup
-	$(BIN)/molecule test -s $(@:molecule-%=%)
+molecule-local molecule-testbed: setup
+	+@for scenario in $(if $(filter molecule-local,$@),$(MOLECULE_LOCAL),$(MOLECULE_TESTBED)); do \
+	    $(MAKE) --no-print-directory molecule-$$scenario || exit 1; done
+
+$(MOLECULE_SCENARIOS:%=molecule-%): molecule-%: setup
+	$(BIN)/molecule test -s $*
 
 bench: setup
 	$(BIN)/python tests/bench/bench_local.py
