@@ -207,11 +207,12 @@ MOLECULE_SCENARIOS := $(MOLECULE_LOCAL) $(MOLECULE_TESTBED)
 MOLECULE_IN_TEST_LOCAL := ray_cluster vllm_serve model_storage cuda_check support_bundle
 MOLECULE_IN_TEST_TESTBED := gpu_operator kuberay_operator
 molecule: setup
-	@$(MAKE) --no-print-directory -j2 --output-sync=line molecule-local molecule-testbed
+	@$(MAKE) --no-print-directory -j2 molecule-local molecule-testbed
 
+# Each line of a lane's output carries the lane's name, as make test's lanes do.
 molecule-local molecule-testbed: setup
-	+@for scenario in $(if $(filter molecule-local,$@),$(MOLECULE_LOCAL),$(MOLECULE_TESTBED)); do \
-	    $(MAKE) --no-print-directory molecule-$$scenario || exit 1; done
+	+@for suite in $(if $(filter molecule-local,$@),$(MOLECULE_LOCAL),$(MOLECULE_TESTBED)); do \
+	    suite=molecule-$$suite; $(TIMED); done 2>&1 | sed -u 's/^/[$(@:molecule-%=%)] /'
 
 $(MOLECULE_SCENARIOS:%=molecule-%): molecule-%: setup
 	$(BIN)/molecule test -s $*
