@@ -20,7 +20,8 @@
 7. Scale (bench_scale.py): `ray status` parsing and the planner per call at 2 and 1,000 nodes (after step 0), and the
    Kubernetes converge of the 64-node seed against the 2-node seed on the test bed (after step 4), as ratios.
 
-Prints seconds and ratios; the targets (cold <= 1.3x floor, re-run < 20 s) are reported, not asserted.
+Prints seconds and ratios, and the cold deploy and the re-run phase by phase beside the floor's steps (phases.py);
+the targets (cold <= 1.15 x floor, re-run <= 5 s with changed=0) are reported, not asserted.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_scale
+import phases
 from chat_load import run_load
 from playbook_runner import REPO, collections_path, run_playbook
 
@@ -62,6 +64,10 @@ ENDPOINT_LOAD = ["-e", "benchmark_num_prompts=32", "-e", "benchmark_max_concurre
 ENDPOINT_LOAD += ["-e", "benchmark_input_len=64", "-e", "benchmark_output_len=32"]
 MODEL = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
+# Issue 18's goals: the cold deploy within 1.15 x the floor, a no-op re-run within 5 s (both reported, not asserted).
+COLD_TARGET, RERUN_TARGET_S = 1.15, 5
+# Every task's time in the profile that ansible.cfg enables, for the phase tables (tests/bench/phases.py).
+WHOLE_PROFILE = {"PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all"}
 
 
 def answer(key, timeout):
@@ -85,6 +91,23 @@ def answer(key, timeout):
             time.sleep(0.5)
 
 
+def models_listed(key, timeout):
+    """Poll /v1/models until it lists the served model (vLLM has loaded it and its API is up)."""
+    request = urllib.request.Request(
+        "http://127.0.0.1:%d/v1/models" % VLLM_PORT, headers={"Authorization": f"Bearer {key}"}
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if any(m["id"] == "smollm2-135m-instruct" for m in json.load(response)["data"]):
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def kill_tree(prefix):
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -105,6 +128,7 @@ def floor():
     head_dir, worker_dir = temp + "/head", temp + "/worker"
     key = "bench-floor-key"
     start = time.monotonic()
+    marks = [start]
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
     subprocess.run(
         [BIN / "ray", "start", "--head", "--port=%d" % GCS_PORT, "--dashboard-port=%d" % DASHBOARD_PORT,
@@ -112,10 +136,12 @@ def floor():
          f"--temp-dir={head_dir}", *common],
         check=True, stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    marks.append(time.monotonic())
     subprocess.run(
         [BIN / "ray", "start", "--address=127.0.0.1:%d" % GCS_PORT, f"--temp-dir={worker_dir}", *common],
         check=True, stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    marks.append(time.monotonic())
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_API_KEY=key)
     server = subprocess.Popen(
         [BIN / "python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL),
@@ -125,9 +151,13 @@ def floor():
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
+        models_listed(key, 600)
+        marks.append(time.monotonic())
         answer(key, 600)
-        seconds = time.monotonic() - start
-        return seconds, endpoint_tokens_per_s("floor", "-e", f"vllm_serve_api_key={key}")
+        marks.append(time.monotonic())
+        steps = [later - earlier for earlier, later in zip(marks, marks[1:])]
+        by_phase = dict(zip(["Ray head", "Ray workers", "vLLM started", "vLLM gate"], steps))
+        return marks[-1] - start, by_phase, endpoint_tokens_per_s("floor", "-e", f"vllm_serve_api_key={key}")
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         kill_tree(temp)
@@ -176,21 +206,23 @@ def main():
             sys.exit("the first deploy failed:\n" + out[-4000:])
     kill_tree(TEMP_PREFIX)
 
-    floor_s, floor_tokens_per_s = floor()
+    floor_s, floor_phases, floor_tokens_per_s = floor()
     print(f"floor (Ray + vLLM by hand, to first answer): {floor_s:.1f} s", flush=True)
 
     start = time.monotonic()
-    rc, out, recap = run_playbook("site.yml", extra_args=VARS)
+    rc, out, recap = run_playbook("site.yml", extra_args=VARS, env=WHOLE_PROFILE)
     cold_s = time.monotonic() - start
     if rc != 0:
         sys.exit("cold deploy failed:\n" + out[-4000:])
+    cold_phases = phases.site_phases(out, cold_s)
     answer(KEY_FILE.read_text().strip(), 60)
     print(f"cold deploy (site.yml, to its printed answer): {cold_s:.1f} s", flush=True)
     deployed_tokens_per_s = endpoint_tokens_per_s("cold deploy")
 
     start = time.monotonic()
-    rc, out, recap = run_playbook("site.yml", extra_args=VARS)
+    rc, out, recap = run_playbook("site.yml", extra_args=VARS, env=WHOLE_PROFILE)
     rerun_s = time.monotonic() - start
+    rerun_phases = phases.site_phases(out, rerun_s)
     changed = sum(host["changed"] for host in recap.values())
     throughputs = replica_throughputs(KEY_FILE.read_text().strip())
     run_playbook("playbooks/teardown.yml", extra_args=VARS)
@@ -206,15 +238,20 @@ def main():
     print("| --- | --- | --- | --- | --- |")
     print(f"| floor: by hand to first answer | {floor_s:.1f} | 1.00 | | |")
     print(
-        "| cold deploy to first answer | {:.1f} | {:.2f} x floor | <= 1.3 x | {} |".format(
-            cold_s, ratio, "yes" if ratio <= 1.3 else "no"
+        "| cold deploy to first answer | {:.1f} | {:.2f} x floor | <= {} x | {} |".format(
+            cold_s, ratio, COLD_TARGET, "yes" if ratio <= COLD_TARGET else "no"
         )
     )
+    met = rerun_s <= RERUN_TARGET_S and changed == 0 and rc == 0
     print(
-        "| idempotent re-run (changed=%d) | %.1f | %.2f x floor | < 20 s, changed=0 | %s |"
-        % (changed, rerun_s, rerun_s / floor_s, "yes" if rerun_s < 20 and changed == 0 and rc == 0 else "no")
+        "| idempotent re-run (changed=%d) | %.1f | %.2f x floor | <= %d s, changed=0 | %s |"
+        % (changed, rerun_s, rerun_s / floor_s, RERUN_TARGET_S, "yes" if met else "no")
     )
     print(f"| kubernetes with pods that run: cold converge | {pods_s:.1f} | {pods_s / cold_s:.2f} x hosts cold | | |")
+    print()
+    print(phases.table(floor_phases, cold_phases, "cold deploy, by phase"))
+    print()
+    print(phases.table({}, rerun_phases, "idempotent re-run, by phase"))
     print()
     print_endpoint_throughput(floor_tokens_per_s, deployed_tokens_per_s)
     print()

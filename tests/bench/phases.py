@@ -1,0 +1,78 @@
+"""make bench's per-phase table: where a deploy's seconds go, site.yml's tasks against the same steps by hand.
+
+site.yml's side comes from the task profile that ansible.cfg enables (ansible.posix.profile_tasks, every task with
+PROFILE_TASKS_TASK_OUTPUT_LIMIT=all); the floor's from timestamps around its own commands. What no phase holds
+(Ansible's round trips, the plan, the preflights, the other tasks) is its own row, so a regression shows where it is.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Every task of the profile, as ansible.posix.profile_tasks prints it: "<role> : <task> ------ 1.23s".
+TASK_LINE = re.compile(r"^(?P<name>\S.*?) -+ (?P<seconds>\d+(?:\.\d+)?)s$", re.M)
+ROLE = "llmops.ray_vllm."
+
+# (phase, the floor's step, the tasks of site.yml on platform hosts that make the phase: one engine, or Serve LLM).
+PHASES = (
+    ("Ray head", "ray start --head", [ROLE + "ray_cluster : Start the Ray head"]),
+    ("Ray workers", "ray start --address", [ROLE + "ray_cluster : Start the Ray workers"]),
+    ("Ray gate", "(none: ray start returns once the node is in)", [
+        ROLE + "ray_cluster : Wait until every Ray node and GPU is registered",
+    ]),
+    ("vLLM started", "the server started, until /v1/models lists the model", [
+        ROLE + "vllm_serve : Run the vLLM server as a Ray job",
+        ROLE + "vllm_serve : Deploy the Serve LLM application",
+    ]),
+    ("vLLM gate", "then until the first chat answer", [
+        ROLE + "vllm_serve : Wait until vLLM answers a chat completion",
+        ROLE + "vllm_serve : Wait until Serve runs every replica",
+    ]),
+)  # fmt: skip
+OTHER = "everything else (Ansible, plan, preflight, other tasks)"
+
+
+class ProfileError(Exception):
+    pass
+
+
+def task_seconds(output):
+    """``{task: seconds}`` from a playbook's output; the profile must be there."""
+    recap = output.rsplit("TASKS RECAP", 1)
+    if len(recap) != 2:
+        raise ProfileError("the playbook printed no TASKS RECAP: is ansible.posix.profile_tasks enabled?")
+    seconds = {}
+    for match in TASK_LINE.finditer(recap[1]):
+        seconds[match.group("name")] = seconds.get(match.group("name"), 0.0) + float(match.group("seconds"))
+    return seconds
+
+
+def site_phases(output, total_s):
+    """``[(phase, seconds)]`` of a site.yml run on hosts whose whole run took ``total_s``, then OTHER's share.
+
+    A phase none of whose tasks ran is refused: the phase names below and the roles' task names have drifted apart.
+    """
+    seconds = task_seconds(output)
+    rows = []
+    for phase, _floor_step, tasks in PHASES:
+        ran = [seconds[task] for task in tasks if task in seconds]
+        if not ran:
+            raise ProfileError(f"no task of the phase {phase!r} ran ({tasks}): have the roles' task names changed?")
+        rows.append((phase, sum(ran)))
+    rows.append((OTHER, max(total_s - sum(value for _phase, value in rows), 0.0)))
+    return rows
+
+
+def table(floor, site, title):
+    """Markdown rows of the phases side by side: ``floor`` and ``site`` are ``{phase: seconds}``."""
+    lines = [
+        f"| {title} | the floor's step | floor s | site.yml s | site.yml - floor s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    steps = {phase: step for phase, step, _tasks in PHASES}
+    for phase, seconds in site:
+        by_hand = floor.get(phase, 0.0)
+        lines.append(f"| {phase} | {steps.get(phase, '')} | {by_hand:.1f} | {seconds:.1f} | {seconds - by_hand:+.1f} |")
+    total_floor, total_site = sum(floor.values()), sum(seconds for _phase, seconds in site)
+    lines.append(f"| total | | {total_floor:.1f} | {total_site:.1f} | {total_site - total_floor:+.1f} |")
+    return "\n".join(lines)
