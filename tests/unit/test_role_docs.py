@@ -1,28 +1,23 @@
-"""Every role's documentation renders: `ansible-doc -t role llmops.ray_vllm.<role>` names its entry point and options;
-the playbook of its README's "Use it alone" section passes `ansible-playbook --syntax-check`.
+"""Every role's documentation renders: `ansible-doc -t role llmops.ray_vllm.<role>` names its entry point and options.
 
-One ansible-doc call renders every role (one syntax check checks every playbook); when it fails (one broken
-meta/argument_specs.yml stops the whole call), each role's test runs that role alone, so only the broken role's test
-fails, with ansible's own error.
+One ansible-doc call renders every role; when it fails (one broken meta/argument_specs.yml stops the whole call),
+each role's test renders that role alone, so only the broken role's test fails, with ansible's own error. (The
+READMEs' "Use it alone" playbooks are syntax-checked in tests/integration/test_role_readme_playbooks.py, where the
+collections they name are installed.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-ROLES = REPO / "roles"
-ROLE_NAMES = sorted(p.name for p in ROLES.iterdir() if (p / "tasks" / "main.yml").exists())
-PREFIX = "llmops.ray_vllm."
+from ansible_collections.llmops.ray_vllm.tests.unit.role_readmes import PREFIX, REPO, ROLE_NAMES, ROLES
 
 
 def collections_path():
@@ -36,10 +31,12 @@ def collections_path():
 
 
 def ansible(tool, *args):
-    """Run an ansible command (`python -m ansible <tool>`: the interpreter running the tests is the one used)."""
+    """Run an ansible command by its CLI module (`python -m ansible.cli.<tool>`): the interpreter running the tests
+    is the one used, and ansible-test's units venv, which has ansible-core on its path but not its entry points
+    (so `python -m ansible doc` finds no `doc` there), runs it too."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_NOCOLOR="1")
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
-    command = [sys.executable, "-m", "ansible", tool, *args]
+    command = [sys.executable, "-m", f"ansible.cli.{tool}", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
@@ -91,45 +88,3 @@ def test_ansible_doc_renders_the_role(role):
     assert doc["collection"] == "llmops.ray_vllm"
     assert set(doc["entry_points"]) == set(spec), (role, sorted(doc["entry_points"]))
     assert sorted(doc["entry_points"]["main"]["options"]) == options
-
-
-def use_it_alone(role):
-    """The YAML block of the README's "Use it alone" section, or None when the README has no such section."""
-    text = (ROLES / role / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"^## Use it alone\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    if not section:
-        return None
-    block = re.search(r"^```yaml\n(.*?)^```", section.group(1), re.M | re.S)
-    assert block, f"{role}: the README's Use it alone section shows no ```yaml playbook"
-    # A block may start its document with "---"; the syntax check joins the blocks into one document.
-    return block.group(1).removeprefix("---\n")
-
-
-ALONE = [role for role in ROLE_NAMES if use_it_alone(role) is not None]
-
-
-@lru_cache(maxsize=None)
-def syntax_check(roles, directory):
-    """(rc, output) of one `ansible-playbook --syntax-check` of the roles' Use it alone playbooks, one after another."""
-    path = Path(directory) / ("alone-" + "-".join(roles) + ".yml")
-    path.write_text("---\n" + "".join(use_it_alone(role) for role in roles), encoding="utf-8")
-    result = ansible("playbook", "--syntax-check", "-i", "localhost,", str(path))
-    return result.returncode, result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def alone_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("use-it-alone"))
-
-
-@pytest.mark.parametrize("role", ALONE)
-def test_the_use_it_alone_playbook_parses(role, alone_dir):
-    rc, output = syntax_check(tuple(ALONE), alone_dir)
-    if rc != 0:
-        rc, output = syntax_check((role,), alone_dir)
-    assert rc == 0, (
-        f"{role}: the README's Use it alone playbook fails ansible-playbook --syntax-check:\n{output[-3000:]}"
-    )
-    assert f"role: {PREFIX}{role}" in use_it_alone(role), (
-        f"{role}: the Use it alone playbook does not run {PREFIX}{role}"
-    )

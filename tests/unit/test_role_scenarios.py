@@ -5,13 +5,13 @@ role's README shows under "Use it alone" (the scenario may add only settings of 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-ROLE_NAMES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+from ansible_collections.llmops.ray_vllm.tests.unit.role_readmes import REPO as ROOT
+from ansible_collections.llmops.ray_vllm.tests.unit.role_readmes import ROLE_NAMES, use_it_alone
+
 REQUIRED_ORDER = ["converge", "idempotence", "verify", "destroy"]
 
 
@@ -29,12 +29,7 @@ def makefile_variable(name):
 
 def readme_playbooks(role):
     """The YAML playbooks of the README's "Use it alone" section (one per platform where they differ)."""
-    readme = (ROOT / "roles" / role / "README.md").read_text()
-    section = re.search(r"^## Use it alone\n(.*?)(?=^## )", readme, re.M | re.S)
-    assert section, f"roles/{role}/README.md has no '## Use it alone' section before its next section"
-    blocks = re.findall(r"```yaml\n(.*?)```", section.group(1), re.S)
-    assert blocks, f"roles/{role}/README.md: 'Use it alone' shows no ```yaml playbook"
-    return [yaml.safe_load(block) for block in blocks]
+    return [yaml.safe_load(block) for block in use_it_alone(role)]
 
 
 def role_entries(playbook, role):
