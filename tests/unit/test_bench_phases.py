@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
@@ -50,6 +49,5 @@ def test_every_phase_task_is_a_task_of_the_roles():
         role = path.parts[-3]
         text = path.read_text()
         names |= {f"llmops.ray_vllm.{role} : {name}" for name in re.findall(r"^\s*- name: (.+)$", text, re.M)}
-        assert yaml.safe_load(text) is not None or text.strip() == "---"
     for phase, _step, tasks in phases.PHASES:
         assert set(tasks) <= names, f"{phase}: {sorted(set(tasks) - names)} are no task of the roles"
