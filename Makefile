@@ -204,8 +204,9 @@ MOLECULE_SCENARIOS := $(MOLECULE_LOCAL) $(MOLECULE_TESTBED)
 # budget; the others repeat what a suite already proves: default (site.yml on inventories/local: test_site_local.py),
 # model_storage (test_model_storage_hub.py, test_gguf_convert_live.py), gpu_operator and kuberay_operator in verify
 # mode (test_operators_k8s.py), awx_config (make awx), monitoring (test_monitoring_k8s.py), benchmark
-# (test_benchmark_playbook.py, make awx), chat_ui (test_vllm_serve_k8s.py).
-MOLECULE_IN_TEST_LOCAL := ray_cluster vllm_serve cuda_check support_bundle
+# (test_benchmark_playbook.py, make awx), chat_ui (test_vllm_serve_k8s.py), ray_cluster (test_site_local.py,
+# test_ray_status_live.py).
+MOLECULE_IN_TEST_LOCAL := vllm_serve cuda_check support_bundle
 MOLECULE_IN_TEST_TESTBED :=
 molecule: setup
 	@$(MAKE) --no-print-directory -j2 molecule-local molecule-testbed
