@@ -23,13 +23,13 @@ export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-packages demo test images-wait lane-hosts lane-pods integration-hosts integration-pods testbed-runtime testbed-api awx molecule-local molecule-testbed lint sanity units pytest-units integration testbed test-k8s test-ray test-vllm test-local test-plan \
-        molecule bench teardown clean images
+        molecule bench bench-deploy teardown clean images
 
 help:
 	@echo "make demo   set up, then deploy inventories/local (Ray + vLLM on this machine) and ask it a question"
 	@echo "make test   set up, then run every linter and test"
 	@echo "parts:      make lint | sanity | units | testbed | test-k8s | test-ray | test-vllm | test-local | test-plan | awx"
-	@echo "            make molecule (every scenario) | molecule-<scenario> | bench"
+	@echo "            make molecule (every scenario) | molecule-<scenario> | bench | bench-deploy"
 	@echo "            make teardown (stop what make demo started)"
 	@echo "            make images (the test bed's local images; tests build them on first use)"
 
@@ -221,6 +221,10 @@ $(MOLECULE_SCENARIOS:%=molecule-%): molecule-%: setup
 
 bench: setup
 	$(BIN)/python tests/bench/bench_local.py
+
+# Only the floor, the cold deploy and the re-run, with their phase tables (issue 18's goals): about 3 minutes.
+bench-deploy: setup
+	$(BIN)/python tests/bench/bench_local.py --deploy-only
 
 # The test bed's local images (images/*/local*.yaml) into ~/.cache/llmops-ray-vllm/images, as root; only what is
 # missing or changed is built (about 5 minutes on a clean machine). The builder needs only the standard library and

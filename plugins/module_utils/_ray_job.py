@@ -457,6 +457,36 @@ def job_failure_message(job, tail, dashboard_url, expectation):
     return message + f"\nFull log: ray job logs {submission_id} --address {dashboard_url}"
 
 
+def ended_job(client, name):
+    """Why no job of ``name`` runs any more: the newest one's status, Ray's message and its log tail, as one message.
+
+    None while one is PENDING or RUNNING, or when none was ever submitted.
+    """
+    jobs = client.list_jobs()
+    named = jobs_named(jobs, name)
+    if not named or active_jobs(jobs, name):
+        return None
+    job = named[-1]
+    tail = logs_tail(client.logs(job["submission_id"])) if job.get("submission_id") else ""
+    return job_failure_message(job, tail, client.base_url, "running the server")
+
+
+def ended_job_watch(dashboard_url, name, token=None, validate_certs=True, opener=open_url):
+    """A ``server_ended()`` for a gate: the message of :func:`ended_job`, or None.
+
+    A dashboard that does not answer is no verdict: the gate goes on asking the server itself.
+    """
+    client = RayJobsClient(dashboard_url, token=token or None, validate_certs=validate_certs, opener=opener, timeout=10)
+
+    def server_ended():
+        try:
+            return ended_job(client, name)
+        except RayJobError:
+            return None
+
+    return server_ended
+
+
 def _job_error(msg, job, tail, dashboard_url):
     return RayJobError(
         msg,

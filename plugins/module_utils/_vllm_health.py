@@ -42,6 +42,7 @@ STATUSES = (
     "model_missing",
     "not_answering",
     "tls_error",
+    "server_ended",
     "ready",
 )
 
@@ -422,6 +423,8 @@ ADVICE = {
     "model_missing": "Use one of the served names as model, or restart vLLM with --served-model-name set to it.",
     "not_answering": "Read the vLLM server log; raise request_timeout if the model is only slow, or fix prompt, "
     "max_tokens or expect.",
+    "server_ended": "Waiting does not help: the process that serves vLLM has ended. Fix what its log names, then "
+    "run again.",
     "tls_error": "Waiting does not help: make the URL's scheme match the server's (https when it was started with "
     "--ssl-certfile) and give the CA that issued its certificate as ca_path.",
 }
@@ -531,6 +534,29 @@ def observe(
     result.update(status=status, ready=status == "ready", problems=problems)
     result["msg"] = summary_message(result, model, completion_wanted)
     return result
+
+
+def watching_server(probe, server_ended):
+    """``probe`` that, while vLLM is not ready, also asks ``server_ended()`` whether the process serving it has ended.
+
+    ``server_ended`` returns a message saying why (such as a Ray job's status and log tail), or None. A gate then
+    stops at once with that message instead of waiting out its timeout for a server that is gone.
+    """
+
+    def watched():
+        result = probe()
+        if result["ready"]:
+            return result
+        ended = server_ended()
+        if ended:
+            seen = result["status"]
+            result.update(status="server_ended", problems=result["problems"] + [ended])
+            result["msg"] = "Expected vLLM at {} to become ready; it was {} and will not be: {} {}".format(
+                result["url"], seen, ended, ADVICE["server_ended"]
+            )
+        return result
+
+    return watched
 
 
 def summary_message(result, model, completion_wanted):

@@ -15,7 +15,7 @@ description:
     back non-empty (and matching O(expect)). A C(/health) of 200 alone is not enough, because vLLM keeps answering
     it while its engine hangs (for example after a Ray worker died).
   - Reports one RV(status) of V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing),
-    V(not_answering), V(tls_error) or V(ready), and a message that says what was seen and what to do.
+    V(not_answering), V(tls_error), V(server_ended) or V(ready), and a message that says what was seen and what to do.
   - V(unreachable) means nothing accepts connections at O(url). vLLM binds its port at start but only accepts
     connections once the model is loaded, so a server that is still loading looks exactly like one that is not
     running; O(wait=true) with a O(timeout) above the model's load time covers both.
@@ -29,6 +29,9 @@ description:
     not hold), or the URL's scheme is not the server's (http to a server started with C(--ssl-certfile), https to a
     plain one; through O(service), O(service.scheme) not matching). Waiting does not change it, so O(wait=true)
     stops at once.
+  - V(server_ended) means the server is not ready and the Ray job named by O(ray_job) that runs it has ended (its
+    process exited or was stopped). Waiting does not change it, so O(wait=true) stops at once, with Ray's message and
+    the last lines of the job's log.
 author:
   - llmops.ray_vllm maintainers (@llmops)
 extends_documentation_fragment:
@@ -106,6 +109,29 @@ options:
       - Not with O(service). Through the service proxy the API server makes the connection to the pod and does
         not verify its certificate (set O(service.scheme=https) for a server that serves TLS).
     type: path
+  ray_job:
+    description:
+      - The Ray job that runs the server (as the P(llmops.ray_vllm.ray_job#module) module keeps it). While the server is
+        not ready, each look also asks the Ray Jobs API whether a job of this name still runs. When none does,
+        RV(status) is V(server_ended) and the message carries the newest job's status and log tail.
+      - A dashboard that does not answer is no verdict; the server is asked as before.
+    type: dict
+    suboptions:
+      dashboard_url:
+        description: The Ray dashboard of the job's cluster, for example V(http://127.0.0.1:8265).
+        type: str
+        required: true
+      name:
+        description: The job's name (O(llmops.ray_vllm.ray_job#module:name)).
+        type: str
+        required: true
+      token:
+        description: Ray's authentication token, when the cluster has token authentication on. Empty means none.
+        type: str
+      validate_certs:
+        description: Verify the dashboard's TLS certificate for C(https).
+        type: bool
+        default: true
 notes:
   - Runs its HTTP requests from the host the task runs on; delegate to a host that can reach O(url).
 seealso:
@@ -171,8 +197,8 @@ ready:
 status:
   description:
     - What the server is doing.
-    - V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing), V(not_answering), V(tls_error)
-      or V(ready).
+    - V(unreachable), V(loading), V(engine_dead), V(unauthorized), V(model_missing), V(not_answering), V(tls_error),
+      V(server_ended) or V(ready).
   returned: always
   type: str
   sample: ready
@@ -272,8 +298,9 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._args import (
     with_wait,
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import Transport, module_transport
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import ended_job_watch
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe, watching_server
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
 ARGUMENT_SPEC = with_kubernetes_service(
@@ -291,6 +318,15 @@ ARGUMENT_SPEC = with_kubernetes_service(
             request_timeout=dict(type="int", default=30),
             validate_certs=dict(type="bool", default=True),
             ca_path=dict(type="path"),
+            ray_job=dict(
+                type="dict",
+                options=dict(
+                    dashboard_url=dict(type="str", required=True),
+                    name=dict(type="str", required=True),
+                    token=dict(type="str", no_log=True),
+                    validate_certs=dict(type="bool", default=True),
+                ),
+            ),
         )
     )
 )
@@ -352,10 +388,15 @@ def main():
             validate_certs=transport.validate_certs,
         )
 
+    if params["ray_job"]:
+        probe = watching_server(probe, ended_job_watch(**params["ray_job"]))
     timeout = params["timeout"] if params["wait"] else 0
-    # A TLS mismatch does not go away by waiting.
+    # A TLS mismatch and a server that has ended do not go away by waiting.
     result, attempts, elapsed = poll(
-        probe, lambda observed: observed["ready"] or observed["status"] == "tls_error", timeout, params["interval"]
+        probe,
+        lambda observed: observed["ready"] or observed["status"] in ("tls_error", "server_ended"),
+        timeout,
+        params["interval"],
     )
     result.update(changed=False, attempts=attempts, elapsed_s=round(elapsed, 2))
     if not result["ready"]:

@@ -36,14 +36,19 @@ class ProfileError(Exception):
     pass
 
 
-def task_seconds(output):
-    """``{task: seconds}`` from a playbook's output; the profile must be there."""
+def profile_lines(output):
+    """``[(task, seconds)]``, one per task run, from a playbook's output; the profile must be there."""
     recap = output.rsplit("TASKS RECAP", 1)
     if len(recap) != 2:
         raise ProfileError("the playbook printed no TASKS RECAP: is ansible.posix.profile_tasks enabled?")
+    return [(match.group("name"), float(match.group("seconds"))) for match in TASK_LINE.finditer(recap[1])]
+
+
+def task_seconds(output):
+    """``{task: seconds}`` from a playbook's output, a task that ran twice summed."""
     seconds = {}
-    for match in TASK_LINE.finditer(recap[1]):
-        seconds[match.group("name")] = seconds.get(match.group("name"), 0.0) + float(match.group("seconds"))
+    for name, value in profile_lines(output):
+        seconds[name] = seconds.get(name, 0.0) + value
     return seconds
 
 
@@ -61,6 +66,39 @@ def site_phases(output, total_s):
         rows.append((phase, sum(ran)))
     rows.append((OTHER, max(total_s - sum(value for _phase, value in rows), 0.0)))
     return rows
+
+
+PLAYBOOK_TASKS = "site.yml's own tasks (plan, preflights, checks)"
+BETWEEN_TASKS = "Ansible between tasks (start-up, inventory, includes, results)"
+
+
+def other_parts(output, total_s):
+    """``[(part, tasks run, seconds)]``: what OTHER holds, largest first.
+
+    One part per role (its tasks outside the phases), site.yml's own tasks, and what no task holds: Ansible's own
+    time before, between and after tasks. A goal that is not met then shows which part holds it back.
+    """
+    in_phases = {task for _phase, _step, tasks in PHASES for task in tasks}
+    parts = {}
+    for name, seconds in profile_lines(output):
+        if name in in_phases:
+            continue
+        part = name.split(" : ", 1)[0] if " : " in name else PLAYBOOK_TASKS
+        count, total = parts.get(part, (0, 0.0))
+        parts[part] = (count + 1, total + seconds)
+    rows = [(part, count, total) for part, (count, total) in parts.items()]
+    in_tasks = sum(seconds for _name, seconds in profile_lines(output))
+    rows.append((BETWEEN_TASKS, 0, max(total_s - in_tasks, 0.0)))
+    return sorted(rows, key=lambda row: -row[2])
+
+
+def other_table(parts, title):
+    """Markdown rows of :func:`other_parts`, with the mean seconds per task run."""
+    lines = [f"| {title} | tasks run | seconds | per task |", "| --- | --- | --- | --- |"]
+    for part, count, seconds in parts:
+        mean = f"{seconds / count:.2f}" if count else ""
+        lines.append(f"| {part} | {count or ''} | {seconds:.1f} | {mean} |")
+    return "\n".join(lines)
 
 
 def table(floor, site, title):

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,23 +75,22 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def run_module(cluster, collections_path, tmp_path_factory):
-    """``run(check=False, **args)`` runs the ray_job module once; returns its result dict."""
+    """``run(check=False, module="ray_job", **args)`` runs the module once; returns its result dict."""
     args_dir = tmp_path_factory.mktemp("ray_job_args")
-    module_file = os.path.join(collections_path, "ansible_collections", "llmops", "ray_vllm", "plugins", "modules",
-                               "ray_job.py")  # fmt: skip
+    modules_dir = os.path.join(collections_path, "ansible_collections", "llmops", "ray_vllm", "plugins", "modules")
     env = dict(os.environ, PYTHONPATH=collections_path)
     counter = [0]
 
-    def run(check=False, **args):
+    def run(check=False, module="ray_job", **args):
         counter[0] += 1
         module_args = {"dashboard_url": cluster.dashboard_url, "token": TOKEN, "interval": 1, "timeout": 60,
-                       "settle_time": 1}  # fmt: skip
+                       "settle_time": 1} if module == "ray_job" else {}  # fmt: skip
         module_args.update(args)
         module_args.update(_ansible_check_mode=check, _ansible_diff=True)
         args_file = args_dir / f"args-{counter[0]}.json"
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": module_args}))
         completed = subprocess.run(
-            [sys.executable, module_file, str(args_file)],
+            [sys.executable, os.path.join(modules_dir, module + ".py"), str(args_file)],
             env=env,
             capture_output=True,
             text=True,
@@ -103,7 +103,7 @@ def run_module(cluster, collections_path, tmp_path_factory):
             raise AssertionError(
                 f"ray_job printed no JSON (rc {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
             ) from None
-        assert TOKEN not in completed.stdout, "the token leaked into the module output"
+        assert TOKEN not in completed.stdout, f"the token leaked into the {module} module output"
         assert (completed.returncode != 0) == bool(result.get("failed")), result
         return result
 
@@ -219,6 +219,31 @@ def test_failing_job_fails_with_its_log(cluster, run_module):
     again = run_module(name="broken", entrypoint=FAILING_ENTRYPOINT, wait_running=False)
     assert again["changed"] is True and again["submission_id"] != result["submission_id"]
     assert again["replaced"] == []
+
+
+def test_the_vllm_gate_stops_with_the_log_of_a_server_job_that_ended(cluster, run_module):
+    # A server that dies while it loads, after the job was RUNNING: vllm_serve submits without a settle time and
+    # its gate watches the job.
+    entrypoint = "python -c \"import sys, time; print('loading weights'); time.sleep(3); sys.exit('out of memory')\""
+    submitted = run_module(name="dying", entrypoint=entrypoint, settle_time=0)
+    assert not submitted.get("failed") and submitted["status"] == "RUNNING"
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    watch = {"dashboard_url": cluster.dashboard_url, "name": "dying", "token": TOKEN}
+    started = time.monotonic()
+    gate = run_module(module="vllm_health", url=f"http://127.0.0.1:{port}", wait=True, timeout=120, interval=1,
+                      ray_job=watch)  # fmt: skip
+    assert time.monotonic() - started < 60, "the gate waited on a server whose job had ended"
+    assert gate["failed"] is True and gate["status"] == "server_ended"
+    assert f"Ray job {submitted['submission_id']} ended FAILED" in gate["msg"]
+    assert "out of memory" in gate["msg"] and "Waiting does not help" in gate["msg"]
+    # While the job runs, the watch is no verdict: the gate reports the server itself.
+    running = run_module(name="alive", entrypoint=f"exec sleep {SLEEP_OTHER}", settle_time=0)
+    alive = run_module(module="vllm_health", url=f"http://127.0.0.1:{port}", ray_job=dict(watch, name="alive"))
+    assert alive["status"] == "unreachable"
+    assert running["status"] == "RUNNING"
+    assert run_module(state="absent", name="alive")["changed"] is True
 
 
 def test_pending_job_times_out_then_is_stopped(cluster, run_module):

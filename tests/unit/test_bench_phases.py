@@ -1,5 +1,5 @@
 """make bench's per-phase table (tests/bench/phases.py) on the task profile of a real cold deploy and re-run of
-site.yml -i inventories/local (make demo's output, recorded on this project's CI kind of machine)."""
+site.yml -i inventories/local (every task, PROFILE_TASKS_TASK_OUTPUT_LIMIT=all, recorded on this machine)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ RECORDED = ROOT / "tests" / "fixtures" / "bench"
 
 
 def test_the_phases_of_a_cold_deploy():
-    rows = dict(phases.site_phases((RECORDED / "site-local-cold-profile.txt").read_text(), total_s=88.2))
-    assert rows["Ray head"] == 8.18 and rows["Ray workers"] == 8.67 and rows["Ray gate"] == 1.84
-    assert rows["vLLM started"] == 13.66 and rows["vLLM gate"] == 30.37
-    assert rows[phases.OTHER] == pytest.approx(88.2 - 8.18 - 8.67 - 1.84 - 13.66 - 30.37)
+    rows = dict(phases.site_phases((RECORDED / "site-local-cold-profile.txt").read_text(), total_s=73.2))
+    assert rows["Ray head"] == 8.07 and rows["Ray workers"] == 7.11 and rows["Ray gate"] == 3.13
+    assert rows["vLLM started"] == 3.00 and rows["vLLM gate"] == 31.13
+    assert rows[phases.OTHER] == pytest.approx(73.2 - 8.07 - 7.11 - 3.13 - 3.00 - 31.13)
 
 
 def test_a_phase_whose_tasks_did_not_run_is_named():
     output = (RECORDED / "site-local-cold-profile.txt").read_text().replace("Start the Ray workers", "Start workers")
     with pytest.raises(phases.ProfileError, match="'Ray workers'"):
-        phases.site_phases(output, total_s=88.2)
+        phases.site_phases(output, total_s=73.2)
 
 
 def test_an_output_without_the_profile_is_refused():
@@ -36,10 +36,23 @@ def test_an_output_without_the_profile_is_refused():
 
 
 def test_the_table_sets_the_floor_beside_site_yml():
-    site = phases.site_phases((RECORDED / "site-local-rerun-profile.txt").read_text(), total_s=36.2)
+    site = phases.site_phases((RECORDED / "site-local-rerun-profile.txt").read_text(), total_s=24.7)
     lines = phases.table({"Ray head": 2.0, "vLLM gate": 1.0}, site, "re-run").splitlines()
-    assert lines[2] == "| Ray head | ray start --head | 2.0 | %.1f | %+.1f |" % (0.85, 0.85 - 2.0)
-    assert lines[-1].startswith("| total | | 3.0 | 36.2 |")
+    assert lines[2] == "| Ray head | ray start --head | 2.0 | %.1f | %+.1f |" % (0.57, 0.57 - 2.0)
+    assert lines[-1].startswith("| total | | 3.0 | 24.7 |")
+
+
+def test_everything_else_is_split_by_role_and_ansible_between_tasks():
+    output = (RECORDED / "site-local-rerun-profile.txt").read_text()
+    parts = {part: (count, seconds) for part, count, seconds in phases.other_parts(output, total_s=24.7)}
+    # 157 tasks ran, 5 of them in the phases.
+    assert sum(count for count, _seconds in parts.values()) == 152
+    assert parts["llmops.ray_vllm.vllm_serve"][0] == 59 and parts["llmops.ray_vllm.monitoring"][0] == 22
+    assert parts[phases.PLAYBOOK_TASKS][0] == 14
+    other = dict(phases.site_phases(output, total_s=24.7))[phases.OTHER]
+    assert sum(seconds for _count, seconds in parts.values()) == pytest.approx(other)
+    lines = phases.other_table(phases.other_parts(output, total_s=24.7), "re-run").splitlines()
+    assert lines[2].startswith("| llmops.ray_vllm.vllm_serve | 59 | 6.3 | 0.11 |")
 
 
 def test_every_phase_task_is_a_task_of_the_roles():

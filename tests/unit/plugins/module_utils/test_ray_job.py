@@ -283,6 +283,40 @@ class TestClient:
             client.list_jobs()
 
 
+class TestEndedJob:
+    """What a gate asks while its server is not ready: does a job of the name still run?"""
+
+    def test_a_running_job_is_no_verdict(self):
+        client = ray_job.RayJobsClient(BASE_URL, opener=ReplayOpener("list-one-running"))
+        assert ray_job.ended_job(client, "vllm") is None
+
+    def test_a_name_never_submitted_is_no_verdict(self):
+        client = ray_job.RayJobsClient(BASE_URL, opener=ReplayOpener("list-empty"))
+        assert ray_job.ended_job(client, "vllm") is None
+
+    def test_a_failed_job_says_why_with_its_log(self):
+        opener = ReplayOpener("list-after", "logs-failing")
+        message = ray_job.ended_job(ray_job.RayJobsClient(BASE_URL, opener=opener), "broken")
+        assert message.startswith(
+            "Ray job broken-bbbbbbbbbbbb-1795862911 ended FAILED (JOB_ENTRYPOINT_COMMAND_ERROR, exit code 1) instead "
+            "of running the server."
+        )
+        assert "model not found: /nonexistent" in message
+        assert [call["path"] for call in opener.calls] == [
+            "/api/jobs/",
+            "/api/jobs/broken-bbbbbbbbbbbb-1795862911/logs",
+        ]
+
+    def test_the_watch_sends_the_token_and_passes_on_an_unreachable_dashboard(self):
+        opener = ReplayOpener("list-one-running")
+        assert ray_job.ended_job_watch(BASE_URL, "vllm", token="s3cret", opener=opener)() is None
+        assert opener.calls[0]["headers"]["Authorization"] == "Bearer s3cret"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        assert ray_job.ended_job_watch(f"http://127.0.0.1:{port}", "vllm", token="")() is None
+
+
 class TestCheckMode:
     """Check mode lists and decides, and sends nothing but the list request."""
 

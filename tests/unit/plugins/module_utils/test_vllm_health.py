@@ -353,6 +353,37 @@ class TestObserve:
         assert health.ADVICE[status]
 
 
+def probing(records):
+    """A probe of the server at URL answered by ``records``."""
+
+    def probe():
+        return health.observe(URL, model=SERVED, exchange=replay(records))
+
+    return probe
+
+
+class TestWatchingServer:
+    """A gate that also watches the process serving vLLM stops when that process has ended."""
+
+    STARTING = {"/health": "startup-direct-health-error.json"}
+
+    def test_an_ended_server_ends_the_wait_with_its_message(self):
+        ended = "Ray job vllm-1 ended FAILED (exit code 1)."
+        result = health.watching_server(probing(self.STARTING), lambda: ended)()
+        assert result["status"] == "server_ended" and result["ready"] is False
+        assert result["problems"][-1] == ended
+        assert result["msg"].startswith("Expected vLLM at http://127.0.0.1:8000 to become ready; it was unreachable")
+        assert "Waiting does not help" in result["msg"]
+
+    def test_a_server_still_running_keeps_the_probe_result(self):
+        assert health.watching_server(probing(self.STARTING), lambda: None)()["status"] == "unreachable"
+
+    def test_a_ready_server_is_not_asked_about(self):
+        asked = []
+        result = health.watching_server(probing(READY_RECORDS), lambda: asked.append(1))()
+        assert result["ready"] and asked == []
+
+
 def serve_once(behaviour):
     """A real listening socket on localhost that accepts one connection and does ``behaviour`` with it."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
