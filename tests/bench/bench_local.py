@@ -255,6 +255,11 @@ def print_deploy_measures(measures):
     for run, title in (("cold", "cold deploy"), ("rerun", "idempotent re-run")):
         print()
         print(phases.other_table(measures[run][3], f"{title}: where '{phases.OTHER}' goes"))
+    excess = {"cold": cold_s - COLD_TARGET * floor_s, "rerun": rerun_s - RERUN_TARGET_S}
+    for run, title in (("cold", "Cold deploy"), ("rerun", "Re-run")):
+        if excess[run] > 0:
+            floor = dict(measures["floor"][1]) if run == "cold" else {}
+            print(f"\n{title}: " + phases.holding_back(measures[run][1], measures[run][3], excess[run], floor))
 
 
 def main():

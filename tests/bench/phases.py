@@ -30,6 +30,7 @@ PHASES = (
     ]),
 )  # fmt: skip
 OTHER = "everything else (Ansible, plan, preflight, other tasks)"
+VLLM_PHASES = ("vLLM started", "vLLM gate")
 
 
 class ProfileError(Exception):
@@ -90,6 +91,28 @@ def other_parts(output, total_s):
     in_tasks = sum(seconds for _name, seconds in profile_lines(output))
     rows.append((BETWEEN_TASKS, 0, max(total_s - in_tasks, 0.0)))
     return sorted(rows, key=lambda row: -row[2])
+
+
+def holding_back(site, parts, excess_s, floor=None):
+    """Why a run is ``excess_s`` over its goal, in one sentence: the phase furthest over the floor's same step (or,
+    with no ``floor``, the longest), and the part of OTHER that holds the most.
+
+    ``site`` is :func:`site_phases`' rows, ``parts`` :func:`other_parts`', ``floor`` ``{phase: seconds}``.
+    """
+    floor = floor or {}
+    over = {name: value - floor.get(name, 0.0) for name, value in site if name != OTHER}
+    # Where vLLM's load ends differs (site.yml's job returns once RUNNING, the floor's step once the model is
+    # listed), so the two vLLM phases compare as one.
+    over[" + ".join(VLLM_PHASES)] = sum(over.pop(name) for name in VLLM_PHASES)
+    phase, over_s = max(over.items(), key=lambda row: row[1])
+    part, count, part_s = parts[0]
+    runs = sum(row[1] for row in parts)
+    other_s = dict(site)[OTHER]
+    return (
+        f"{excess_s:.1f} s over the goal. The phase furthest over the floor is {phase} ({over_s:+.1f} s); "
+        f"{OTHER} holds {other_s:.1f} s in {runs} task runs ({other_s / max(runs, 1):.2f} s each), "
+        f"most of it in {part} ({count} task runs, {part_s:.1f} s)."
+    )
 
 
 def other_table(parts, title):

@@ -64,3 +64,18 @@ def test_every_phase_task_is_a_task_of_the_roles():
         names |= {f"llmops.ray_vllm.{role} : {name}" for name in re.findall(r"^\s*- name: (.+)$", text, re.M)}
     for phase, _step, tasks in phases.PHASES:
         assert set(tasks) <= names, f"{phase}: {sorted(set(tasks) - names)} are no task of the roles"
+
+
+def test_a_goal_not_met_names_what_holds_it_back():
+    output = (RECORDED / "site-local-rerun-profile.txt").read_text()
+    site, parts = phases.site_phases(output, total_s=24.7), phases.other_parts(output, total_s=24.7)
+    note = phases.holding_back(site, parts, excess_s=19.7)
+    assert note.startswith(
+        "19.7 s over the goal. The phase furthest over the floor is vLLM started + vLLM gate (+2.6 s);"
+    )
+    assert "in 152 task runs" in note and "most of it in llmops.ray_vllm.vllm_serve (59 task runs, 6.3 s)." in note
+    cold = (RECORDED / "site-local-cold-profile.txt").read_text()
+    floor = {"Ray head": 6.2, "Ray workers": 3.6, "vLLM started": 29.8, "vLLM gate": 0.5}
+    site = phases.site_phases(cold, total_s=73.2)
+    note = phases.holding_back(site, phases.other_parts(cold, total_s=73.2), excess_s=26.9, floor=floor)
+    assert "The phase furthest over the floor is vLLM started + vLLM gate (+3.8 s)" in note

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.llmops.ray_vllm.plugins.modules import model_download, ray_node
+from ansible_collections.llmops.ray_vllm.plugins.module_utils import _file_set
+from ansible_collections.llmops.ray_vllm.plugins.modules import file_set, model_download, ray_node
 
 
-def run(module, args, capsys):
-    """The module's result as Ansible reads it (JSON on stdout), run in check mode."""
-    with patch_module_args(dict(args, _ansible_check_mode=True)), pytest.raises(SystemExit):
+def run(module, args, capsys, check=True, diff=False):
+    """The module's result as Ansible reads it (JSON on stdout), run in check mode unless ``check`` is false."""
+    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)), pytest.raises(SystemExit):
         module.main()
     return json.loads(capsys.readouterr().out)
 
@@ -69,3 +71,71 @@ def test_model_download_check_mode_says_what_it_would_fetch(tmp_path, capsys):
     assert result["changed"] is True and result["path"] == dest
     assert result["reasons"] == ["no completion marker .ray_vllm_complete.json"]
     assert os.listdir(str(tmp_path)) == []
+
+
+# --- file_set on real files: what it writes, what a second run leaves alone, check mode, diff and its refusals
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_file_set_writes_the_files_and_their_folders_then_a_second_run_changes_nothing(capsys, tmp_path):
+    files = [
+        {"path": str(tmp_path / "sd" / "vllm.json"), "content": '[{"targets": ["127.0.0.1:8000"]}]\n'},
+        {"path": str(tmp_path / "sd" / "jobs.yml"), "content": "scrape_configs: []\n"},
+        {"path": str(tmp_path / "dashboards" / "deep" / "board.json"), "content": "{}"},
+    ]
+    first = run(file_set, {"files": files}, capsys, check=False, diff=True)
+    assert not first.get("failed") and first["changed"] is True
+    assert first["folders"] == [
+        str(tmp_path / "dashboards"),
+        str(tmp_path / "sd"),
+        str(tmp_path / "dashboards" / "deep"),
+    ]
+    assert first["written"] == [entry["path"] for entry in files]
+    for entry in files:
+        assert open(entry["path"], encoding="utf-8").read() == entry["content"] and mode_of(entry["path"]) == 0o644
+    assert mode_of(tmp_path / "sd") == 0o755
+    assert first["diff"][0] == {"before_header": files[0]["path"], "after_header": files[0]["path"], "before": "",
+                                "after": files[0]["content"]}  # fmt: skip
+    again = run(file_set, {"files": files}, capsys, check=False)
+    assert (again["changed"], again["written"], again["folders"]) == (False, [], [])
+    assert not [name for name in os.listdir(tmp_path / "sd") if name.startswith(".file_set-")]
+
+
+def test_file_set_check_mode_says_what_would_change_and_writes_nothing(capsys, tmp_path):
+    kept = tmp_path / "kept.yml"
+    kept.write_text("old\n")
+    os.chmod(kept, 0o600)
+    files = [{"path": str(kept), "content": "new\n"}, {"path": str(tmp_path / "new" / "a.json"), "content": "{}"}]
+    result = run(file_set, {"files": files}, capsys, diff=True)
+    assert result["changed"] is True and result["written"] == [str(kept), files[1]["path"]]
+    assert result["folders"] == [str(tmp_path / "new")] and not (tmp_path / "new").exists()
+    assert kept.read_text() == "old\n" and mode_of(kept) == 0o600
+    assert result["diff"][0]["before"] == "old\n" and result["diff"][0]["after"] == "new\n"
+
+
+def test_file_set_a_mode_that_differs_alone_is_a_change(capsys, tmp_path):
+    kept = tmp_path / "kept.yml"
+    kept.write_text("same\n")
+    os.chmod(kept, 0o600)
+    files = [{"path": str(kept), "content": "same\n"}]
+    assert run(file_set, {"files": files}, capsys)["changed"] is True
+    assert mode_of(kept) == 0o600
+    result = run(file_set, {"files": files}, capsys, check=False)
+    assert result["changed"] is True and result["written"] == [] and mode_of(kept) == 0o644
+
+
+def test_file_set_refusals_name_the_value(capsys, tmp_path):
+    files = [{"path": str(tmp_path), "content": "x"}]
+    folder = run(file_set, {"files": files}, capsys, check=False)
+    assert folder["failed"] is True and folder["msg"].startswith(f"cannot read {tmp_path}: Is a directory.")
+    bad = run(file_set, {"files": [{"path": str(tmp_path / "a"), "content": "x"}], "mode": "rw-r--r--"}, capsys)
+    assert bad["msg"] == "mode='rw-r--r--': expected octal permission digits such as '0644' or '0755'."
+
+
+def test_file_set_missing_folders_are_each_named_once_outermost_first(tmp_path):
+    paths = [str(tmp_path / "a" / "b" / "f1"), str(tmp_path / "a" / "b" / "f2"), str(tmp_path / "c" / "f3")]
+    assert _file_set.missing_folders(paths) == [str(tmp_path / "a"), str(tmp_path / "c"), str(tmp_path / "a" / "b")]
+    assert _file_set.planned([{"path": str(tmp_path / "none"), "content": ""}]) == [(str(tmp_path / "none"), None, "")]
