@@ -95,12 +95,20 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def write_atomically(module, path, content):
-    """The new text beside the file first, then moved over it: a reader never sees half a file."""
+def write_atomically(module, path, content, mode):
+    """The new text beside the file first, then moved over it: a reader never sees half a file.
+
+    A file that exists keeps its owner and attributes (atomic_move). A new one takes ``mode`` before it is moved in,
+    so a secret is never readable by others, not even for a moment (atomic_move would give it the umask's mode).
+    """
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".file_set-")
     with os.fdopen(handle, "w", encoding="utf-8") as stream:
         stream.write(content)
-    module.atomic_move(temporary, path)
+    if os.path.exists(path):
+        module.atomic_move(temporary, path)
+    else:
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
 
 
 def octal_mode(module, name):
@@ -124,7 +132,7 @@ def keep_attributes(module, files, changed):
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     files = module.params["files"]
-    octal_mode(module, "mode")
+    mode = octal_mode(module, "mode")
     directory_mode = octal_mode(module, "directory_mode")
     try:
         changes = planned(files)
@@ -139,7 +147,7 @@ def main():
             os.mkdir(folder)
             os.chmod(folder, directory_mode)  # mkdir's mode is cut by the umask
         for path, _before, after in changes:
-            write_atomically(module, path, after)
+            write_atomically(module, path, after, mode)
     changed = keep_attributes(module, files, bool(changes))
     result = {"changed": changed, "written": [path for path, _b, _a in changes], "folders": folders}
     if module._diff:
