@@ -143,11 +143,19 @@ def main():
         )
     folders = missing_folders([path for path, _before, _after in changes])
     if not module.check_mode:
-        for folder in folders:
-            os.mkdir(folder)
-            os.chmod(folder, directory_mode)  # mkdir's mode is cut by the umask
-        for path, _before, after in changes:
-            write_atomically(module, path, after, mode)
+        try:
+            for folder in folders:
+                os.mkdir(folder)
+                os.chmod(folder, directory_mode)  # mkdir's mode is cut by the umask
+            for path, _before, after in changes:
+                write_atomically(module, path, after, mode)
+        except OSError as error:
+            module.fail_json(
+                msg=f"cannot write {error.filename}: {error.strerror}. Make its folder writable by the user the task "
+                "runs as (become), or choose another path.",
+                written=[],
+                folders=[],
+            )
     changed = keep_attributes(module, files, bool(changes))
     result = {"changed": changed, "written": [path for path, _b, _a in changes], "folders": folders}
     if module._diff:

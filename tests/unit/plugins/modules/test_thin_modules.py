@@ -131,6 +131,11 @@ def test_file_set_refusals_name_the_value(capsys, tmp_path):
     files = [{"path": str(tmp_path), "content": "x"}]
     folder = run(file_set, {"files": files}, capsys, check=False)
     assert folder["failed"] is True and folder["msg"].startswith(f"cannot read {tmp_path}: Is a directory.")
+    (tmp_path / "plain").write_text("a file where a folder should be")
+    under_a_file = run(file_set, {"files": [{"path": str(tmp_path / "plain" / "a.json"), "content": "{}"}]}, capsys,
+                       check=False)  # fmt: skip
+    assert under_a_file["failed"] is True
+    assert under_a_file["msg"].startswith(f"cannot read {tmp_path / 'plain' / 'a.json'}: Not a directory.")
     bad = run(file_set, {"files": [{"path": str(tmp_path / "a"), "content": "x"}], "mode": "rw-r--r--"}, capsys)
     assert bad["msg"] == "mode='rw-r--r--': expected octal permission digits such as '0644' or '0755'."
 
