@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     crash_looping_containers,
+    crd_lookups_brief,
     crds_not_established,
     image_pull_errors,
     nodes_without_gpus,
@@ -25,6 +26,7 @@ class FilterModule:
             "nodes_without_gpus": nodes_without_gpus,
             "pod_condition_lines": pod_condition_lines,
             "crds_not_established": crds_not_established,
+            "crd_lookups_brief": crd_lookups_brief,
             "image_pull_errors": image_pull_errors,
             "crash_looping_containers": crash_looping_containers,
             "not_ready_pod_nodes": not_ready_pod_nodes,

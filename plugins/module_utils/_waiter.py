@@ -227,6 +227,24 @@ def crds_not_established(lookups):
     return found
 
 
+def crd_lookups_brief(lookups):
+    """The CRD lookups (k8s_info loop results) without the CRDs' schemas: per item its name, the answer's error
+    message when there was no answer, and each CRD found with only its name and conditions. What the gates and
+    ``crds_not_established`` read, kept small: a CRD's schema runs to hundreds of KB, and a fact holding four of them
+    cost seconds to keep."""
+    brief = []
+    for lookup in lookups or []:
+        kept = {key: lookup[key] for key in ("item", "msg", "failed") if key in lookup}
+        if "resources" in lookup:
+            kept["resources"] = [
+                {"metadata": {"name": ((crd or {}).get("metadata") or {}).get("name")},
+                 "status": {"conditions": _conditions(crd)}}
+                for crd in lookup.get("resources") or []
+            ]  # fmt: skip
+        brief.append(kept)
+    return brief
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # pods on nodes that are not Ready
 #

@@ -9,6 +9,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._waiter import (
     clusterpolicies_ready,
     crash_looping_containers,
     crd_established,
+    crd_lookups_brief,
     crds_not_established,
     deployment_available,
     image_pull_errors,
@@ -85,6 +86,32 @@ def test_crds_jobs_and_clusterpolicies():
         [{"item": "a.ray.io", "resources": [established]}, {"item": "b.ray.io", "resources": []},
          {"item": "c.ray.io", "resources": [{"status": {"conditions": [{"type": "Established", "status": "False"}]}}]}]
     ) == ["b.ray.io (Established: missing)", "c.ray.io (Established: False)"]  # fmt: skip
+
+
+def test_crd_lookups_brief_keeps_what_the_gate_reads():
+    crd = {
+        "metadata": {"name": "rayclusters.ray.io", "uid": "u"},
+        "spec": {"versions": [{"schema": {"openAPIV3Schema": {"type": "object"}}}]},
+        "status": {"conditions": [{"type": "Established", "status": "True"}], "storedVersions": ["v1"]},
+    }
+    lookups = [
+        {"item": "rayclusters.ray.io", "resources": [crd], "changed": False},
+        {"item": "rayjobs.ray.io", "resources": []},
+        {"item": "rayservices.ray.io", "failed": True, "msg": "Forbidden"},
+    ]
+    brief = crd_lookups_brief(lookups)
+    assert brief == [
+        {"item": "rayclusters.ray.io",
+         "resources": [{"metadata": {"name": "rayclusters.ray.io"},
+                        "status": {"conditions": [{"type": "Established", "status": "True"}]}}]},
+        {"item": "rayjobs.ray.io", "resources": []},
+        {"item": "rayservices.ray.io", "failed": True, "msg": "Forbidden"},
+    ]  # fmt: skip
+    # The gate's readings of the brief are those of the lookups.
+    assert crds_not_established(brief) == crds_not_established(lookups)
+    assert crds_not_established(brief) == ["rayjobs.ray.io (Established: missing)",
+                                           "rayservices.ray.io (Established: missing)"]  # fmt: skip
+    assert crd_lookups_brief(None) == []
 
 
 def test_pods_and_nodes_diagnoses():
