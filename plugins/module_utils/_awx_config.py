@@ -31,7 +31,7 @@ def survey_question(key, catalogue, defaults):
     """One question of the catalogue in AWX's shape, its default replaced by ``defaults[key]`` when given."""
     if key not in catalogue:
         raise SurveyError(
-            "survey question %r: expected one of %s. Add it to _ray_vllm_awx_questions or remove it from the "
+            "survey question %r: expected one of %s. Add it to _awx_config_questions or remove it from the "
             "template's questions" % (key, ", ".join(sorted(catalogue)))
         )
     question = {name: value for name, value in catalogue[key].items() if name in QUESTION_KEYS}

@@ -9,14 +9,19 @@ survey default or credential-type injector must be refused with AWX's own messag
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
+from awx_double import runner
 from playbook_runner import REPO, run_playbook
 
 pytestmark = pytest.mark.integration
@@ -25,7 +30,10 @@ SCM_URL = "https://git.example.com/platform/llmops-ray-vllm.git"
 CREDENTIALS = [
     {"name": "cluster kubeconfig", "type": "kubeconfig", "inputs": {"kubeconfig": "apiVersion: v1\nkind: Config\n"}},
     {"name": "endpoint key", "type": "vllm_api_key", "inputs": {"api_key": "sk-configure-test-key"}},
+    {"name": "hub token", "type": "model_hub_token", "inputs": {"token": "hf_" + secrets.token_hex(12)}},
+    {"name": "ray token", "type": "ray_cluster_token", "inputs": {"token": "ray-" + secrets.token_hex(12)}},
 ]
+HUB_TOKEN, RAY_TOKEN = CREDENTIALS[2]["inputs"]["token"], CREDENTIALS[3]["inputs"]["token"]
 # The failing applies start at the task that sends the bad object: everything before it exists from the first apply.
 TEMPLATES_TASK = "Ensure the job templates"
 TEMPLATES = ["plan", "deploy", "verify", "teardown", "benchmark", "support bundle"]
@@ -90,8 +98,38 @@ def test_every_template_runs_its_playbook_with_its_survey(applied, awx_double):
     assert playbooks["llmops.ray_vllm verify"] == "playbooks/verify.yml"
     for playbook in playbooks.values():
         assert (REPO / playbook).is_file(), playbook
-    assert templates["llmops.ray_vllm plan"]["job_type"] == "check"
+    plan = templates["llmops.ray_vllm plan"]
+    assert (plan["playbook"], plan["job_type"], plan["diff_mode"]) == ("site.yml", "check", True)
+    assert not any(t["diff_mode"] for name, t in templates.items() if name != "llmops.ray_vllm plan")
     assert all(template["survey_enabled"] for template in templates.values())
+
+
+def _survey(awx_double, kind):
+    spec = awx_double.survey_spec("job_templates", "llmops.ray_vllm %s" % kind)["spec"]
+    return {question["variable"]: question for question in spec}
+
+
+def test_verify_and_teardown_ask_what_shapes_what_they_look_at_as_the_deploy_asks_it(applied, awx_double):
+    """On inventories/prod the served name and the model's folder follow the model id, and verify plans again from
+    the context length, the memory share and the replicas: a standalone verify must be told them (docs/awx.md)."""
+    deploy, verify, teardown = (_survey(awx_double, kind) for kind in ("deploy", "verify", "teardown"))
+    assert set(verify) == {
+        "model_storage_model_id",
+        "vllm_serve_max_model_len",
+        "vllm_serve_gpu_memory_utilization",
+        "ray_vllm_replicas",
+        "ray_vllm_namespace",
+    }
+    assert set(teardown) == {
+        "ray_vllm_teardown_confirm",
+        "ray_vllm_teardown_remove_model",
+        "model_storage_model_id",
+        "ray_vllm_namespace",
+    }
+    for variable, question in {**verify, **teardown}.items():
+        if variable in deploy:
+            assert question == deploy[variable], variable
+    assert set(_survey(awx_double, "support bundle")) == {"ray_vllm_namespace"}
 
 
 def test_the_benchmark_template_asks_for_a_bounded_load(applied, awx_double):
@@ -173,3 +211,76 @@ def test_a_credential_type_injecting_ansible_variables_is_refused_with_awxs_mess
     assert rc != 0
     message = "Environment variable ANSIBLE_RAY_TOKEN may affect Ansible configuration so its use is not allowed"
     assert message in flat(output), output[-4000:]
+
+
+# A stand-in for the support bundle template's playbook: it prints only digests of what the job was given.
+PROBE_PLAYBOOK = """\
+- name: What the credentials gave the job
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Digests of the injected variables
+      ansible.builtin.debug:
+        msg: "{{ item }}={{ lookup('ansible.builtin.vars', item) | hash('sha256') }}"
+      loop: [model_storage_token, support_bundle_hub_token, ray_cluster_auth_token, vllm_serve_ray_auth_token]
+"""
+
+
+class _UnsafeLoader(yaml.SafeLoader):
+    pass
+
+
+_UnsafeLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def test_the_hub_and_ray_token_credentials_reach_a_job_only_through_their_injectors(applied, awx_double, tmp_path):
+    """A job launched with the Model hub token and Ray cluster token credentials: each injector's extra vars in a
+    0400 `-e @` file of env/ (as !unsafe YAML), read by ansible-playbook as written, and neither secret in the job's
+    stdout, events or any other artifact. The template's playbook is a probe (a project checkout of its own): the
+    injection is AWX's and the same for every template."""
+    project = tmp_path / "project"
+    (project / "playbooks").mkdir(parents=True)
+    (project / "playbooks" / "support_bundle.yml").write_text(PROBE_PLAYBOOK)
+    inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}
+    (project / "hosts.yml").write_text(json.dumps(inventory))
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (tmp_path / "jobs").mkdir()
+    name = "llmops.ray_vllm support bundle"
+    job = runner.launch(
+        awx_double,
+        name,
+        runner.survey_form(awx_double, name),
+        credentials=["hub token", "ray token"],
+        inventory_source="hosts.yml",
+        inventory_variables={"ansible_python_interpreter": sys.executable},
+        project_dir=project,
+        base_dir=tmp_path / "jobs",
+    )
+    assert (job.status, job.rc) == ("successful", 0), job.stdout()[-4000:]
+
+    command = json.loads((job.artifacts_dir / "command").read_text())["command"]
+    # ansible-runner adds env/extravars (the survey's answers); the credentials' files are AWX's mkstemp ones.
+    files = [Path(arg[1:]) for arg in command if arg.startswith("@") and Path(arg[1:]).name != "extravars"]
+    injected = [yaml.load(path.read_text(), Loader=_UnsafeLoader) for path in files]
+    assert sorted(injected, key=sorted) == [
+        {"model_storage_token": HUB_TOKEN, "support_bundle_hub_token": HUB_TOKEN},
+        {"ray_cluster_auth_token": RAY_TOKEN, "vllm_serve_ray_auth_token": RAY_TOKEN},
+    ]
+    assert all(path.parent == job.private_data_dir / "env" and path.stat().st_mode & 0o777 == 0o400 for path in files)
+    assert all(": !unsafe " in path.read_text() for path in files)
+    extravars = (job.private_data_dir / "env" / "extravars").read_text()
+    envvars = (job.private_data_dir / "env" / "envvars").read_text()
+    assert HUB_TOKEN not in extravars + envvars and RAY_TOKEN not in extravars + envvars
+
+    stdout = job.stdout()
+    for variable, secret in [
+        ("model_storage_token", HUB_TOKEN),
+        ("support_bundle_hub_token", HUB_TOKEN),
+        ("ray_cluster_auth_token", RAY_TOKEN),
+        ("vllm_serve_ray_auth_token", RAY_TOKEN),
+    ]:
+        assert "%s=%s" % (variable, hashlib.sha256(secret.encode()).hexdigest()) in stdout, stdout[-4000:]
+    for path in job.artifacts_dir.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert HUB_TOKEN not in text and RAY_TOKEN not in text, path

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -214,11 +215,64 @@ def test_missing_playbook_is_refused(tmp_path, awx_double, project_checkout):
     assert "'playbook': ['Playbook not found for project.']" in result["msg"]
 
 
-def test_unknown_endpoint_is_404(awx_double):
+def _get(awx_double, path):
+    """GET on the double's API as the admin: (status, JSON body)."""
     token = base64.b64encode(f"{awx_double.username}:{awx_double.password}".encode()).decode()
-    request = urllib.request.Request(
-        awx_double.url + "/api/v2/no_such_things/", headers={"Authorization": "Basic " + token}
-    )
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request)
-    assert caught.value.code == 404
+    request = urllib.request.Request(awx_double.url + path, headers={"Authorization": "Basic " + token})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_unknown_endpoint_is_404(awx_double):
+    status, _body = _get(awx_double, "/api/v2/no_such_things/")
+    assert status == 404
+
+
+# AWX 24.6.1's named URL of a credential (awx/settings/defaults.py NAMED_URL_FORMATS): <name>++<credential type's
+# name>+<kind>++<organization>; awx.awx quotes it with quote(name, safe="+") (controller_api.py get_one).
+NAMED_CREDENTIAL = "Double Cred++Double Token+cloud++Double Org"
+NAMED_TASK = """
+- name: Template naming its credential by named URL
+  awx.awx.job_template:
+    name: Named Deploy
+    organization: Double Org
+    project: Double Project
+    inventory: Double Inventory
+    playbook: playbooks/deploy.yml
+    credentials: ["%s"]
+"""
+
+
+def test_named_urls_resolve_through_awx_awx_and_over_http(tmp_path, awx_double, project_checkout):
+    """awx.awx looks a name holding ++ up as a named URL first; the name search it would fall back to finds no
+    credential named so, so only the double's named URL resolution can give the template the right credential."""
+    tasks = TASKS % {"scm_url": SCM_URL, "survey": json.dumps(SURVEY)} + NAMED_TASK % NAMED_CREDENTIAL
+    proc = run_playbook(write_playbook(tmp_path, awx_double, tasks))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert task_results(proc)["Template naming its credential by named URL"]["changed"]
+    (credential,) = awx_double.objects("credentials")
+    template = {t["name"]: t for t in awx_double.objects("job_templates")}["Named Deploy"]
+    status, body = _get(awx_double, "/api/v2/job_templates/%d/credentials/" % template["id"])
+    assert status == 200 and [c["id"] for c in body["results"]] == [credential["id"]], body
+
+    quoted = urllib.parse.quote(NAMED_CREDENTIAL, safe="+")
+    status, body = _get(awx_double, f"/api/v2/credentials/{quoted}/")
+    assert (status, body["id"], body["name"]) == (200, credential["id"], "Double Cred")
+    (project,) = awx_double.objects("projects")
+    status, body = _get(awx_double, "/api/v2/projects/%s/" % urllib.parse.quote("Double Project++Double Org", safe="+"))
+    assert (status, body["id"]) == (200, project["id"])
+    for wrong in ("Double Cred++Double Token+ssh++Double Org", "Double Cred++Double Token+cloud++Default"):
+        status, body = _get(awx_double, "/api/v2/credentials/%s/" % urllib.parse.quote(wrong, safe="+"))
+        assert (status, body) == (404, {"detail": "Not found."}), wrong
+
+    # A wrong named URL: AWX's 404, which awx.awx reports as it does against AWX (controller_api.py make_request).
+    wrong = NAMED_CREDENTIAL.replace("cloud", "ssh")
+    proc = run_playbook(write_playbook(tmp_path, awx_double, NAMED_TASK.replace("Named Deploy", "Named Wrong") % wrong))
+    assert proc.returncode != 0
+    result = task_results(proc)["Template naming its credential by named URL"]
+    quoted = urllib.parse.quote(wrong, safe="+")
+    assert result["msg"] == f"The requested object could not be found at /api/v2/credentials/{quoted}/.", result
+    assert "Named Wrong" not in [t["name"] for t in awx_double.objects("job_templates")]

@@ -6,7 +6,8 @@
 The configuration is applied for real (awx.awx 24.6.1) to the AWX API double; each launch reads the template, its
 survey and its credentials from the double, is refused with AWX's messages when the survey answers are, and runs
 otherwise in a private data dir laid out as AWX lays it out (tests/awx_double/runner.py), with ansible-runner.
-One deploy per platform, then verify and teardown on the same deployment:
+One deploy per platform, then verify and teardown on the same deployment (on Kubernetes the plan first, in check
+mode, which must leave the test bed as it was):
 
 * Kubernetes: inventories/prod (the template's own inventory source) against the test bed, the kubeconfig given to
   the job only by the Kubeconfig credential's injectors; Ray and vLLM are real processes behind the Services
@@ -49,6 +50,8 @@ LOCAL_KEY = "sk-awx-local-" + secrets.token_hex(12)
 # with the context the plan was made for.
 LOCAL_CREDENTIALS = [{"name": "local endpoint key", "type": "vllm_api_key", "inputs": {"api_key": LOCAL_KEY}}]
 LOCAL_ANSWERS = {"model_storage_model_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "vllm_serve_max_model_len": 2048}
+# Where inventories/local keeps the converted model (model_storage_path: <ray_vllm_state_dir>/models/...).
+LOCAL_MODEL_DIR = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 
 
 def _template(kind):
@@ -93,6 +96,21 @@ def _assert_successful(job):
     stats = job.stats()
     assert (job.status, job.rc) == ("successful", 0), job.stdout()[-12000:]
     assert stats and not stats["failures"] and not stats["dark"], stats
+
+
+def _flat(text):
+    return " ".join(text.split())
+
+
+def _assert_a_healthy_read_only_verify(job, served_model_name):
+    """verify.yml changed nothing and printed each gate's health line (ray_cluster's and vllm_serve's verify.yml)
+    and its summary (playbooks/tasks/verify_report.yml); vLLM was asked for the deploy's model."""
+    _assert_successful(job)
+    assert not any(job.stats()["changed"].values()), job.stats()
+    stdout = _flat(job.stdout())
+    assert "Ray healthy: " in stdout, stdout[-6000:]
+    assert "vLLM healthy: serves %s " % served_model_name in stdout, stdout[-6000:]
+    assert "Ray and vLLM are healthy (read-only check, nothing changed)." in stdout, stdout[-6000:]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -165,7 +183,40 @@ def _ray_clusters(bed):
     return body.get("items", []) if status == 200 else []
 
 
+# What a plan must leave as it found it on the test bed (the namespace's objects the deploy creates).
+PLAN_UNTOUCHED = [
+    "/api/v1/namespaces",
+    f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters",
+    f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
+    f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
+    f"/api/v1/namespaces/{NAMESPACE}/pods",
+    f"/api/v1/namespaces/{NAMESPACE}/services",
+    f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims",
+    f"/api/v1/namespaces/{NAMESPACE}/secrets",
+]
+
+
+def _names(bed):
+    listed = {}
+    for path in PLAN_UNTOUCHED:
+        status, body = bed.request("GET", path)
+        listed[path] = sorted(item["metadata"]["name"] for item in body.get("items", [])) if status == 200 else status
+    return listed
+
+
 class TestKubernetes:
+    def test_the_plan_runs_in_check_mode_with_diff_and_creates_nothing(self, awx, testbed, tmp_path_factory):
+        before = _names(testbed)
+        job = _k8s_launch(awx, "plan", {}, tmp_path_factory)
+        _assert_successful(job)
+        command = json.loads((job.artifacts_dir / "command").read_text())["command"]
+        assert "--check" in command and "--diff" in command, command
+        stdout = _flat(job.stdout())
+        # playbooks/tasks/plan_kubernetes.yml's "Show the plan": the plan's table.
+        assert "TASK [Show the plan]" in stdout and "replicas x (TP x PP)" in stdout, stdout[-6000:]
+        assert _ray_clusters(testbed) == []
+        assert _names(testbed) == before
+
     def test_deploy_with_the_kubeconfig_credential(self, awx, testbed, tmp_path_factory):
         start = time.monotonic()
         job = _k8s_launch(awx, "deploy", {}, tmp_path_factory)
@@ -178,7 +229,9 @@ class TestKubernetes:
     def test_verify(self, awx, testbed, tmp_path_factory):
         if not (REPO / "playbooks" / "verify.yml").is_file():
             pytest.fail("playbooks/verify.yml is missing")
-        _assert_successful(_k8s_launch(awx, "verify", {}, tmp_path_factory))
+        # The deploy took the survey's defaults: so does verify (inventories/prod names the model by its id).
+        job = _k8s_launch(awx, "verify", {}, tmp_path_factory)
+        _assert_a_healthy_read_only_verify(job, "deepseek-r1-distill-llama-70b")
 
     def test_teardown(self, awx, testbed, tmp_path_factory):
         job = _k8s_launch(awx, "teardown", {"ray_vllm_teardown_confirm": "yes"}, tmp_path_factory)
@@ -270,7 +323,9 @@ class TestHosts:
     def test_verify(self, awx, local_jobs):
         if not (REPO / "playbooks" / "verify.yml").is_file():
             pytest.fail("playbooks/verify.yml is missing")
-        _assert_successful(_local_launch(awx, "verify", {}, local_jobs))
+        # Answered as the deploy was (docs/awx.md): the survey's defaults are the prod model's, not the local one's.
+        job = _local_launch(awx, "verify", LOCAL_ANSWERS, local_jobs)
+        _assert_a_healthy_read_only_verify(job, "smollm2-135m-instruct")
 
     def test_benchmark(self, awx, local_jobs):
         answers = {"benchmark_num_prompts": 8, "benchmark_max_concurrency": 2}
@@ -282,13 +337,23 @@ class TestHosts:
         assert "requests 8 completed, 0 failed in" in " ".join(job.stdout().split()), job.stdout()[-4000:]
 
     def test_a_teardown_answered_no_removes_nothing(self, awx, local_jobs):
-        job = _local_launch(awx, "teardown", {"ray_vllm_teardown_confirm": "no"}, local_jobs)
+        answers = {"ray_vllm_teardown_confirm": "no", "model_storage_model_id": LOCAL_ANSWERS["model_storage_model_id"]}
+        job = _local_launch(awx, "teardown", answers, local_jobs)
         assert job.status == "failed" and job.rc != 0
         assert "Nothing was removed" in job.stdout()
         assert _listening() == list(LOCAL_PORTS)
 
-    def test_teardown(self, awx, local_jobs):
-        _assert_successful(_local_launch(awx, "teardown", {"ray_vllm_teardown_confirm": "yes"}, local_jobs))
+    def test_teardown_keeps_the_model_unless_asked(self, awx, local_jobs):
+        assert (LOCAL_MODEL_DIR / "config.json").is_file()  # the deploy's model
+        answers = {
+            "ray_vllm_teardown_confirm": "yes",
+            "model_storage_model_id": LOCAL_ANSWERS["model_storage_model_id"],
+        }
+        job = _local_launch(awx, "teardown", answers, local_jobs)
+        _assert_successful(job)
+        assert job.extra_vars["ray_vllm_teardown_remove_model"] == "false"  # the survey's default
+        # The model stays, complete: a later deploy serves it without fetching it again.
+        assert (LOCAL_MODEL_DIR / "config.json").is_file() and (LOCAL_MODEL_DIR / ".ray_vllm_complete.json").is_file()
         # As test_site_local's teardown test: a stopped vLLM process may hold its port for a moment while it exits.
         deadline = time.monotonic() + 30
         while _listening() and time.monotonic() < deadline:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._awx_config import
     template_name,
 )
 
-ROLE_VARS = Path(__file__).resolve().parents[4] / "roles" / "awx_config" / "vars" / "main.yml"
+REPO = Path(__file__).resolve().parents[4]
+ROLE_VARS = REPO / "roles" / "awx_config" / "vars" / "main.yml"
 
 
 class _Loader(yaml.SafeLoader):
@@ -26,9 +28,27 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
 
 
-def catalogue():
+def role_vars():
     with open(ROLE_VARS, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_Loader)["_awx_config_questions"]
+        return yaml.load(handle, Loader=_Loader)
+
+
+def catalogue():
+    return role_vars()["_awx_config_questions"]
+
+
+def template_questions(kind):
+    """The question keys of one job template, its ``questions`` resolved as the role's Jinja would."""
+    variables = role_vars()
+    (template,) = [t for t in variables["_awx_config_job_templates"] if t["kind"] == kind]
+    questions = template["questions"]
+    if isinstance(questions, str):  # "{{ _awx_config_<name>_questions [+ [...]] }}"
+        expression = questions.strip().removeprefix("{{").removesuffix("}}").strip()
+        questions = []
+        for part in expression.split("+"):
+            part = part.strip()
+            questions += yaml.safe_load(part) if part.startswith("[") else variables[part]
+    return questions
 
 
 def test_a_survey_asks_the_questions_in_order_with_only_awx_keys():
@@ -77,3 +97,61 @@ def test_a_number_default_outside_the_questions_bounds_is_refused():
         survey_spec(["max_model_len"], catalogue(), "deploy", defaults={"max_model_len": 10})
     spec = survey_spec(["max_model_len"], catalogue(), "deploy", defaults={"max_model_len": 4096})
     assert spec["spec"][0]["default"] == 4096
+
+
+def _variables(keys):
+    questions = catalogue()
+    return {questions[key]["variable"] for key in keys}
+
+
+def _what_verify_looks_at_depends_on():
+    """The deploy's survey variables that shape what verify looks at: those the plan reads (verify plans again, from
+    playbooks/vars/plan_request.yml) and those inventories/prod derives other values from (the served model name and
+    the model's folder follow the model id)."""
+    deploy = _variables(template_questions("deploy"))
+    plan = set(
+        yaml.safe_load((REPO / "playbooks" / "vars" / "plan_request.yml").read_text())["_ray_vllm_plan_variables"]
+    )
+    prod = yaml.safe_load((REPO / "inventories" / "prod" / "group_vars" / "all.yml").read_text())
+    derived = {
+        variable
+        for variable in deploy
+        for name, value in prod.items()
+        if name != variable and isinstance(value, str) and re.search(r"\b%s\b" % variable, value)
+    }
+    return deploy & plan, derived
+
+
+def test_verify_asks_every_deploy_question_that_shapes_what_it_looks_at():
+    planned, derived = _what_verify_looks_at_depends_on()
+    # What the analysis must find, so a change of the inventory or the plan's inputs is seen here.
+    assert derived == {"model_storage_model_id"}
+    assert planned == {"vllm_serve_max_model_len", "vllm_serve_gpu_memory_utilization", "ray_vllm_replicas"}
+    assert _variables(template_questions("verify")) == planned | derived | {"ray_vllm_namespace"}
+
+
+def test_verify_and_teardown_ask_the_deploys_questions_as_the_deploy_asks_them():
+    """Same question, same default: a standalone verify left at its defaults looks at a deploy left at its own."""
+    deploy = survey_spec(template_questions("deploy"), catalogue(), "deploy")["spec"]
+    by_variable = {question["variable"]: question for question in deploy}
+    for kind in ("verify", "teardown"):
+        shared = [
+            q for q in survey_spec(template_questions(kind), catalogue(), kind)["spec"] if q["variable"] in by_variable
+        ]
+        assert shared and all(question == by_variable[question["variable"]] for question in shared), kind
+
+
+def test_teardown_asks_the_model_id_its_model_folder_follows():
+    """keep_model=true removes model_storage_path, which inventories/prod derives from the model id."""
+    _planned, derived = _what_verify_looks_at_depends_on()
+    assert _variables(template_questions("teardown")) == derived | {
+        "ray_vllm_teardown_confirm",
+        "ray_vllm_teardown_remove_model",
+        "ray_vllm_namespace",
+    }
+    assert _variables(template_questions("support_bundle")) == {"ray_vllm_namespace"}
+
+
+def test_an_unknown_question_names_the_catalogue_variable():
+    with pytest.raises(SurveyError, match=r"Add it to _awx_config_questions or remove it"):
+        survey_spec(["nope"], catalogue(), "verify")
