@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import pytest
 import ray_local
 import secret_scan
 import vllm_local
-from chat_load import BackgroundLoad, run_load
+from chat_load import BackgroundLoad, chat, run_load
 from playbook_runner import REPO, run_playbook
 
 sys.path.insert(0, vllm_local.collections_path())
@@ -542,14 +543,90 @@ def test_second_run_changes_nothing(replicas_key):
     print("idempotent re-run with two replicas took %.1f s" % (time.monotonic() - start))
 
 
+# Ray exports a counter only after its first increment. The dashboard's Ray Serve LLM names that this test cannot
+# make Ray export, each with the event it waits for; tests/unit/plugins/module_utils/test_monitoring.py checks them
+# against a recording of Ray's export and vLLM's source of the names instead. Every other ray_vllm_* name of the
+# dashboard must be among the names the real Prometheus holds.
+SERVE_NAMES_EXPORTED_ONLY_AFTER_AN_EVENT = {
+    "ray_vllm_num_preemptions_total": "a preemption: vLLM preempts a request only when the KV cache runs out, which "
+    "the demo model's short requests on two replicas do not make happen in any bounded time",
+}
+# Long enough to fill several KV cache blocks: the requests that share it count prefix-cache hits.
+SHARED_PREFIX = "Reference notes. " + " ".join("Note %d: %d times %d is %d." % (i, i, i, i * i) for i in range(1, 90))
+
+
+def serve_names(queries):
+    """The ray_vllm_* metric names of ``queries`` (a histogram's as its _bucket series)."""
+    return {name for _t, _r, expr in queries for name in re.findall(r"\bray_vllm_[a-z0-9_]+", expr)}
+
+
+def send_prompts_sharing_a_prefix(key, count=4):
+    """Requests one after the other that share SHARED_PREFIX: each replica that gets a second of them counts
+    prefix-cache hits (ray_vllm_prefix_cache_hits_total, which Ray exports only once a hit was counted)."""
+    for index in range(count):
+        chat(ENDPOINT, key, MODEL, "%s\nQuestion %d: what is note %d?" % (SHARED_PREFIX, index, 3 + index), 4)
+
+
+def record_ray_metrics(name):
+    """Each live Ray node's /metrics text that carries the engines' ray_vllm_* series, kept in LOG_DIR as
+    <name>-<node id>.txt (the recording under tests/fixtures/monitoring/ is one of these)."""
+    kept = []
+    for node in get_json(DASHBOARD + "/nodes?view=summary")["data"]["summary"]:
+        raylet = node.get("raylet") or {}
+        if raylet.get("state") != "ALIVE" or not raylet.get("metricsExportPort"):
+            continue
+        url = "http://127.0.0.1:%d/metrics" % raylet["metricsExportPort"]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        if "\nray_vllm_" in text:
+            path = LOG_DIR / ("%s-%s.txt" % (name, (raylet.get("nodeId") or str(raylet["metricsExportPort"]))[:12]))
+            path.write_text(text)
+            kept.append(path.name)
+    return kept
+
+
 def test_prometheus_sees_each_replica_and_every_serve_panel_has_data(replicas_key, prometheus):
     # The converge with two replicas rewrote the targets: no vLLM server of its own, the engines export through Ray.
     assert read_targets("ray-vllm-vllm.json") == []
+    send_prompts_sharing_a_prefix(replicas_key)
     queries = dashboard_has_data(prometheus, "serve_llm", replicas_key, timeout=120)
-    # One series per replica (both took requests: test_two_replicas_answer_behind_one_endpoint...).
+    # One series per replica (both took requests: test_two_replicas_answer_behind_one_endpoint...), for the counters
+    # and for each latency histogram (the dashboard's per-replica latency queries).
     tokens = prometheus.query("sum by (ReplicaId) (ray_vllm_generation_tokens_total)")
     assert len({labels["ReplicaId"] for labels, _value in tokens}) == 2, tokens
-    keep("prometheus-serve", {"targets": prometheus.targets(), "queries": len(queries), "replicas": tokens})
+    for name in (
+        "ray_vllm_time_to_first_token_seconds",
+        "ray_vllm_inter_token_latency_seconds",
+        "ray_vllm_e2e_request_latency_seconds",
+    ):
+        series = prometheus.query("sum by (ReplicaId) (%s_count)" % name)
+        assert len({labels["ReplicaId"] for labels, _value in series}) == 2, (name, series)
+    per_replica = [query for query in queries if "by (le, ReplicaId)" in query[2]]
+    assert len(per_replica) == 6, per_replica
+    # Every ray_vllm_* name the dashboard uses is one Ray really exported (so a misnamed one fails here, although
+    # the preemption and prefix-cache queries fall back to 0 for a replica that has not counted yet), but for those
+    # Ray exports only after an event this test names.
+    wanted = serve_names(queries)
+    assert set(SERVE_NAMES_EXPORTED_ONLY_AFTER_AN_EVENT) <= wanted, wanted
+    missing = []
+
+    def all_exported():
+        exported = set(prometheus.api("label/__name__/values"))
+        missing[:] = sorted(wanted - exported - set(SERVE_NAMES_EXPORTED_ONLY_AFTER_AN_EVENT))
+        return not missing
+
+    try:
+        wait_for(all_exported, 60, "every ray_vllm_* name of the dashboard in Prometheus")
+    except AssertionError:
+        raise AssertionError("Ray exported none of: %s" % ", ".join(missing)) from None
+    hits = prometheus.query("sum(ray_vllm_prefix_cache_hits_total)")
+    assert prometheus_server.numbers(hits) and prometheus_server.numbers(hits)[0] > 0, hits
+    recorded = record_ray_metrics("ray-metrics-serve")
+    assert recorded, "no Ray node exported ray_vllm_* series"
+    keep(
+        "prometheus-serve",
+        {"targets": prometheus.targets(), "queries": len(queries), "replicas": tokens, "recorded": recorded},
+    )
 
 
 def test_a_killed_engine_is_replaced_while_the_load_goes_on(replicas_key):
