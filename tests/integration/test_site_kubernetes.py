@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 import secret_scan
 import testbed_backends
+import yaml
 from conftest import SHARED_VLLM_KEY
 from playbook_runner import REPO, run_playbook
 from serve_double import ServeDouble
@@ -42,6 +43,7 @@ from testbed_images import image_check_outcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from k8s_testbed import seeding
 from k8s_testbed.harness import RunningTestBed
 
 pytestmark = pytest.mark.integration
@@ -93,6 +95,49 @@ def _deployer_kubeconfig(bed, log_dir):
     return bed.kubeconfig_for(token, Path(log_dir) / "deployer.kubeconfig")
 
 
+def _seed_with_the_monitor_crds(seed, folder):
+    """The seed as a file in ``folder`` with the Prometheus Operator's PodMonitor and ServiceMonitor CRDs installed
+    (``platform.prometheus_operator: installed``, tests/k8s_testbed/seeding.py), under the same name."""
+    described = seeding.load_seed(seed)
+    described.setdefault("platform", {})["prometheus_operator"] = "installed"
+    path = Path(folder) / f"{seed}.yaml"
+    path.write_text(yaml.safe_dump(described))
+    return str(path)
+
+
+MONITORING = "/apis/monitoring.coreos.com/v1/namespaces/" + NAMESPACE
+
+
+def _check_the_monitoring(bed, output, serve_llm):
+    """ray_vllm_monitoring on through site.yml (playbooks/kubernetes.yml): the PodMonitors of the Ray head and
+    workers and the dashboard ConfigMap are there. The ServiceMonitor scrapes vLLM's Service for one engine; with Ray
+    Serve LLM there is none (the vLLM Service leads to Serve's proxy, the engines export through the Ray pods'
+    metrics ports)."""
+    text = " ".join(output.split())
+    assert "PodMonitor llm/llm-ray-head:" in text, text[-6000:]
+    if serve_llm:
+        assert "No ServiceMonitor: Ray Serve LLM serves the replicas" in text, text[-6000:]
+    monitors = {m["metadata"]["name"]: m["spec"] for m in _list(bed, f"{MONITORING}/podmonitors")}
+    assert sorted(monitors) == ["llm-ray-head", "llm-ray-workers"], sorted(monitors)
+    for name, node_type in (("llm-ray-head", "head"), ("llm-ray-workers", "worker")):
+        selector = monitors[name]["selector"]["matchLabels"]
+        assert selector == {"ray.io/cluster": "llm-raycluster", "ray.io/node-type": node_type}, selector
+    head_ports = [endpoint["port"] for endpoint in monitors["llm-ray-head"]["podMetricsEndpoints"]]
+    assert head_ports == ["metrics", "as-metrics", "dash-metrics"], head_ports
+    service_monitors = {m["metadata"]["name"]: m["spec"] for m in _list(bed, f"{MONITORING}/servicemonitors")}
+    if serve_llm:
+        assert service_monitors == {}, service_monitors
+    else:
+        assert sorted(service_monitors) == ["llm-vllm"], sorted(service_monitors)
+        endpoints = service_monitors["llm-vllm"]["endpoints"]
+        assert [endpoint.get("path") for endpoint in endpoints] == ["/metrics"], endpoints
+    status, configmap = bed.request("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/llm-grafana-dashboard")
+    assert status == 200, configmap
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = (REPO / "roles" / "monitoring" / "files" / "ray-vllm-dashboard.json").read_text()
+    assert json.loads(configmap["data"]["ray-vllm-dashboard.json"]) == json.loads(dashboard)
+
+
 @pytest.fixture(scope="module")
 def three_gpu_ray():
     """A head and three workers with one GPU each (testbed_backends.three_gpu_ray_cluster), once for the module."""
@@ -118,7 +163,9 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
     the local cluster's size there, and the test checks what KubeRay placed and what Serve was given instead.
     """
     least_privilege = seed == "gpu-nodes-3"
-    bed = RunningTestBed(tmp_path / "testbed", seed=seed, rbac=least_privilege)
+    # Both runs turn ray_vllm_monitoring on, on a cluster with the Prometheus Operator's CRDs; the 3-node one as the
+    # least-privilege deployer, whose rules (docs/rbac/least-privilege.yaml) cover the monitors.
+    bed = RunningTestBed(tmp_path / "testbed", seed=_seed_with_the_monitor_crds(seed, tmp_path), rbac=least_privilege)
     with bed, ServeDouble(three_gpu_ray.dashboard_url) as serve:
         bed.admin("POST", "outcomes", image_check_outcome())
         extra = []
@@ -130,7 +177,7 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             _map_backends(bed, three_gpu_ray.dashboard_url, keyed_vllm)
             # At -vvv every module's arguments and results are printed; with a hub token as well, no secret may show.
             extra = ["-vvv", "-e", f"model_storage_token={HUB_TOKEN}"]
-        rc, output, recap = _site(bed, tmp_path, "run", *extra, kubeconfig=kubeconfig)
+        rc, output, recap = _site(bed, tmp_path, "run", *extra, "-e", "ray_vllm_monitoring=true", kubeconfig=kubeconfig)
         assert rc == 0, output[-12000:] + "\n--- test bed ---\n" + bed.server_log()[-3000:]
         assert API_KEY not in output
         if least_privilege:
@@ -151,10 +198,29 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             assert service["spec"]["selector"]["app.kubernetes.io/name"] == "vllm"
             assert serve.calls == []
             _check_the_network_policies_and_the_driver_pod(bed, listed["llm-vllm"])
+            _check_the_monitoring(bed, output, serve_llm=False)
             _check_a_support_bundle_on_demand(bed, tmp_path)
+            _check_the_teardown_as_the_deployer(bed, kubeconfig, tmp_path)
             _check_a_missing_rule_is_named(bed, kubeconfig, tmp_path)
             return
         _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
+        _check_the_monitoring(bed, output, serve_llm=True)
+
+
+def _check_the_teardown_as_the_deployer(bed, kubeconfig, log_dir):
+    """playbooks/teardown.yml needs no more than site.yml's least privilege: the monitors, the RayCluster and the vLLM
+    Deployment are gone, and the test bed refused none of the deployer's requests."""
+    env = dict(bed.env(), KUBECONFIG=kubeconfig, K8S_AUTH_KUBECONFIG=kubeconfig)
+    rc, output, _recap = run_playbook(
+        "playbooks/teardown.yml", inventory="inventories/prod", extra_args=["-e", f"ray_vllm_kubeconfig={kubeconfig}"],
+        env=env, log_path=Path(log_dir) / "teardown.log",
+    )  # fmt: skip
+    assert rc == 0, output[-8000:]
+    _assert_every_request_was_the_deployers_and_allowed(bed)
+    assert _list(bed, f"{MONITORING}/podmonitors") == [] and _list(bed, f"{MONITORING}/servicemonitors") == []
+    assert _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters") == []
+    deployments = [d["metadata"]["name"] for d in _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")]
+    assert "llm-vllm" not in deployments, deployments
 
 
 def _assert_every_request_was_the_deployers_and_allowed(bed):
