@@ -1,7 +1,10 @@
 """make bench: the cost of the collection over doing the same thing by hand, measured in one run.
 
 1. Floor: the same Ray head and worker and the same vLLM server (same flags, same model), started by hand with
-   `ray start` and `python -m vllm.entrypoints.openai.api_server`, until the first chat answer.
+   `ray start` and `python -m vllm.entrypoints.openai.api_server`, until the first chat answer. The server's
+   command and environment are those of the Ray job a reference deploy submitted (site.yml then teardown, not
+   timed, before the floor; it also converts the model on a first run): deployed_command.py. The cold deploy's
+   job must run the same command, or the bench stops, so the floor cannot drift from the role.
 2. Cold deploy: `ansible-playbook site.yml -i inventories/local` from nothing running (the converted model is
    kept, as it is in the floor) until the play has printed its answer.
 3. Idempotent re-run: the same command again, with changed=0.
@@ -42,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_scale
+import deployed_command
 import phases
 from chat_load import run_load
 from playbook_runner import REPO, collections_path, run_playbook
@@ -64,8 +68,11 @@ PLANNER_TARGET_S = 0.5
 # Step 6's load, the same for both servers: 32 random prompts of 64 tokens asking for 32, 4 at a time.
 ENDPOINT_LOAD = ["-e", "benchmark_num_prompts=32", "-e", "benchmark_max_concurrency=4"]
 ENDPOINT_LOAD += ["-e", "benchmark_input_len=64", "-e", "benchmark_output_len=32"]
-MODEL = REPO / ".build" / "local" / "models" / "SmolLM2-135M-Instruct"
 KEY_FILE = REPO / ".build" / "local" / "vllm-api-key"
+# inventories/local's ray_cluster_auth_token_file: the Ray token the Jobs API asks for.
+TOKEN_FILE = REPO / ".build" / "local" / "ray-auth-token"
+# The reference deploy's Ray job vllm, as the Jobs API listed it (what the floor's server is taken from).
+REFERENCE_JOB = REPO / ".build" / "bench" / "reference-vllm-job.json"
 # Issue 18's goals: the cold deploy within 1.15 x the floor, a no-op re-run within 5 s (both reported, not asserted).
 COLD_TARGET, RERUN_TARGET_S = 1.15, 5
 # Every task's time in the profile that ansible.cfg enables, for the phase tables (tests/bench/phases.py).
@@ -124,12 +131,14 @@ def kill_tree(prefix):
                     pass
 
 
-def floor(with_throughput=True):
-    """Ray and vLLM by hand with the flags the roles use: seconds to the first answer, by phase, and (with
-    ``with_throughput``) the endpoint's output tokens/s under ENDPOINT_LOAD."""
+def floor(server, with_throughput=True):
+    """Ray and vLLM by hand: seconds to the first answer, by phase, and (with ``with_throughput``) the endpoint's
+    output tokens/s under ENDPOINT_LOAD. ``server`` is the deployed vLLM server (deployed_command.server_start);
+    its command and environment are worked out before the clock starts."""
     temp = tempfile.mkdtemp(prefix="bench-floor-")
     head_dir, worker_dir = temp + "/head", temp + "/worker"
-    key = "bench-floor-key"
+    key = server["key"]
+    argv, server_env = deployed_command.by_hand(server, key)
     start = time.monotonic()
     marks = [start]
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
@@ -145,13 +154,9 @@ def floor(with_throughput=True):
         check=True, stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     marks.append(time.monotonic())
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_API_KEY=key)
-    server = subprocess.Popen(
-        [BIN / "python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL),
-         "--served-model-name", "smollm2-135m-instruct", "--host", "127.0.0.1", "--port", str(VLLM_PORT),
-         "--tensor-parallel-size", "1", "--pipeline-parallel-size", "1", "--distributed-executor-backend", "uni",
-         "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    process = subprocess.Popen(
+        argv, env=dict(os.environ, **server_env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )  # fmt: skip
     try:
         models_listed(key, 600)
@@ -163,19 +168,19 @@ def floor(with_throughput=True):
         tokens_per_s = endpoint_tokens_per_s("floor", "-e", f"vllm_serve_api_key={key}") if with_throughput else None
         return marks[-1] - start, by_phase, tokens_per_s
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         kill_tree(temp)
         time.sleep(2)
 
 
-def planner_timing(repeats=3):
-    """``[(nodes, plan, seconds)]``: the best of ``repeats`` runs of build_plan at each of PLANNER_NODE_COUNTS."""
+def planner_timing(repeats=3, node_counts=PLANNER_NODE_COUNTS):
+    """``[(nodes, plan, seconds)]``: the best of ``repeats`` runs of build_plan at each of ``node_counts``."""
     sys.path.insert(0, str(collections_path()))
     from ansible_collections.llmops.ray_vllm.plugins.module_utils import _deployment_plan as dp
 
     model = dp.resolve_model(model_path=str(PLANNER_MODEL), model_name="DeepSeek-R1-Distill-Llama-70B")
     rows = []
-    for count in PLANNER_NODE_COUNTS:
+    for count in node_counts:
         nodes = [dict(PLANNER_NODE, name=f"gpu-{index}", memory_mib=2 * 1024**2) for index in range(count)]
         seconds = []
         for _repeat in range(repeats):
@@ -199,14 +204,52 @@ def print_planner_timing():
     print()
 
 
-def ensure_converted_model():
-    if not (MODEL / "config.json").exists():
-        print("Converting the demo model first (not timed) ...", flush=True)
-        rc, out, _recap = run_playbook("site.yml", extra_args=VARS)
+def deployed_vllm_job():
+    """The Ray job ``vllm`` that vllm_serve runs on the deployment now up (the Jobs API, with the Ray token)."""
+    sys.path.insert(0, str(collections_path()))
+    from ansible_collections.llmops.ray_vllm.plugins.module_utils import _ray_job
+
+    client = _ray_job.RayJobsClient("http://127.0.0.1:%d" % DASHBOARD_PORT, token=TOKEN_FILE.read_text().strip())
+    jobs = _ray_job.active_jobs(client.list_jobs(), "vllm")
+    if len(jobs) != 1:
+        sys.exit(f"expected one running Ray job vllm on the deployment, found {len(jobs)}")
+    return jobs[0]
+
+
+def reference_deploy():
+    """The floor's vLLM server (deployed_command.server_start, with the API key it reads as ``key``) from a deploy
+    that is not timed: site.yml, the Ray job vllm read back, then teardown. A first run converts the model here too,
+    as the floor needs it."""
+    print("Reference deploy (not timed): the vLLM command the floor starts by hand ...", flush=True)
+    rc, out, _recap = run_playbook("site.yml", extra_args=VARS)
+    try:
+        if rc == 0:
+            job = deployed_vllm_job()
+            REFERENCE_JOB.parent.mkdir(parents=True, exist_ok=True)
+            REFERENCE_JOB.write_text(json.dumps(job, indent=2, sort_keys=True) + "\n")
+            server = deployed_command.server_start(job)
+            server["key"] = Path(server["api_key_file"]).read_text().strip()
+    finally:
         run_playbook("playbooks/teardown.yml", extra_args=VARS)
-        if rc != 0:
-            sys.exit("the first deploy failed:\n" + out[-4000:])
-    kill_tree(TEMP_PREFIX)
+        kill_tree(TEMP_PREFIX)
+    if rc != 0:
+        sys.exit("the reference deploy failed:\n" + out[-4000:])
+    if deployed_command.option(server["argv"], "--port") != str(VLLM_PORT):
+        sys.exit(f"the deployed vLLM does not listen on the bench's port {VLLM_PORT}: {server['argv']}")
+    print("  " + " ".join(f"{name}={value}" for name, value in server["env"].items()), *server["argv"], flush=True)
+    return server
+
+
+def same_server_as_floor(server, what):
+    """Stops the bench when ``what``'s vLLM job runs another command than the floor's ``server``."""
+    deployed = deployed_command.server_start(deployed_vllm_job())
+    if (deployed["argv"], deployed["env"]) != (server["argv"], server["env"]):
+        run_playbook("playbooks/teardown.yml", extra_args=VARS)
+        kill_tree(TEMP_PREFIX)
+        sys.exit(
+            f"the {what} ran vLLM otherwise than the floor, so the floor's numbers do not compare:\n"
+            f"  floor:  {server['env']} {server['argv']}\n  {what}: {deployed['env']} {deployed['argv']}"
+        )
 
 
 def timed_site(what):
@@ -267,12 +310,14 @@ def main():
     if not deploy_only:
         print_planner_timing()
         bench_scale.print_parse_timing()
-    ensure_converted_model()
+    kill_tree(TEMP_PREFIX)
+    server = reference_deploy()
 
-    floor_s, floor_phases, floor_tokens_per_s = floor(with_throughput=not deploy_only)
+    floor_s, floor_phases, floor_tokens_per_s = floor(server, with_throughput=not deploy_only)
     print(f"floor (Ray + vLLM by hand, to first answer): {floor_s:.1f} s", flush=True)
     measures = {"floor": (floor_s, floor_phases)}
     measures["cold"] = timed_site("cold deploy")
+    same_server_as_floor(server, "cold deploy")
     answer(KEY_FILE.read_text().strip(), 60)
     deployed_tokens_per_s = None if deploy_only else endpoint_tokens_per_s("cold deploy")
     measures["rerun"] = timed_site("idempotent re-run")

@@ -203,29 +203,33 @@ def gate_once(transport, nodes):
     return observation
 
 
-def per_call(function, *args):
-    """Mean seconds of one ``function(*args)``, repeated for MIN_SECONDS (at least 3 calls)."""
+def per_call(function, *args, min_seconds=MIN_SECONDS, min_calls=3):
+    """Mean seconds of one ``function(*args)``, repeated for ``min_seconds`` (at least ``min_calls`` calls)."""
     calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < MIN_SECONDS:
+    while calls < min_calls or time.perf_counter() - start < min_seconds:
         function(*args)
         calls += 1
     return (time.perf_counter() - start) / calls, calls
 
 
-def parse_timing():
-    """``[(what, {nodes: (seconds per call, calls)})]`` for the status text, the gate's path and the planner."""
+def parse_timing(node_counts=NODE_COUNTS, min_seconds=MIN_SECONDS, calls=3):
+    """``[(what, {nodes: (seconds per call, calls)})]`` for the status text, the gate's path and the planner, at
+    each of ``node_counts`` (at least 2: the recording's head and worker): each parse repeated for ``min_seconds``
+    and at least ``calls`` times, the planner's best of ``calls``."""
     rs = ray_status()
     verbose = read("idle-verbose.txt")
     rows = [("`ray status -v` text: parse_status_text", {}), ("ray_status gate on dashboard JSON", {})]
-    for nodes in NODE_COUNTS:
+    repeat = {"min_seconds": min_seconds, "min_calls": calls}
+    for nodes in node_counts:
         text = scaled_text(verbose, nodes)
         assert rs.parse_status_text(text)["nodes"]["alive"] == nodes
-        rows[0][1][nodes] = per_call(rs.parse_status_text, text)
-        rows[1][1][nodes] = per_call(gate_once, MemoryTransport(dashboard_answers(nodes)), nodes)
+        rows[0][1][nodes] = per_call(rs.parse_status_text, text, **repeat)
+        rows[1][1][nodes] = per_call(gate_once, MemoryTransport(dashboard_answers(nodes)), nodes, **repeat)
     import bench_local
 
-    plans = {count: (seconds, 3) for count, _plan, seconds in bench_local.planner_timing() if count in NODE_COUNTS}
-    rows.append(("deployment_plan: build_plan, 70B on nodes of 8 H100 (best of 3)", plans))
+    best = bench_local.planner_timing(repeats=calls, node_counts=node_counts)
+    plans = {count: (seconds, calls) for count, _plan, seconds in best}
+    rows.append((f"deployment_plan: build_plan, 70B on nodes of 8 H100 (best of {calls})", plans))
     return rows
 
 

@@ -12,9 +12,10 @@ table, has no failed request and never shows the key. A wrong key fails at vllm_
 Platform kubernetes, on the API-only test bed (tests/k8s_testbed, no containers): the vLLM Service is mapped to the
 same server for the gate; a run creates the Job (validated by the test bed's API server, read back while it exists:
 the key only by secretKeyRef), and the test bed ends its pod with the log that the role's script printed when it
-ran for real (tests/fixtures/vllm/bench). Untested here: the Job's container running bench serve in the image, the
-Secret reaching its environment, the in-cluster Service URL (the test bed runs containers only with runc pods), and
---check on Kubernetes (the API server's dry run of the Job; left out to keep the file near 3 minutes).
+ran for real (tests/fixtures/vllm/bench). The Job's container running bench serve in the image, with the Secret in
+its environment and the in-cluster Service URL, is run for real on the test bed's runc pods by
+test_site_kubernetes_pods.py (test_the_benchmark_runs_as_a_job_in_a_pod_against_the_service). Untested: --check on
+Kubernetes (the API server's dry run of the Job; left out to keep the file near 3 minutes).
 """
 
 from __future__ import annotations
