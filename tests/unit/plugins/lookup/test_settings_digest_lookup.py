@@ -13,7 +13,7 @@ from ansible.template import Templar, trust_as_template
 
 from ansible_collections.llmops.ray_vllm.plugins.lookup import settings_digest
 
-PATTERNS = ["^vllm_serve_", "^ansible_host$"]
+PATTERNS = ("^vllm_serve_", "^ansible_host$")
 
 
 @pytest.fixture

@@ -250,6 +250,15 @@ def test_ray_not_answering_is_named_with_where_and_why():
     ]
 
 
+def test_ray_without_per_node_facts_differs_rather_than_comparing_no_nodes_with_none():
+    # The status answered but the state API did not: an empty list would equal an empty record whatever restarted.
+    observation = {"node_details": [], "warnings": ["no per-node facts from http://h:8265/api/v0/nodes: HTTP 500"]}
+    assert stamps.alive_node_ids(observation) is None
+    assert stamps.ray_differences([], observation) == [
+        "Ray does not answer at its state API: no per-node facts from http://h:8265/api/v0/nodes: HTTP 500"
+    ]
+
+
 def test_running_job_is_the_running_submission_of_that_name_in_a_real_list():
     assert stamps.running_job(jobs_seen("list-one-running"), "vllm") == RUNNING_ID
     assert stamps.running_job(jobs_seen("list-one-running"), "other") is None
@@ -386,9 +395,12 @@ def test_the_head_observer_sends_the_secrets_read_from_the_named_files():
 
 def test_the_recorded_head_adds_the_alive_nodes_and_the_running_job_or_is_none_without_ray():
     where = {key: value for key, value in head().items() if key not in ("node_ids", "job_id")}
-    assert stamps.recorded_head(where, Sources().observer(where)) == head()
+    assert stamps.recorded_head(where, Sources().observer(where)) == (head(), None)
     silent = Sources(ray={"source_error": {"where": "http://127.0.0.1:8265", "detail": "refused"}})
-    assert stamps.recorded_head(where, silent.observer(where)) is None
+    assert stamps.recorded_head(where, silent.observer(where)) == (
+        None,
+        "Ray does not answer at http://127.0.0.1:8265: refused",
+    )
     assert silent.kinds() == ["ray"]
 
 
@@ -459,3 +471,44 @@ def test_a_look_that_found_a_difference_lists_it_under_the_heading():
             "/x changed since the last full run",
         ],
     }
+
+
+# --- this node's raylet ----------------------------------------------------------------------------------------------
+
+RAYLET = {"temp_dir": "/tmp/ray-llmops-ray-worker-local", "pid": 4242, "start": 1000}
+
+
+def test_a_process_start_is_read_from_its_proc_stat(tmp_path):
+    # A command name with spaces and parentheses: the fields are counted after the last ")".
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "stat").write_text("77 (ray::Idle (x)) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 192494 0 0\n")
+    assert stamps.process_start(77, proc_root=str(tmp_path)) == 192494
+    assert stamps.process_start(78, proc_root=str(tmp_path)) is None
+
+
+def test_the_raylet_of_a_temp_dir_is_its_pid_and_start_or_none_when_it_does_not_run():
+    found = stamps.raylet_print(RAYLET["temp_dir"], lambda temp_dir: ([1, 4242], 4242), start=lambda pid: 1000)
+    assert found == RAYLET
+    assert stamps.raylet_print(RAYLET["temp_dir"], lambda temp_dir: ([], None)) is None
+
+
+def test_a_raylet_gone_or_started_again_is_a_difference_named_by_its_node():
+    assert stamps.raylet_differences(RAYLET, dict(RAYLET)) == []
+    assert stamps.raylet_differences(RAYLET, None) == [
+        "the Ray node of /tmp/ray-llmops-ray-worker-local no longer runs here (its raylet, pid 4242, is gone)"
+    ]
+    # The same pid again after a reboot or a wrap is another process: its start differs.
+    assert stamps.raylet_differences(RAYLET, dict(RAYLET, start=2000)) == [
+        "the Ray node of /tmp/ray-llmops-ray-worker-local was started again since the last full run (raylet pid "
+        "4242, was 4242)"
+    ]
+
+
+def test_the_look_finds_a_killed_raylet_before_asking_the_head():
+    # Ray's dashboard still lists a killed node ALIVE until its health checks fail; the raylet is gone at once.
+    stamp = stamps.new_stamp("d", FILES, head(), raylet=RAYLET)
+    differences, answer = stamps.look(stamp, "d", same_files, no_head, lambda temp_dir: None)
+    assert differences == [
+        "the Ray node of /tmp/ray-llmops-ray-worker-local no longer runs here (its raylet, pid 4242, is gone)"
+    ]
+    assert answer is None
