@@ -31,6 +31,8 @@ PHASES = (
 )  # fmt: skip
 OTHER = "everything else (Ansible, plan, preflight, other tasks)"
 VLLM_PHASES = ("vLLM started", "vLLM gate")
+# A re-run whose look found every node standing (README: Re-runs) runs none of the phases' tasks, only the look.
+LOOK = ("The look", "(none)", ["Ask each node once whether it stands as the last full run left it"])
 
 
 class ProfileError(Exception):
@@ -59,6 +61,9 @@ def site_phases(output, total_s):
     A phase none of whose tasks ran is refused: the phase names below and the roles' task names have drifted apart.
     """
     seconds = task_seconds(output)
+    in_phases = [task for _phase, _step, tasks in PHASES for task in tasks if task in seconds]
+    if not in_phases and LOOK[2][0] in seconds:
+        return [(LOOK[0], seconds[LOOK[2][0]]), (OTHER, max(total_s - seconds[LOOK[2][0]], 0.0))]
     rows = []
     for phase, _floor_step, tasks in PHASES:
         ran = [seconds[task] for task in tasks if task in seconds]
@@ -79,7 +84,8 @@ def other_parts(output, total_s):
     One part per role (its tasks outside the phases), site.yml's own tasks, and what no task holds: Ansible's own
     time before, between and after tasks. A goal that is not met then shows which part holds it back.
     """
-    in_phases = {task for _phase, _step, tasks in PHASES for task in tasks}
+    phase_rows = site_phases(output, total_s)
+    in_phases = {task for phase, _step, tasks in PHASES + (LOOK,) for task in tasks if phase in dict(phase_rows)}
     parts = {}
     for name, seconds in profile_lines(output):
         if name in in_phases:
@@ -103,7 +109,8 @@ def holding_back(site, parts, excess_s, floor=None):
     over = {name: value - floor.get(name, 0.0) for name, value in site if name != OTHER}
     # Where vLLM's load ends differs (site.yml's job returns once RUNNING, the floor's step once the model is
     # listed), so the two vLLM phases compare as one.
-    over[" + ".join(VLLM_PHASES)] = sum(over.pop(name) for name in VLLM_PHASES)
+    if all(name in over for name in VLLM_PHASES):
+        over[" + ".join(VLLM_PHASES)] = sum(over.pop(name) for name in VLLM_PHASES)
     phase, over_s = max(over.items(), key=lambda row: row[1])
     part, count, part_s = parts[0]
     runs = sum(row[1] for row in parts)
@@ -130,7 +137,7 @@ def table(floor, site, title):
         f"| {title} | the floor's step | floor s | site.yml s | site.yml - floor s |",
         "| --- | --- | --- | --- | --- |",
     ]
-    steps = {phase: step for phase, step, _tasks in PHASES}
+    steps = {phase: step for phase, step, _tasks in PHASES + (LOOK,)}
     for phase, seconds in site:
         by_hand = floor.get(phase, 0.0)
         lines.append(f"| {phase} | {steps.get(phase, '')} | {by_hand:.1f} | {seconds:.1f} | {seconds - by_hand:+.1f} |")

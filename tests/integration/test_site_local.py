@@ -178,14 +178,45 @@ def test_deploy_is_real_idempotent_and_heals():
     assert node_pids("ray-head-local") and node_pids("ray-worker-local")
     assert_ray_token_auth(out)
 
+    # The same command again (the hub token is a setting: a run without it is a changed setting, a full run).
     start = time.monotonic()
-    rc, out, recap = site("idempotence")
+    rc, out, recap = site("idempotence", "-e", "model_storage_token=%s" % HUB_TOKEN)
     assert rc == 0, out[-8000:]
     assert all(host["changed"] == 0 for host in recap.values()), recap
     print("idempotent re-run took %.1f s" % (time.monotonic() - start))
+    # One look per node (deployment_stamp) found each as the first run left it; the other plays matched no host.
+    assert_the_look_found_it_standing(out)
 
     faults_are_found_then_healed_by_a_rerun(key)
     the_head_killed_is_found_then_healed_by_a_rerun(key)
+    a_changed_setting_runs_every_play(key)
+
+
+def assert_the_look_found_it_standing(out):
+    flat = " ".join(out.split())
+    assert flat.count("This node stands as the last full run left it") == 2, out[-6000:]
+    assert "PLAY [Start the Ray cluster] skipping: no hosts matched" in " ".join(
+        line.strip("* ") for line in out.splitlines() if line.strip()
+    ), out[-6000:]
+    assert re.search(r"A: \S", flat), flat[-3000:]
+
+
+HAMLET = json.dumps({"vllm_serve_sample_question": "Who wrote Hamlet?"})
+
+
+def a_changed_setting_runs_every_play(key):
+    """A variable given anew (the gate's question) is a difference: every play runs, none changes anything, and the
+    vLLM gate asks the new question; the next run stands again."""
+    rc, out, recap = site("changed-setting", "-e", HAMLET)
+    assert rc == 0, out[-8000:]
+    assert all(host["changed"] == 0 for host in recap.values()), recap
+    flat = " ".join(out.split())
+    assert "the settings or the collection changed since the last full run" in flat, flat[-6000:]
+    assert "Q: Who wrote Hamlet?" in flat and "shakespeare" in flat.lower(), flat[-3000:]
+    rc, out, recap = site("changed-setting-again", "-e", HAMLET)
+    assert rc == 0 and all(host["changed"] == 0 for host in recap.values()), out[-8000:]
+    assert_the_look_found_it_standing(out)
+    assert API_KEY_FILE.read_text().strip() == key
 
 
 # --- monitoring (issue 16): a real Prometheus scrapes the targets that roles/monitoring wrote (ray_vllm_monitoring
@@ -328,6 +359,10 @@ def faults_are_found_then_healed_by_a_rerun(key):
     assert rc != 0 and FAULTS["the serving port taken"] in out, out[-4000:]
     rc, out, recap, check_s = timed_site("faults-check", check=True)
     assert rc == 0, out[-8000:]
+    # The look found the faults first: each node goes the full way.
+    assert out.replace("''", "'").count("A full run follows; this node differs from the last full run's record") == 2, (
+        out[-8000:]
+    )
     missing = [fault for fault, words in {**FAULTS, **WHERE_THE_LOGS_ARE}.items() if words not in out]
     # Only the port is free again: the intruder is gone.
     assert missing == ["the serving port taken"], (missing, out[-8000:])
@@ -381,6 +416,8 @@ def the_head_killed_is_found_then_healed_by_a_rerun(key):
     out = out.replace("''", "'")  # the yaml callback's single-quoted style doubles the quotes in a message
     missing = [what for what, words in HEAD_FAULT.items() if words not in out]
     assert not missing and "of the ended Ray job vllm-" in out, (missing, out[-8000:])
+    # The same settings as the heal run that recorded: the look itself found the head gone.
+    assert "Ray does not answer at" in out, out[-8000:]
     # --check changed nothing: the server still holds the port (the job's shell may go on its own, with the head).
     left = vllm_server_pids()
     assert node_pids("ray-head-local") == [] and left and set(left) <= set(orphans) and port_open(VLLM_PORT), left

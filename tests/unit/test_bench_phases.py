@@ -79,3 +79,20 @@ def test_a_goal_not_met_names_what_holds_it_back():
     site = phases.site_phases(cold, total_s=73.2)
     note = phases.holding_back(site, phases.other_parts(cold, total_s=73.2), excess_s=26.9, floor=floor)
     assert "The phase furthest over the floor is vLLM started + vLLM gate (+3.8 s)" in note
+
+
+def test_a_re_run_whose_look_stood_is_the_look_and_the_rest():
+    # Recorded: site.yml -i inventories/local again on a deployment that stood (README: Re-runs), 3.67 s in all.
+    output = (RECORDED / "site-local-look-profile.txt").read_text()
+    assert phases.site_phases(output, total_s=3.67) == [
+        ("The look", 1.92),
+        (phases.OTHER, pytest.approx(3.67 - 1.92)),
+    ]
+    parts = {part: (count, seconds) for part, count, seconds in phases.other_parts(output, total_s=3.67)}
+    assert parts[phases.PLAYBOOK_TASKS] == (4, pytest.approx(0.39 + 0.31 + 0.10 + 0.07))
+    note = phases.holding_back(phases.site_phases(output, total_s=3.67), phases.other_parts(output, 3.67), 0.5)
+    assert note.startswith("0.5 s over the goal. The phase furthest over the floor is The look (+1.9 s);"), note
+
+
+def test_the_look_task_is_a_task_of_site_yml():
+    assert "- name: %s\n" % phases.LOOK[2][0] in (ROOT / "playbooks" / "hosts.yml").read_text()
