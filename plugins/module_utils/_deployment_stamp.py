@@ -19,6 +19,8 @@ import os
 import re
 import stat
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import stat_number
+
 STAMP_VERSION = 1
 # Files this small are hashed too (keys, tokens, target files): an edit that keeps size and mtime is still seen.
 # Larger ones (model weights) are known by size and mtime, as rsync knows them.
@@ -135,11 +137,7 @@ def file_differences(recorded, seen):
 
 def process_start(pid, proc_root="/proc"):
     """A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat): with the pid, who it is."""
-    try:
-        with open("%s/%s/stat" % (proc_root, pid)) as stream:
-            return int(stream.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+    return stat_number(pid, 22, proc_root)
 
 
 def raylet_print(temp_dir, find, start=process_start):

@@ -111,12 +111,18 @@ def _is_zombie(pid):
         return True
 
 
-def _parent_pid(pid, proc_root="/proc"):
+def stat_number(pid, field, proc_root="/proc"):
+    """Field ``field`` (1-based, as proc(5) counts) of /proc/<pid>/stat as an int; None when it cannot be read.
+    Fields are counted after the command name's last ")", which may hold spaces and parentheses."""
     try:
         with open("%s/%s/stat" % (proc_root, pid)) as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
+            return int(handle.read().rsplit(")", 1)[1].split()[field - 3])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _parent_pid(pid, proc_root="/proc"):
+    return stat_number(pid, 4, proc_root)
 
 
 def node_processes(temp_dir, proc_root="/proc"):
