@@ -813,3 +813,5 @@ def test_teardown_stops_everything_and_keeps_the_model():
     assert (MODEL_DIR / "config.json").exists(), "teardown removed the model cache without being asked"
     assert ray_local.pids_mentioning(TEMP_PREFIX + "-") == []
     assert sorted(path.name for path in FILE_SD.iterdir()) == [], "the monitoring files stayed"
+    # No record of the last full run: a site.yml after a teardown goes the full way from its first look.
+    assert sorted((REPO / ".build" / "local" / "records").glob("deployment-*.json")) == []
