@@ -13,9 +13,10 @@ description:
     the settings' digest, a fingerprint of each of O(files) (size and mtime; small files also their sha256; for a
     folder, each file in it) and, on the head, the Ray nodes alive, the vLLM Ray job running and where vLLM answers.
   - With O(action=look) (at the start of a re-run) compares the node with its record, cheapest first, and stops at
-    the first difference, in this order; the digest, the files, the Ray nodes alive (a restarted node has a new ID),
-    the vLLM job, then a chat completion from vLLM. RV(differences) names what differs; none means the node stands
-    as the last full run left it, and site.yml leaves it out of its other plays.
+    the first difference. It compares the digest, then the files, then this node's raylet (gone or started again),
+    then on the head the Ray nodes alive (a restarted node has a new ID), the vLLM job, and a chat completion from
+    vLLM. RV(differences) names what differs; none means the node stands as the last full run left it, and site.yml
+    leaves it out of its other plays.
   - The record is the run's own bookkeeping, like a fact cache, not part of the deployment, so writing it is
     reported as unchanged (RV(written) says whether it was written).
 author:
