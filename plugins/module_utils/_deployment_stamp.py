@@ -19,6 +19,7 @@ import os
 import re
 import stat
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import jobs_named
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import stat_number
 
 STAMP_VERSION = 1
@@ -195,15 +196,8 @@ def ray_differences(recorded_ids, observation):
 
 
 def running_job(jobs, name):
-    """The submission ID of the newest RUNNING submission job whose metadata names it ``name``, or None."""
-    running = [
-        job
-        for job in jobs
-        if job.get("type") == "SUBMISSION"
-        and (job.get("metadata") or {}).get("llmops.ray_vllm/name") == name
-        and job.get("status") == "RUNNING"
-    ]
-    running.sort(key=lambda job: (job.get("start_time") or 0, job.get("submission_id") or ""))
+    """The submission ID of the newest RUNNING job of ``name`` (as ray_job names it), or None."""
+    running = [job for job in jobs_named(jobs, name) if job.get("status") == "RUNNING"]
     return running[-1]["submission_id"] if running else None
 
 
@@ -313,13 +307,16 @@ class HeadObserver:
             self.seen[what] = ask()
         return self.seen[what]
 
+    def _ray_token(self):
+        return self._once("token", lambda: self.read(self.head.get("ray_token_file")))
+
     def ray(self):
-        token = self.read(self.head.get("ray_token_file"))
-        return self._once("ray", lambda: self.sources["ray"](self.head["dashboard_url"], token))
+        return self._once("ray", lambda: self.sources["ray"](self.head["dashboard_url"], self._ray_token()))
 
     def job(self, name):
-        token = self.read(self.head.get("ray_token_file"))
-        return self._once("job", lambda: running_job(self.sources["jobs"](self.head["dashboard_url"], token), name))
+        return self._once(
+            "job", lambda: running_job(self.sources["jobs"](self.head["dashboard_url"], self._ray_token()), name)
+        )
 
     def answer(self):
         head = self.head

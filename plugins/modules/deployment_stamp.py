@@ -258,20 +258,20 @@ def write_stamp(path, text):
 
 def look_result(module):
     """The look's result: what differs from the record, and vLLM's answer when nothing does."""
-    stamp = read_stamp(module.params["path"]) or {}
+    stamp = read_stamp(module.params["path"])
     differences, answer = look(
-        stamp or None,
+        stamp,
         module.params["digest"],
         fingerprints,
         lambda head: observer_for(module, head),
         lambda temp_dir: raylet_print(temp_dir, node_processes),
     )
     result = dict(changed=False, current=not differences, differences=differences, written=False)
-    result["controller_files"] = stamp.get("controller_files", [])
+    head = (stamp or {}).get("head")
+    result["controller_files"] = (stamp or {}).get("controller_files", [])
     if answer is not None:
         result["answer"] = answer
-    if stamp.get("head"):
-        head = stamp["head"]
+    if head:
         result["endpoint"] = dict(
             url=head["vllm_url"],
             endpoint=head.get("endpoint") or head["vllm_url"],
