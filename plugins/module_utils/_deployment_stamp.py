@@ -241,9 +241,9 @@ def parse_stamp(text):
     return stamp
 
 
-def settings_differences(stamp, digest):
+def settings_differences(stamp, digest, where="on this node"):
     if stamp is None:
-        return ["no record of a full run on this node"]
+        return ["no record of a full run %s" % where]
     if stamp.get("digest") != digest:
         return ["the settings or the collection changed since the last full run"]
     return []

@@ -14,9 +14,11 @@ gates then make ordinary HTTPS requests with what it resolved, so their own HTTP
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
-from urllib.parse import quote
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote, urlencode
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.urls import fetch_url, open_url
@@ -72,13 +74,22 @@ def load_configuration(kubeconfig=None, context=None):
 
 def endpoint(service, kubeconfig=None, context=None):
     """``{url, headers, ca_path, client_cert, client_key, validate_certs}`` for requests through the proxy."""
+    settings = api_endpoint(kubeconfig, context)
+    return dict(
+        settings,
+        url=settings["url"]
+        + proxy_path(service["namespace"], service["name"], service.get("port"), service.get("scheme")),
+    )
+
+
+def api_endpoint(kubeconfig=None, context=None):
+    """``{url, headers, ca_path, client_cert, client_key, validate_certs}`` for requests to the API server itself."""
     configuration = load_configuration(kubeconfig, context)
     # The header the client itself would send (it runs the kubeconfig's token refresh first).
     bearer = configuration.auth_settings().get("BearerToken") or {}
     headers = {"Authorization": bearer["value"]} if bearer.get("value") else {}
     return dict(
-        url=configuration.host.rstrip("/")
-        + proxy_path(service["namespace"], service["name"], service.get("port"), service.get("scheme")),
+        url=configuration.host.rstrip("/"),
         headers=headers,
         ca_path=configuration.ssl_ca_cert or None,
         client_cert=configuration.cert_file or None,
@@ -131,6 +142,33 @@ class Transport:
     def open_url(self, url, headers=None, **kwargs):
         """``open_url(url, ...)`` with this transport's headers and TLS files (for clients that take an opener)."""
         return open_url(url, headers=self.with_headers(headers), **dict(kwargs, **self.tls))
+
+
+def api_request(transport, method, path, query=None, body=None, content_type="application/json", timeout=10):
+    """``(status, decoded JSON answer)`` of one request to the API server at ``transport`` (api_endpoint's); an
+    answer that is not JSON comes back as ``{"message": <its text>}``, a connection that fails as status 0."""
+    url = transport.url + path + ("?" + urlencode(query) if query else "")
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    try:
+        response = transport.open_url(
+            url,
+            method=method,
+            data=None if body is None else json.dumps(body),
+            timeout=timeout,
+            headers=headers,
+            validate_certs=transport.validate_certs,
+        )
+        status, text = response.getcode(), response.read()
+    except HTTPError as error:
+        status, text = error.code, error.read()
+    except (URLError, OSError) as error:
+        return 0, {"message": str(getattr(error, "reason", error))}
+    try:
+        return status, json.loads(text or b"{}")
+    except ValueError:
+        return status, {"message": text.decode("utf-8", errors="replace")[:500]}
 
 
 class _ModuleWithParams:

@@ -114,7 +114,12 @@ def look_command(path):
     _model_dir's own look_at_marked_dir and file_state, taken from their source, on ``path``. Only those two
     functions travel, not the whole module: exec sends its command in the request's URL, which servers cap near
     8 KiB."""
-    source = "\n".join(
+    return " ".join(shlex.quote(word) for word in ("python3", "-c", look_program(), path))
+
+
+def look_program():
+    """The Python program of look_command, which prints the look at the folder named by its argument as JSON."""
+    return "\n".join(
         [
             "import errno, json, os, sys",
             "MARKER_NAME = %r" % MARKER_NAME,
@@ -123,7 +128,6 @@ def look_command(path):
             "sys.stdout.write(json.dumps(look_at_marked_dir(sys.argv[1])))",
         ]
     )
-    return " ".join(shlex.quote(word) for word in ("python3", "-c", source, path))
 
 
 def seen_damage(answer, path):
