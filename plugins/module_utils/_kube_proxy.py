@@ -75,11 +75,8 @@ def load_configuration(kubeconfig=None, context=None):
 def endpoint(service, kubeconfig=None, context=None):
     """``{url, headers, ca_path, client_cert, client_key, validate_certs}`` for requests through the proxy."""
     settings = api_endpoint(kubeconfig, context)
-    return dict(
-        settings,
-        url=settings["url"]
-        + proxy_path(service["namespace"], service["name"], service.get("port"), service.get("scheme")),
-    )
+    settings["url"] += proxy_path(service["namespace"], service["name"], service.get("port"), service.get("scheme"))
+    return settings
 
 
 def api_endpoint(kubeconfig=None, context=None):

@@ -234,9 +234,9 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import
     Transport,
     api_endpoint,
     api_request,
-    endpoint,
     kubernetes_client,
     load_configuration,
+    service_transport,
 )
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_sources import observe_dashboard
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._vllm_health import observe
@@ -314,7 +314,7 @@ class Cluster:
         return base64.b64decode(encoded).decode("utf-8", errors="replace").strip()
 
     def service(self, service):
-        return Transport(**endpoint(service, **self.where))
+        return service_transport(service, **self.where)
 
     def head_observer(self, head):
         """A HeadObserver whose sources go through the Services' proxies with the tokens of the Secrets."""

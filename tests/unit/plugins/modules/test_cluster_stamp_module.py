@@ -95,7 +95,7 @@ class ApiServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def answer(self):
                 text = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path, _, query = self.path.partition("?")
+                path, _mark, query = self.path.partition("?")
                 body = json.loads(text) if text else None
                 server.asked.append((self.command, path, query, body, self.headers.get("Content-Type")))
                 if self.headers.get("Authorization") != "Bearer " + TOKEN:
