@@ -199,12 +199,48 @@ def test_site_converges_on_the_seeds(seed, tmp_path, three_gpu_ray, keyed_vllm):
             assert serve.calls == []
             _check_the_network_policies_and_the_driver_pod(bed, listed["llm-vllm"])
             _check_the_monitoring(bed, output, serve_llm=False)
+            _check_the_rerun_looks_once(bed, kubeconfig, tmp_path, [arg for arg in extra if arg != "-vvv"])
             _check_a_support_bundle_on_demand(bed, tmp_path)
             _check_the_teardown_as_the_deployer(bed, kubeconfig, tmp_path)
             _check_a_missing_rule_is_named(bed, kubeconfig, tmp_path)
             return
         _check_the_serve_llm_deployment(output, cluster, pods, listed, service, serve)
         _check_the_monitoring(bed, output, serve_llm=True)
+
+
+RECORD = f"/api/v1/namespaces/{NAMESPACE}/configmaps/llm-deployment-record"
+STANDS = "The deployment stands as the last full run left it"
+
+
+def _check_the_rerun_looks_once(bed, kubeconfig, log_dir, extra):
+    """Issue 18 on the test bed, as the least-privilege deployer: the full run left its record (no secret in it);
+    a re-run's one look finds the deployment standing and ends the play, changed=0, with vLLM's answer. The vLLM
+    Deployment deleted is named by --check's look, and the full run that follows makes it again and records anew.
+    ``extra``: the first run's variables (another value would be a change of settings, which the look names)."""
+    extra = [*extra, "-e", "ray_vllm_monitoring=true"]
+    status, record = bed.request("GET", RECORD)
+    assert status == 200, record
+    text = record["data"]["record.json"]
+    assert API_KEY not in text and "Deployment llm/llm-vllm" in text, text[:3000]
+    rc, output, recap = _site(bed, log_dir, "rerun", *extra, kubeconfig=kubeconfig)
+    flat = " ".join(output.split())
+    assert rc == 0 and recap["localhost"]["changed"] == 0, output[-6000:]
+    assert STANDS in flat and "A: " in flat, flat[-4000:]
+    assert "Plan the RayCluster" not in output, "the roles ran although the deployment stood"
+    _assert_every_request_was_the_deployers_and_allowed(bed)
+
+    status, _body = bed.request("DELETE", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-vllm")
+    assert status == 200, _body
+    rc, output, recap = _site(bed, log_dir, "deleted-check", "--check", *extra, kubeconfig=kubeconfig)
+    flat = " ".join(output.split())
+    assert rc == 0, output[-6000:]
+    assert "Deployment llm/llm-vllm is gone (it was there after the last full run)" in flat, flat[-6000:]
+    rc, output, recap = _site(bed, log_dir, "deleted-heal", *extra, kubeconfig=kubeconfig)
+    assert rc == 0 and recap["localhost"]["changed"] > 0, output[-6000:]
+    assert bed.request("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-vllm")[0] == 200
+    rc, output, recap = _site(bed, log_dir, "rerun-after-heal", *extra, kubeconfig=kubeconfig)
+    assert rc == 0 and recap["localhost"]["changed"] == 0 and STANDS in " ".join(output.split()), output[-6000:]
+    _assert_every_request_was_the_deployers_and_allowed(bed)
 
 
 def _check_the_teardown_as_the_deployer(bed, kubeconfig, log_dir):
@@ -221,6 +257,7 @@ def _check_the_teardown_as_the_deployer(bed, kubeconfig, log_dir):
     assert _list(bed, f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayclusters") == []
     deployments = [d["metadata"]["name"] for d in _list(bed, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")]
     assert "llm-vllm" not in deployments, deployments
+    assert bed.request("GET", RECORD)[0] == 404, "the teardown left the record of the last full run"
 
 
 def _assert_every_request_was_the_deployers_and_allowed(bed):

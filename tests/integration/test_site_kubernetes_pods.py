@@ -20,8 +20,8 @@ which runs the same SeedPods setup; this module proves, on one test bed in order
   --check run with the log of the container that died, and a re-run heals it with the same key and without fetching
   the model again; a file of the model removed and its folder made unreadable (the containers read without
   CAP_DAC_OVERRIDE) are named by a --check run from a pod that mounts the volume, and a re-run fetches the model
-  again; teardown deletes the application and leaves no container. (A re-run's changed=0 with Serve is
-  proved on hosts, test_site_local.py, and on the test bed, test_vllm_serve_k8s.py.)
+  again (the re-run's first look names the damage too); a re-run that finds the deployment standing ends after its
+  one look with changed=0; teardown deletes the application and leaves no container.
 """
 
 from __future__ import annotations
@@ -186,6 +186,17 @@ def test_two_replicas_serve_from_the_pods_behind_the_head(pods, two_replicas):
     print(f"requests per replica: {seen}")
 
 
+def test_a_rerun_looks_once_and_stands(pods, two_replicas):
+    """Issue 18 on pods that run: the re-run's one look (cluster_stamp) finds the deployment as the last full run
+    left it, the model's files read from a pod included, and ends the play: changed=0 and vLLM's answer."""
+    rc, output, recap = pods.site("rerun-stands", *REPLICAS)
+    flat = _flat(output)
+    assert rc == 0 and recap["localhost"]["changed"] == 0, output[-8000:]
+    assert "The deployment stands as the last full run left it" in flat and "A: " in flat, flat[-4000:]
+    assert "Plan the RayCluster" not in output, "the roles ran although the deployment stood"
+    print(f"the re-run that stands on the pods: {pods.runs['rerun-stands']:.1f} s")
+
+
 def test_the_benchmark_runs_as_a_job_in_a_pod_against_the_service(pods, two_replicas, tmp_path):
     # playbooks/benchmark.yml on Kubernetes: vLLM's bench serve in a Job of the deployment's image, the key from the
     # Secret, the tokenizer from the model volume, the load through the vLLM Service inside the cluster.
@@ -337,6 +348,8 @@ def test_a_damaged_model_on_the_volume_is_found_then_fetched_again(pods, two_rep
     rc, output, recap = pods.site("model-fault-check", "--check", *REPLICAS)
     assert rc == 0, output[-8000:]
     flat = _flat(output)
+    # The re-run's first look reads the files from a pod as well, and names the damage before the full run.
+    assert f"the model on {seed_pods.RELEASE}-models is damaged, as pod" in flat, flat[:6000]
     # The first running Ray pod by name that mounts the volume looks (a worker, here).
     assert re.search(
         f"was marked complete on {seed_pods.RELEASE}-models, but pod {seed_pods.RELEASE}-raycluster-[a-z0-9-]+ "
