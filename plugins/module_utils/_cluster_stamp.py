@@ -24,6 +24,8 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_stamp 
     look_differences,
     settings_differences,
 )
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._deployment_stamp import parse_stamp as parse_record_text
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._gpu_node_facts import allocatable_gpus
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._model_volume import (
     claim_reader,
     look_program,
@@ -163,7 +165,7 @@ def nodes_print(nodes):
     return {
         (node.get("metadata") or {}).get("name"): {
             "uid": (node.get("metadata") or {}).get("uid"),
-            "gpus": str(((node.get("status") or {}).get("allocatable") or {}).get("nvidia.com/gpu", "0")),
+            "gpus": allocatable_gpus(node) or 0,
         }
         for node in nodes
     }
@@ -194,13 +196,7 @@ def new_stamp(digest, cluster, head):
 
 def parse_stamp(data):
     """The record in a ConfigMap's ``data``, or None where there is none this version writes."""
-    try:
-        stamp = json.loads((data or {}).get(RECORD_KEY) or "")
-    except ValueError:
-        return None
-    if not isinstance(stamp, dict) or stamp.get("version") != STAMP_VERSION:
-        return None
-    return stamp
+    return parse_record_text((data or {}).get(RECORD_KEY) or "", STAMP_VERSION)
 
 
 def record_configmap(name, namespace, stamp):
@@ -278,12 +274,7 @@ class ClusterObserver:
         look printed in it (``run_in_pod``(namespace, pod, container, argv) gives its output); ``(None, "")``
         without such a pod."""
         pods = self._items("/api/v1", "pods", model["namespace"])
-        reader = claim_reader(
-            [pod for pod in pods if (pod.get("status") or {}).get("phase") == "Running"],
-            model["claim"],
-            model["path"],
-            model["claim_root"],
-        )
+        reader = claim_reader(pods, model["claim"], model["path"], model["claim_root"])
         if reader is None:
             return None, ""
         argv = ["python3", "-c", look_program(), reader["path"]]

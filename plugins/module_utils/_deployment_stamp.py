@@ -230,13 +230,13 @@ def new_stamp(digest, files, head=None, controller_files=(), raylet=None):
     return stamp
 
 
-def parse_stamp(text):
-    """The record in ``text``, or None where it is not one this version writes (a full run writes it again)."""
+def parse_stamp(text, version=STAMP_VERSION):
+    """The record in ``text``, or None where it is not one of ``version`` (a full run writes it again)."""
     try:
         stamp = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(stamp, dict) or stamp.get("version") != STAMP_VERSION:
+    if not isinstance(stamp, dict) or stamp.get("version") != version:
         return None
     return stamp
 

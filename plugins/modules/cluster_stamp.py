@@ -413,8 +413,6 @@ def record_result(module, cluster):
         if why_not:
             module.warn("No record was left, so the next run goes the full way: %s." % why_not)
             return result
-        for key in ("dashboard_url", "vllm_url"):  # the proxies' URLs are made again by each look
-            head.pop(key, None)
     seen = ClusterObserver(cluster.get).cluster(
         [params["namespace"]] + params["namespaces"], [dict(ref) for ref in params["objects"]]
     )

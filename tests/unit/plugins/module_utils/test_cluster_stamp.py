@@ -468,20 +468,20 @@ def test_object_differences_come_one_per_object_sorted_by_key():
 
 def test_nodes_print_is_the_uid_and_allocatable_gpus_of_each_recorded_node():
     assert stamps.nodes_print(recorded_nodes()["items"]) == {
-        name: {"uid": uid, "gpus": "1" if name.startswith("gpu-worker") else "0"} for name, uid in NODE_UIDS.items()
+        name: {"uid": uid, "gpus": 1 if name.startswith("gpu-worker") else 0} for name, uid in NODE_UIDS.items()
     }
 
 
 def test_nodes_without_the_gpu_operator_offer_no_gpus():
     nodes = stamps.nodes_print(recorded_nodes("gpu-nodes-2-operator-absent")["items"])
-    assert {name: entry["gpus"] for name, entry in nodes.items()} == dict.fromkeys(NODE_UIDS, "0")
+    assert {name: entry["gpus"] for name, entry in nodes.items()} == dict.fromkeys(NODE_UIDS, 0)
 
 
 def test_nodes_print_of_64_h200_nodes():
     nodes = stamps.nodes_print(recorded_nodes("gpu-nodes-64")["items"])
     assert len(nodes) == 67
-    assert nodes["h200-01"] == {"uid": "788271b5-75b4-49b4-8fb9-1de01a525c59", "gpus": "8"}
-    assert sum(entry["gpus"] == "8" for entry in nodes.values()) == 64
+    assert nodes["h200-01"] == {"uid": "788271b5-75b4-49b4-8fb9-1de01a525c59", "gpus": 8}
+    assert sum(entry["gpus"] == 8 for entry in nodes.values()) == 64
 
 
 def test_the_same_nodes_do_not_differ():
