@@ -225,8 +225,9 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     # A node under a worker goes NotReady: the re-run fails at once, naming it; the node comes back.
     failing, uids = node_not_ready_fails_the_gate_at_once(bed, tmp_path, workers)
 
-    # Second run, the node back: it passes on the same RayCluster and pods, and nothing changes. Timed with the node
-    # fault's gate interval, it is the run's fixed length: the failing run took no longer than that and one interval.
+    # Second run, the node back: it passes on the same RayCluster and pods, and nothing changes. Both runs are timed
+    # for the log only: two runs' wall clocks differ by more than one interval when the machine is loaded (CI's other
+    # lane), so the failing run is held to the gate's own clock above and, here, to never waiting out the timeout.
     started = time.monotonic()
     rc, out, recap = run_role(bed, tmp_path, extra_vars=NODE_FAULT_RUN)
     passing = time.monotonic() - started
@@ -235,8 +236,9 @@ def test_check_run_idempotence_and_teardown(bed, tmp_path, ray_cluster_factory):
     assert "RayCluster llm/llm-raycluster ready: 3 Ray nodes alive" in out, out[-4000:]
     assert (raycluster(bed)["metadata"]["uid"], sorted(p["metadata"]["uid"] for p in ray_pods(bed))) == uids
     interval = NODE_FAULT_RUN["ray_cluster_kuberay_delay"]
+    timeout = NODE_FAULT_RUN["ray_cluster_kuberay_timeout"]
     print(f"node NotReady: the failing run took {failing:.1f} s, a passing one {passing:.1f} s (interval {interval} s)")
-    assert failing < passing + interval, (failing, passing)
+    assert failing < timeout, (failing, timeout)
 
     # Teardown deletes the RayCluster; the garbage collector takes its pods and Service.
     rc, out, recap = run_role(bed, tmp_path, playbook=TEARDOWN)
