@@ -37,6 +37,13 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._wait import poll
 
 SERVE_PATH = "/api/serve/applications/"
 PACKAGE_PATH = "/api/packages/gcs/"
+# The State API's list of Serve controllers not dead (ALIVE, or RESTARTING with its applications kept). A cluster
+# without one runs no Serve application. The dashboard answers this in milliseconds, where its Serve API's first
+# request after the head starts takes over a second (it sets Serve's client up).
+SERVE_CONTROLLERS_PATH = (
+    "/api/v0/actors?filter_keys=class_name&filter_predicates=%3D&filter_values=ServeController"
+    "&filter_keys=state&filter_predicates=!%3D&filter_values=DEAD&limit=1&detail=false"
+)
 PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")
 STATUSES = ("unreachable", "not_deployed", "deploying", "deploy_failed", "unhealthy", "scaling", "ready")
 # Replica states that serve requests (ray.serve._private.common.ReplicaState).
@@ -110,6 +117,16 @@ class ServeClient(RayJobsClient):
                 "Does the Ray head have Serve installed (ray[serve])?"
             )
         return answer
+
+    def serve_absent(self):
+        """True when the State API lists no Serve controller that is not dead; False when it lists one or does not
+        answer as expected (then :meth:`details` decides)."""
+        try:
+            _status, answer = self.request("GET", SERVE_CONTROLLERS_PATH)
+        except RayJobError:
+            return False
+        listed = ((answer or {}).get("data") or {}).get("result") if isinstance(answer, dict) else None
+        return isinstance(listed, dict) and listed.get("result") == []
 
     def deploy(self, config):
         self.request("PUT", SERVE_PATH, config)
@@ -239,11 +256,14 @@ def ensure_absent(client, name, check_mode=False, wait=None):
 
     ``wait``: ``{"timeout", "interval"}`` and optionally ``clock`` and ``sleep`` (poll's).
     """
+    unchanged = {"changed": False, "diff": {"before": {}, "after": {}}}
+    if client.serve_absent():
+        return unchanged
     details = client.details()
     configs = deployed_configs(details)
     before = configs.get(name)
     if before is None:
-        return {"changed": False, "diff": {"before": {}, "after": {}}}
+        return unchanged
     if not check_mode:
         others = [config for other, config in sorted(configs.items()) if other != name]
         if others:

@@ -28,18 +28,28 @@ def recorded_instance():
         return json.load(fixture)
 
 
+def recorded(name):
+    with open(os.path.join(FIXTURES, name), "rb") as fixture:
+        return fixture.read()
+
+
 class FakeDashboard:
     """An opener for ServeClient that answers like the dashboard from a recorded Serve instance and keeps what was
     PUT, uploaded or deleted."""
 
-    def __init__(self, instance=None, packages=()):
+    def __init__(self, instance=None, packages=(), controllers="alive"):
         self.instance = instance if instance is not None else recorded_instance()
         self.packages = set(packages)
+        self.controllers = controllers  # the State API's recorded answer: "alive", "none", or None (no State API)
         self.calls = []
 
     def __call__(self, url, method="GET", data=None, headers=None, **_kwargs):
         path = url[len(BASE_URL) :]
         self.calls.append((method, path))
+        if path == serve.SERVE_CONTROLLERS_PATH:
+            if self.controllers is None:
+                raise urllib.error.HTTPError(url, 404, "Not Found", {}, io.BytesIO(b"404: Not Found"))
+            return Answer(recorded(f"state-api-serve-controllers-{self.controllers}.json"))
         if path.startswith(serve.PACKAGE_PATH):
             name = path[len(serve.PACKAGE_PATH) :]
             if method == "PUT":
@@ -136,7 +146,7 @@ def test_deleting_the_last_application_shuts_serve_down_and_waits():
     dashboard_get = dashboard.__call__
 
     def answer(url, method="GET", **kwargs):
-        if method == "GET":
+        if method == "GET" and url.endswith(serve.SERVE_PATH):
             dashboard.instance = next(looks, {"applications": {}})
         return dashboard_get(url, method=method, **kwargs)
 
@@ -148,6 +158,26 @@ def test_deleting_the_last_application_shuts_serve_down_and_waits():
 def test_deleting_an_absent_application_changes_nothing():
     result = serve.ensure_absent(client(FakeDashboard({"applications": {}})), "llm")
     assert result == {"changed": False, "diff": {"before": {}, "after": {}}}
+
+
+def test_without_a_serve_controller_nothing_is_deleted_and_the_serve_api_is_not_asked():
+    dashboard = FakeDashboard(controllers="none")
+    result = serve.ensure_absent(client(dashboard), "llm")
+    assert result == {"changed": False, "diff": {"before": {}, "after": {}}}
+    assert dashboard.calls == [("GET", serve.SERVE_CONTROLLERS_PATH)]
+
+
+def test_a_live_serve_controller_lets_the_serve_api_decide():
+    dashboard = FakeDashboard(controllers="alive")
+    result = serve.ensure_absent(client(dashboard), "llm", check_mode=True)
+    assert result["changed"] is True
+    assert dashboard.calls == [("GET", serve.SERVE_CONTROLLERS_PATH), ("GET", serve.SERVE_PATH)]
+
+
+def test_a_dashboard_without_the_state_api_lets_the_serve_api_decide():
+    dashboard = FakeDashboard(controllers=None)
+    result = serve.ensure_absent(client(dashboard), "llm", check_mode=True)
+    assert result["changed"] is True and ("GET", serve.SERVE_PATH) in dashboard.calls
 
 
 def test_the_recorded_instance_is_ready_with_its_two_replicas():
