@@ -1,25 +1,16 @@
 # Copyright: contributors to llmops.ray_vllm
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filters that turn inventory settings into the deployment planner's input (docs: one .yml per filter)."""
+"""Filters that turn inventory settings into the deployment planner's input (docs: one .yml per filter). Their
+module_utils are imported on first use (plugin_utils/_lazy_import.py says why)."""
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._plan_inputs import (
-    PlanInputError,
-    hosts_plan_input,
-    kubernetes_cpu_pods,
-    plan_request,
-)
+from ansible_collections.llmops.ray_vllm.plugins.plugin_utils._lazy_import import lazy
 
 
 def _plan_request(variables):
-    try:
-        return plan_request(dict(variables))
-    except PlanInputError as error:
-        raise AnsibleFilterError(str(error)) from None
+    return lazy("_plan_inputs", "plan_request", ["PlanInputError"])(dict(variables))
 
 
 def _hosts_plan_input(hosts, hostvars, device="auto"):
@@ -36,17 +27,11 @@ def _hosts_plan_input(hosts, hostvars, device="auto"):
                 "ray_cluster_head_num_gpus": host_vars.get("ray_cluster_head_num_gpus"),
             }
         )
-    try:
-        return hosts_plan_input(nodes, device)
-    except PlanInputError as error:
-        raise AnsibleFilterError(str(error)) from None
+    return lazy("_plan_inputs", "hosts_plan_input", ["PlanInputError"])(nodes, device)
 
 
 def _plan_cpu_pods(head, driver):
-    try:
-        return kubernetes_cpu_pods(dict(head), dict(driver))
-    except PlanInputError as error:
-        raise AnsibleFilterError(str(error)) from None
+    return lazy("_plan_inputs", "kubernetes_cpu_pods", ["PlanInputError"])(dict(head), dict(driver))
 
 
 class FilterModule:
