@@ -34,8 +34,15 @@ def lazy(module, function, errors=()):
         found = module_utils(module)
         try:
             return getattr(found, function)(*args, **kwargs)
-        except tuple(getattr(found, name) for name in errors) as error:
-            raise AnsibleFilterError(str(error)) from None
+        except Exception as error:
+            if isinstance(error, _exception_classes(found, errors)):
+                raise AnsibleFilterError(str(error)) from None
+            raise
 
     run.__name__ = function
     return run
+
+
+def _exception_classes(module, names):
+    """The exception classes ``names`` of ``module`` (an empty tuple catches nothing)."""
+    return tuple(getattr(module, name) for name in names)
