@@ -12,7 +12,6 @@ import os
 
 import pytest
 
-from ansible_collections.llmops.ray_vllm.plugins.filter.benchmark import FilterModule
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _benchmark as benchmark
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,13 +113,3 @@ def test_no_output_and_a_broken_json_are_no_result():
     broken = f"{benchmark.BEGIN}\n{{not json\n{benchmark.END}"
     assert benchmark.extract_result(broken) is None
     assert "(no output)" in benchmark.problems(benchmark.summarize(None), rc=2)[0]
-
-
-def test_the_filters_are_the_functions():
-    filters = FilterModule().filters()
-    ok_output = read("ok-8x2.stdout.txt")
-    summary = filters["benchmark_summary"](ok_output)
-    assert filters["benchmark_table"](summary) == benchmark.table_lines(summary)
-    refused = filters["benchmark_summary"](read("unauthorized-4x2.stdout.txt"))
-    assert filters["benchmark_problems"](refused, "4", "0") == []
-    assert len(filters["benchmark_problems"](refused)) == 1
