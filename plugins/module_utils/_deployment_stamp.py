@@ -19,6 +19,7 @@ import os
 import re
 import stat
 
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_auth import read_secret
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_job import jobs_named
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_node import stat_number
 
@@ -279,17 +280,6 @@ def look(stamp, digest, observe_files, observe_head, observe_raylet=lambda temp_
     observer = observe_head(stamp["head"])
     lines = head_differences(stamp["head"], observer)
     return lines, (None if lines else observer.answer().get("completion"))
-
-
-def read_secret(path):
-    """The text of a key or token file, stripped; empty when there is none (the request then goes without it)."""
-    if not path:
-        return ""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            return stream.read().strip()
-    except OSError:
-        return ""
 
 
 class HeadObserver:

@@ -50,3 +50,14 @@ def _decoded(stored_b64):
         return base64.b64decode(stored_b64 or "").decode("utf-8").strip()
     except (binascii.Error, UnicodeDecodeError):
         return ""
+
+
+def read_secret(path):
+    """The text of a key or token file, stripped; empty when there is none (the request then goes without it)."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return stream.read().strip()
+    except OSError:
+        return ""

@@ -46,6 +46,12 @@ options:
   token:
     description: Token of a Ray cluster that runs with token authentication, sent as a bearer token.
     type: str
+  token_file:
+    description:
+      - A file on this host that holds the token, used when O(token) is empty (the ray_cluster role keeps it in
+        C(ray_cluster_auth_token_file)). A missing file means a cluster without token authentication.
+      - Read only here, so a run that finds the port free reads no secret and makes no extra task of it.
+    type: path
   validate_certs:
     description: Verify the dashboard's TLS certificate for C(https) URLs.
     type: bool
@@ -103,6 +109,7 @@ ray_unanswered:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._port_holder import RayLookups, observe
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_auth import read_secret
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._serve_app import ServeClient
 from ansible_collections.llmops.ray_vllm.plugins.module_utils._value_rules import fail_on_bad_values
 
@@ -112,6 +119,7 @@ ARGUMENT_SPEC = dict(
     serve_app=dict(type="str"),
     dashboard_url=dict(type="str"),
     token=dict(type="str", no_log=True),
+    token_file=dict(type="path"),
     validate_certs=dict(type="bool", default=True),
 )
 
@@ -122,7 +130,8 @@ def main():
     params = module.params
     client = None
     if params["dashboard_url"]:
-        client = ServeClient(params["dashboard_url"], params["token"], params["validate_certs"], timeout=5)
+        token = params["token"] or read_secret(params["token_file"]) or None
+        client = ServeClient(params["dashboard_url"], token, params["validate_certs"], timeout=5)
     ray = RayLookups(client)
     module.exit_json(**observe(params["port"], params["job_name"], params["serve_app"], ray))
 

@@ -404,13 +404,6 @@ def test_the_recorded_head_adds_the_alive_nodes_and_the_running_job_or_is_none_w
     assert silent.kinds() == ["ray"]
 
 
-def test_read_secret_strips_the_file_and_is_empty_without_one(tmp_path):
-    (tmp_path / "token").write_text("  ray-token\n")
-    assert stamps.read_secret(str(tmp_path / "token")) == "ray-token"
-    assert stamps.read_secret(str(tmp_path / "none")) == ""
-    assert stamps.read_secret(None) == ""
-
-
 # --- what site.yml prints and decides per node ---------------------------------------------------------------------
 
 HEAD_LOOK = {

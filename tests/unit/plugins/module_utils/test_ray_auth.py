@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_auth import RayAuthError, cluster_token
+from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_auth import RayAuthError, cluster_token, read_secret
 
 GIVEN = "a" * 40
 KEPT = "f" * 64
@@ -43,3 +43,11 @@ def test_a_look_that_needs_no_token_gets_the_given_or_kept_one_else_none():
     assert cluster_token("", slurped(KEPT), required=False) == KEPT
     assert cluster_token(GIVEN, "", required=False) == GIVEN
     assert cluster_token("", slurped("  "), required=False) == ""
+
+
+def test_read_secret_strips_the_file_and_is_empty_without_one(tmp_path):
+    (tmp_path / "token").write_text("  ray-token\n")
+    assert read_secret(str(tmp_path / "token")) == "ray-token"
+    assert read_secret(str(tmp_path / "none")) == ""
+    assert read_secret(None) == ""
+    assert read_secret(str(tmp_path)) == ""  # a directory reads as nothing too

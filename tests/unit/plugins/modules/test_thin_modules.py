@@ -1,21 +1,24 @@
 # Copyright: contributors to llmops.ray_vllm
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""ray_node and model_download as Ansible runs them: their main() passes the options to module_utils and reports
-the result or the failure as it is (in check mode here, so nothing on this machine changes)."""
+"""ray_node, model_download, file_set and port_holder as Ansible runs them: their main() passes the options to
+module_utils and reports the result or the failure as it is (in check mode here, so nothing on this machine
+changes)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import stat
+import threading
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _file_set
-from ansible_collections.llmops.ray_vllm.plugins.modules import file_set, model_download, ray_node
+from ansible_collections.llmops.ray_vllm.plugins.modules import file_set, model_download, port_holder, ray_node
 
 
 def run(module, args, capsys, check=True, diff=False):
@@ -144,3 +147,57 @@ def test_file_set_missing_folders_are_each_named_once_outermost_first(tmp_path):
     paths = [str(tmp_path / "a" / "b" / "f1"), str(tmp_path / "a" / "b" / "f2"), str(tmp_path / "c" / "f3")]
     assert _file_set.missing_folders(paths) == [str(tmp_path / "a"), str(tmp_path / "c"), str(tmp_path / "a" / "b")]
     assert _file_set.planned([{"path": str(tmp_path / "none"), "content": ""}]) == [(str(tmp_path / "none"), None, "")]
+
+
+# --- port_holder: the token file is read only when Ray must be asked, and its token goes as the bearer token
+
+
+@pytest.fixture
+def serve_dashboard():
+    """A dashboard that answers the Serve API with application ``llm`` on the port in ``state["port"]``, and keeps
+    the Authorization header of each request."""
+    state = {"port": 0, "authorizations": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            state["authorizations"].append(self.headers.get("Authorization"))
+            body = json.dumps({"applications": {"llm": {}}, "http_options": {"port": state["port"]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = "http://127.0.0.1:%d" % server.server_address[1]
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_port_holder_sends_the_token_of_its_file_when_it_asks_ray(tmp_path, listening_port, serve_dashboard, capsys):
+    token_file = tmp_path / "ray-auth-token"
+    token_file.write_text("t0k3n-from-the-file\n")
+    serve_dashboard["port"] = listening_port
+    args = dict(port=listening_port, serve_app="llm", dashboard_url=serve_dashboard["url"], token_file=str(token_file))
+    result = run(port_holder, args, capsys)
+    assert result["holder"] == "serve", result
+    assert serve_dashboard["authorizations"] == ["Bearer t0k3n-from-the-file"]
+    assert "t0k3n-from-the-file" not in json.dumps(result)
+    # A given token wins over the file; a missing file is a cluster without token authentication.
+    run(port_holder, dict(args, token="given-token"), capsys)
+    run(port_holder, dict(args, token_file=str(tmp_path / "none")), capsys)
+    assert serve_dashboard["authorizations"][1:] == ["Bearer given-token", None]
+
+
+def test_port_holder_asks_nothing_for_a_free_port(tmp_path, serve_dashboard, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]  # bound, not listening
+        args = dict(port=free_port, serve_app="llm", dashboard_url=serve_dashboard["url"])
+        result = run(port_holder, dict(args, token_file=str(tmp_path / "ray-auth-token")), capsys)
+    assert result["holder"] == "free" and serve_dashboard["authorizations"] == []
