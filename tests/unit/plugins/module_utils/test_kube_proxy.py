@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 
 import pytest
 import yaml
@@ -22,6 +20,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._kube_proxy import
     service_transport,
 )
 from ansible_collections.llmops.ray_vllm.tests.unit.failing_module import FailingModule
+from ansible_collections.llmops.ray_vllm.tests.unit.json_http_server import json_server
 
 CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBdGVzdA==\n-----END CERTIFICATE-----\n"
 
@@ -132,25 +131,8 @@ def test_module_transport_reads_the_options_and_fails_with_the_callers_result(tm
 @pytest.fixture
 def http_server():
     """A local HTTP server that answers every GET with the request's headers, as JSON."""
-
-    class Echo(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps(dict(self.headers)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield "http://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with json_server(lambda headers: headers) as url:
+        yield url
 
 
 def test_fetch_sends_the_transport_headers_and_leaves_the_module_params_alone(tmp_path, http_server):

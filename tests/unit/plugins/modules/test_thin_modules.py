@@ -7,18 +7,17 @@ changes)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import socket
 import stat
-import threading
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.llmops.ray_vllm.plugins.module_utils import _file_set
 from ansible_collections.llmops.ray_vllm.plugins.modules import file_set, model_download, port_holder, ray_node
+from ansible_collections.llmops.ray_vllm.tests.unit.json_http_server import json_server
 
 
 def run(module, args, capsys, check=True, diff=False):
@@ -158,25 +157,13 @@ def serve_dashboard():
     the Authorization header of each request."""
     state = {"port": 0, "authorizations": []}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            state["authorizations"].append(self.headers.get("Authorization"))
-            body = json.dumps({"applications": {"llm": {}}, "http_options": {"port": state["port"]}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(headers):
+        state["authorizations"].append(headers.get("Authorization"))
+        return {"applications": {"llm": {}}, "http_options": {"port": state["port"]}}
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["url"] = "http://127.0.0.1:%d" % server.server_address[1]
-    yield state
-    server.shutdown()
-    server.server_close()
+    with json_server(answer) as url:
+        state["url"] = url
+        yield state
 
 
 def test_port_holder_sends_the_token_of_its_file_when_it_asks_ray(tmp_path, listening_port, serve_dashboard, capsys):
