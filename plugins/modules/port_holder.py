@@ -50,7 +50,8 @@ options:
     description:
       - A file on this host that holds the token, used when O(token) is empty (the ray_cluster role keeps it in
         C(ray_cluster_auth_token_file)). A missing file means a cluster without token authentication.
-      - Read only here, so a run that finds the port free reads no secret and makes no extra task of it.
+      - The module reads it itself, so the token needs no task of its own and never passes through the play's
+        variables.
     type: path
   validate_certs:
     description: Verify the dashboard's TLS certificate for C(https) URLs.
