@@ -7,7 +7,9 @@
    job must run the same command, or the bench stops, so the floor cannot drift from the role.
 2. Cold deploy: `ansible-playbook site.yml -i inventories/local` from nothing running (the converted model is
    kept, as it is in the floor) until the play has printed its answer.
-3. Idempotent re-run: the same command again, with changed=0.
+3. Idempotent re-run: the same command again, with changed=0. Then Ansible's own cost per task run on the same nodes
+   (ansible_floor.py), to price the cold deploy's task runs outside the phases (recorded by the llmops_task_runs
+   callback in callback_plugins/).
 0. The deployment planner alone: its seconds for DeepSeek-R1-Distill-Llama-70B on 2, 64 and 1,000 nodes of 8 H100s
    (target: under 0.5 s at 1,000 nodes), printed first since it needs nothing running.
 5. Throughput with 1 and 2 replicas: the same bounded load (48 chat completions of up to 32 tokens, 8 at a time,
@@ -44,6 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import ansible_floor
 import bench_scale
 import deployed_command
 import phases
@@ -253,9 +256,11 @@ def same_server_as_floor(server, what):
 
 
 def timed_site(what):
-    """``(seconds, phases, changed, other parts)`` of one site.yml run on inventories/local; exits when it failed."""
+    """``(seconds, phases, changed, other parts, other runs)`` of one site.yml run on inventories/local, ``other
+    runs`` the llmops_task_runs record of the tasks outside the phases; exits when it failed."""
+    env = dict(WHOLE_PROFILE, **ansible_floor.callback_env(what))
     start = time.monotonic()
-    rc, out, recap = run_playbook("site.yml", extra_args=VARS, env=WHOLE_PROFILE)
+    rc, out, recap = run_playbook("site.yml", extra_args=VARS, env=env)
     seconds = time.monotonic() - start
     if rc != 0:
         sys.exit(f"{what} failed:\n" + out[-4000:])
@@ -264,7 +269,24 @@ def timed_site(what):
     log.write_text(out)
     print(f"{what} (site.yml): {seconds:.1f} s; its output and task profile: {log.relative_to(REPO)}", flush=True)
     changed = sum(host["changed"] for host in recap.values())
-    return seconds, phases.site_phases(out, seconds), changed, phases.other_parts(out, seconds)
+    runs = json.loads(ansible_floor.runs_file(what).read_text())
+    in_phases = phases.phase_tasks(out, seconds)
+    other_runs = [run for run in runs if run["name"] not in in_phases]
+    return seconds, phases.site_phases(out, seconds), changed, phases.other_parts(out, seconds), other_runs
+
+
+def measured_ansible_floor():
+    """Ansible's own cost per task run of each kind, and its start and end, on inventories/local now
+    (ansible_floor.playbook); exits when the playbook failed."""
+    path = ansible_floor.BENCH_DIR / "ansible-floor.yml"
+    path.write_text(ansible_floor.playbook() + "\n")
+    start = time.monotonic()
+    rc, out, _recap = run_playbook(str(path), env=WHOLE_PROFILE)
+    seconds = time.monotonic() - start
+    if rc != 0:
+        sys.exit("the Ansible floor's playbook failed:\n" + out[-4000:])
+    (ansible_floor.BENCH_DIR / "ansible-floor.log").write_text(out)
+    return ansible_floor.costs(out, seconds)
 
 
 def print_deploy_measures(measures):
@@ -298,11 +320,25 @@ def print_deploy_measures(measures):
     for run, title in (("cold", "cold deploy"), ("rerun", "idempotent re-run")):
         print()
         print(phases.other_table(measures[run][3], f"{title}: where '{phases.OTHER}' goes"))
+    other_s = dict(measures["cold"][1])[phases.OTHER]
+    other_runs = measures["cold"][4]
+    priced = ansible_floor.priced_rows(measures["ansible"], ansible_floor.kind_counts(other_runs))
+    print()
+    print(
+        ansible_floor.table(priced, other_s, f"cold deploy: Ansible's own cost for the task runs of '{phases.OTHER}'")
+    )
+    print()
+    above = ansible_floor.above_floor(other_runs, measures["ansible"])
+    print(ansible_floor.above_table(above, "cold deploy: the task runs furthest above Ansible's cost for their kind"))
     excess = {"cold": cold_s - COLD_TARGET * floor_s, "rerun": rerun_s - RERUN_TARGET_S}
     for run, title in (("cold", "Cold deploy"), ("rerun", "Re-run")):
         if excess[run] > 0:
             floor = dict(measures["floor"][1]) if run == "cold" else {}
-            print(f"\n{title}: " + phases.holding_back(measures[run][1], measures[run][3], excess[run], floor))
+            why = phases.holding_back(measures[run][1], measures[run][3], excess[run], floor)
+            if run == "cold":
+                phases_over = cold_s - other_s - floor_s
+                why += " " + ansible_floor.why(priced, other_s, (COLD_TARGET - 1) * floor_s, phases_over)
+            print(f"\n{title}: {why}")
 
 
 def main():
@@ -321,6 +357,7 @@ def main():
     answer(KEY_FILE.read_text().strip(), 60)
     deployed_tokens_per_s = None if deploy_only else endpoint_tokens_per_s("cold deploy")
     measures["rerun"] = timed_site("idempotent re-run")
+    measures["ansible"] = measured_ansible_floor()
     throughputs = None if deploy_only else replica_throughputs(KEY_FILE.read_text().strip())
     run_playbook("playbooks/teardown.yml", extra_args=VARS)
     kill_tree(TEMP_PREFIX)

@@ -78,14 +78,19 @@ PLAYBOOK_TASKS = "site.yml's own tasks (plan, preflights, checks)"
 BETWEEN_TASKS = "Ansible between tasks (start-up, inventory, includes, results)"
 
 
+def phase_tasks(output, total_s):
+    """The names of the tasks that :func:`site_phases` counts in a phase of this run (the rest is OTHER)."""
+    phase_rows = dict(site_phases(output, total_s))
+    return {task for phase, _step, tasks in PHASES + (LOOK,) for task in tasks if phase in phase_rows}
+
+
 def other_parts(output, total_s):
     """``[(part, tasks run, seconds)]``: what OTHER holds, largest first.
 
     One part per role (its tasks outside the phases), site.yml's own tasks, and what no task holds: Ansible's own
     time before, between and after tasks. A goal that is not met then shows which part holds it back.
     """
-    phase_rows = site_phases(output, total_s)
-    in_phases = {task for phase, _step, tasks in PHASES + (LOOK,) for task in tasks if phase in dict(phase_rows)}
+    in_phases = phase_tasks(output, total_s)
     parts = {}
     for name, seconds in profile_lines(output):
         if name in in_phases:
