@@ -2,17 +2,14 @@
 playbook, and a deploy's task runs sorted into the same kinds by the llmops_task_runs callback.
 
 The recordings are real, from this machine: the floor playbook's output on inventories/local (12.32 s wall), and a
-cold deploy's output and llmops_task_runs record from make bench-deploy. One test runs the playbook and the callback
-for real, with two tasks of each kind.
+cold deploy's output and llmops_task_runs record from make bench-deploy. The playbook and the callback run for real
+in tests/integration/test_bench_ansible_floor.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -113,25 +110,3 @@ def test_the_priced_table_and_why_it_cannot_fit():
     fits = int(5.6 // costs[ansible_floor.MODULE])
     assert f"needs {total:.1f} s of those 16.0 s" in note and f"which is {fits} module calls at" in note
     assert note.endswith("the phases' own tasks are +6.3 s over the floor's steps already.")
-
-
-def test_the_playbook_and_the_callback_for_real(tmp_path):
-    """Two tasks of each kind on inventories/local's two nodes: the callback sorts them as the playbook meant."""
-    playbook = tmp_path / "floor.yml"
-    playbook.write_text(ansible_floor.playbook(count=2))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), PROFILE_TASKS_TASK_OUTPUT_LIMIT="all")
-    env.update(ansible_floor.callback_env("unit"), LLMOPS_TASK_RUNS_FILE=str(tmp_path / "runs.json"))
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".build" / "collections")
-    start = time.monotonic()
-    completed = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), str(playbook), "-i", "inventories/local"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:]
-    costs = ansible_floor.costs(completed.stdout, time.monotonic() - start)
-    assert set(costs) == {*ansible_floor.KINDS, ansible_floor.START_AND_END}
-    runs = json.loads((tmp_path / "runs.json").read_text())
-    assert [run["name"] for run in runs[:3]] == ["module call 0", "task on the controller only 0", "skipped task 0"]
-    assert ansible_floor.kind_counts(runs) == {kind: 2 for kind in ansible_floor.KINDS}
-    assert sorted(runs[0]["ran"]) == sorted(runs[2]["skipped"]) == ["ray-head-local", "ray-worker-local"]
-    assert all(run["seconds"] > 0 for run in runs)
