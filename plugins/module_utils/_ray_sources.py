@@ -25,6 +25,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_status import
     NodeTracker,
     classify_cli_failure,
     cluster_status_text_from_json,
+    count_registered_nodes,
     describe_expectations,
     describe_observation,
     evaluate,
@@ -159,6 +160,7 @@ def observe_dashboard(module, dashboard_url, token=None, timeout=30, with_nodes=
             observation["warnings"].append("no per-node facts from {}: {}".format(nodes_url, nodes_error["detail"]))
         else:
             observation["node_details"] = merge_node_details(parse_status_text(text)["node_details"], api_nodes)
+            count_registered_nodes(observation, api_nodes)
     return observation
 
 

@@ -98,6 +98,9 @@ options:
 notes:
   - The report of C(ray status) comes from the head's autoscaler monitor, which refreshes it every few seconds,
     so a node that just joined or died may show a little later.
+  - With O(dashboard_url) or O(service), a node the GCS lists C(ALIVE) in C(/api/v0/nodes) but the report does not
+    list yet (it registered a moment ago) counts as alive and idle, and its resources count in the totals, so the
+    gate passes as soon as every node has registered. The node list never lowers what the report says.
   - Nodes that died long ago stay C(DEAD) in the dashboard's node list; they do not make the gate fail, but they
     are named in the message when nodes are missing.
 seealso:

@@ -15,6 +15,7 @@ from ansible_collections.llmops.ray_vllm.plugins.module_utils._ray_status import
     NodeTracker,
     classify_cli_failure,
     cluster_status_text_from_json,
+    count_registered_nodes,
     demanded_resources,
     describe_observation,
     evaluate,
@@ -118,7 +119,8 @@ RECORDED = sorted(RELEASES)
 # The other recorded folders, each tested on its own below.
 TOKEN_AUTH = "2.60.0-local-token-auth-head1cpu1gpu"
 VERSION_MISMATCH = "2.60.0-local-read-by-ray-2.44.1-head1cpu"
-EVERY_FOLDER = sorted(RECORDED + [TOKEN_AUTH, VERSION_MISMATCH])
+REGISTRATION_LAG = "2.60.0-local-head1cpu-worker1cpu1gpu-registration-lag"
+EVERY_FOLDER = sorted(RECORDED + [TOKEN_AUTH, VERSION_MISMATCH, REGISTRATION_LAG])
 
 
 def captured(folder, step):
@@ -609,3 +611,52 @@ def test_source_error_sentences(kind, words):
     problems, terminal = evaluate(dict(parse_status_text(""), source_error=dict(kind=kind, where="x", detail="y")))
     assert len(problems) == 1
     assert terminal is (kind in ("ray_missing", "version_mismatch", "auth", "http_unauthorized"))
+
+
+def lag_observation(step):
+    text = cluster_status_text_from_json(
+        recorded_json(REGISTRATION_LAG, f"{step}-dashboard-cluster-status-format1.json")
+    )
+    observation = parse_status_text(text)
+    api_nodes = nodes_from_state_api(recorded_json(REGISTRATION_LAG, f"{step}-dashboard-v0-nodes-detail.json"))
+    return observation, api_nodes
+
+
+def test_a_worker_the_gcs_registered_counts_before_the_report_lists_it():
+    """Recorded at once after the worker's `ray start --address` returned: the report lists the head alone."""
+    observation, api_nodes = lag_observation("worker-registered")
+    expected = dict(expected_nodes=2, expected_gpus=1, expected_cpus=2)
+    assert observation["nodes"]["alive"] == 1 and "GPU" not in observation["resources"]
+    problems, _terminal = evaluate(observation, **expected)
+    assert problems and problems[0].startswith("1/2 nodes alive")
+
+    counted = count_registered_nodes(observation, api_nodes)
+    assert counted is observation
+    assert observation["nodes"] == dict(active=1, idle=1, pending=0, failed=0, alive=2)
+    assert observation["resources"]["GPU"] == dict(used=0.0, total=1.0)
+    assert observation["resources"]["CPU"] == dict(used=0.0, total=2.0)
+    assert evaluate(observation, **expected) == ([], False)
+    # Bytes from the GCS where the report rounds to 2 decimals of GiB: the larger sum.
+    assert observation["resources"]["memory"]["total"] == sum(node["resources_total"]["memory"] for node in api_nodes)
+
+
+def test_once_the_report_lists_the_worker_the_state_api_changes_nothing():
+    observation, api_nodes = lag_observation("worker-reported")
+    before = json.loads(json.dumps(observation))
+    assert count_registered_nodes(observation, api_nodes) == before
+    assert observation["nodes"]["alive"] == 2 and observation["resources"]["GPU"]["total"] == 1.0
+
+
+@pytest.mark.parametrize("folder", RECORDED)
+def test_a_dead_node_of_the_state_api_lowers_nothing(folder):
+    """The killed worker: the GCS has it DEAD; what the report still says stays the report's (and the tracker's)."""
+    observation = parse_status_text(recorded(folder, "worker-killed-verbose.txt"))
+    before = json.loads(json.dumps(observation))
+    api_nodes = [dict(state="DEAD", resources_total={"CPU": 1.0, "GPU": 1.0})]
+    assert count_registered_nodes(observation, api_nodes) == before
+
+
+def test_without_a_status_the_state_api_does_not_make_one():
+    observation = parse_status_text("")
+    _observation, api_nodes = lag_observation("worker-registered")
+    assert count_registered_nodes(observation, api_nodes)["nodes"]["alive"] == 0

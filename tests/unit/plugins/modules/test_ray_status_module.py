@@ -369,6 +369,21 @@ def test_dashboard_source_with_token_and_state_api(monkeypatch):
     assert "the GCS lists 1 dead node(s)" in result["msg"]
 
 
+def test_the_gate_passes_once_the_gcs_registered_every_node(monkeypatch):
+    """Recorded right after the worker registered: the report lists the head alone, the state API both nodes."""
+    monkeypatch.setattr(_ray_sources, "fetch_url", fake_fetch_url)
+    lag = RECORDED_ROOT / "2.60.0-local-head1cpu-worker1cpu1gpu-registration-lag"
+    params = dict(dashboard_url="http://head:8265", expected_nodes=2, expected_gpus=1, expected_cpus=2)
+    result = _ray_sources.run_gate(FakeModule(params, urls=dashboard_urls(lag, "worker-registered")))
+    assert result["ready"] is True and result["attempts"] == 1
+    assert result["nodes"]["alive"] == 2 and result["resources"]["GPU"]["total"] == 1.0
+    # The report alone (a dashboard without the state API) still waits for the worker.
+    urls = dashboard_urls(lag, "worker-registered")
+    urls["http://head:8265" + _ray_sources.STATE_API_NODES_PATH] = recorded_http(V260, "idle-dashboard-not-found.txt")
+    result = _ray_sources.run_gate(FakeModule(params, urls=urls))
+    assert result["ready"] is False and "1/2 nodes alive" in result["msg"]
+
+
 def test_dashboard_source_keeps_the_status_when_the_state_api_fails(monkeypatch):
     monkeypatch.setattr(_ray_sources, "fetch_url", fake_fetch_url)
     urls = dashboard_urls(V24, "idle")
